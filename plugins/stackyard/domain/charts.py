@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import re
 import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,12 +17,12 @@ from typing import Any
 
 import yaml
 
+from stackyard.domain.manifest import validate_service_name
 from stackyard.exceptions import InputError, NotFoundError
 
 PROFILES_DIR = "profiles"
 PROFILE_VALUES = "values.yaml"
 PROFILE_SECRETS = "secrets.yaml"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -103,12 +102,6 @@ def chart_files_digest(data: bytes) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def validate_chart_name(name: str) -> str:
-    if not _DNS_LABEL.match(name or ""):
-        raise InputError(f"chart/service name {name!r} is not a DNS-1123 label (a-z, 0-9, '-', max 63)")
-    return name
-
-
 def _is_profile_or_top_file(rel: Path) -> bool:
     parts = rel.parts
     return len(parts) == 1 or (parts[0] == PROFILES_DIR and len(parts) == 3)
@@ -144,7 +137,7 @@ def _chart_from_files(files: dict[str, bytes], origin: str) -> Chart:
     for key in ("name", "version"):
         if not meta.get(key):
             raise InputError(f"{origin}/Chart.yaml: missing {key!r}")
-    name = validate_chart_name(str(meta["name"]))
+    name = validate_service_name(str(meta["name"]), f"{origin}/Chart.yaml: name")
     values = _parse_yaml(files.get("values.yaml", b""), f"{name}/values.yaml")
     if not isinstance(values, Mapping):
         raise InputError(f"{name}/values.yaml: must be a mapping")
@@ -167,3 +160,18 @@ def _chart_from_files(files: dict[str, bytes], origin: str) -> Chart:
         values=values,
         profiles=profiles,
     )
+
+
+def vendored_charts(data: bytes, origin: str) -> list[Chart]:
+    """The subcharts packaged in ``charts/`` of a packaged chart (an umbrella's services)."""
+    subcharts = []
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in sorted(tar.getmembers(), key=lambda m: m.name):
+                parts = PurePosixPath(member.name).parts
+                if member.isfile() and len(parts) == 3 and parts[1] == "charts" and parts[2].endswith(".tgz"):
+                    inner = tar.extractfile(member).read()  # type: ignore[union-attr]
+                    subcharts.append(load_chart_bytes(inner, origin=f"{origin}/charts/{parts[2]}"))
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise InputError(f"{origin}: not a packaged chart (.tgz): {exc}") from None
+    return subcharts

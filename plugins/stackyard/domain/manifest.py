@@ -480,7 +480,7 @@ def candidate_problems(parent: Manifest, candidate: Manifest) -> list[str]:
     rebuilt = [entry for entry in changes.changed if entry.direction == "rebuild"]
     if rebuilt:
         problems.append("changes a pin without a new version: " + ", ".join(map(str, rebuilt)))
-    moved = changes.added + changes.changed
+    moved = sorted(changes.added + changes.changed, key=lambda entry: entry.service)
     if not moved:
         problems.append("changes no service")
     elif len(moved) > 1:

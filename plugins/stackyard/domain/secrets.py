@@ -50,6 +50,17 @@ def _leaves(node: Any, unencrypted_suffix: str) -> Iterable[str]:
         yield str(node)
 
 
+def secret_leaves(values: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every scalar leaf of a decrypted secrets tree as (dotted path, string value)."""
+    if isinstance(values, dict):
+        return [leaf for key, value in values.items() for leaf in secret_leaves(value, f"{path}.{key}" if path else str(key))]
+    if isinstance(values, list):
+        return [leaf for index, value in enumerate(values) for leaf in secret_leaves(value, f"{path}[{index}]")]
+    if values is None or isinstance(values, bool):
+        return []
+    return [(path, str(values))]
+
+
 class SecretRegistry:
     """The plaintext values this process has decrypted, so output can be redacted before use."""
 

@@ -16,7 +16,6 @@ from typing import Any
 
 import yaml
 
-from stackyard.domain.charts import content_digest
 
 UMBRELLA_NAME = "l3"
 _FIXED_MTIME = 0  # reproducible builds: tar and gzip carry no build time
@@ -74,7 +73,3 @@ def build_umbrella(
     with gzip.GzipFile(fileobj=out, mode="wb", mtime=_FIXED_MTIME, compresslevel=6) as gz:
         gz.write(raw.getvalue())
     return out.getvalue()
-
-
-def umbrella_digest(data: bytes) -> str:
-    return content_digest(data)

@@ -80,13 +80,3 @@ def nest_under(service: str, values: Mapping[str, Any]) -> dict[str, Any]:
     """Values for a subchart of an umbrella: Helm reads them under the subchart's name."""
     return {service: copy.deepcopy(dict(values))}
 
-
-def secret_leaves(values: Any) -> list[str]:
-    """Every scalar leaf of a decrypted secrets tree, as strings (what a masker must know)."""
-    if isinstance(values, Mapping):
-        return [leaf for value in values.values() for leaf in secret_leaves(value)]
-    if isinstance(values, list):
-        return [leaf for value in values for leaf in secret_leaves(value)]
-    if values is None or isinstance(values, bool):
-        return []
-    return [str(values)]

@@ -1,0 +1,59 @@
+"""Where stackyard keeps things, read from the environment once.
+
+Local mode (``eval "$(make -s env)"``) sets these to folders under ``.stackyard/``; the compose
+stack and production set them to an OCI registry and an S3 bucket. Connection ids are Airflow
+connections: the cluster (cncf-kubernetes), the SOPS identity, and AWS.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Settings:
+    root: Path
+    home: Path
+    registry_url: str
+    manifest_store_url: str
+    kubernetes_conn_id: str = "stackyard_kube"
+    sops_conn_id: str = "stackyard_sops"
+    aws_conn_id: str = "aws_default"
+    registry_plain_http: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        root = Path(env.get("STACKYARD_ROOT") or PROJECT_ROOT)
+        home = Path(env.get("STACKYARD_HOME") or root / ".stackyard")
+        return cls(
+            root=root,
+            home=home,
+            registry_url=env.get("STACKYARD_REGISTRY") or f"dir://{home / 'registry'}",
+            manifest_store_url=env.get("STACKYARD_MANIFEST_STORE") or f"file://{home / 'manifests'}",
+            kubernetes_conn_id=env.get("STACKYARD_KUBE_CONN_ID", cls.kubernetes_conn_id),
+            sops_conn_id=env.get("STACKYARD_SOPS_CONN_ID", cls.sops_conn_id),
+            aws_conn_id=env.get("STACKYARD_AWS_CONN_ID", cls.aws_conn_id),
+            registry_plain_http=env.get("STACKYARD_REGISTRY_PLAIN_HTTP", "").lower() in ("1", "true", "yes"),
+        )
+
+    @property
+    def include_dir(self) -> Path:
+        return self.root / "include"
+
+    @property
+    def charts_dir(self) -> Path:
+        return self.include_dir / "charts"
+
+    @property
+    def umbrella_template_dir(self) -> Path:
+        return self.include_dir / "umbrella"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache" / "charts"

@@ -1,0 +1,55 @@
+"""Fixtures shared by the whole suite: the real tools, the example charts, a scratch state folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHARTS = ROOT / "include" / "charts"
+EXAMPLE_AGE_KEY = ROOT / "include" / "keys" / "example-only" / "age.key"
+EXAMPLE_SERVICES = ("catalog", "orders", "storefront")
+
+
+def require_tool(name: str) -> str:
+    """The tool's path. `make test` installs every tool, so a missing one is a failure, not a skip."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not on PATH; run the suite through `make test` (it installs the tools)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> str:
+    return require_tool("helm")
+
+
+@pytest.fixture(scope="session")
+def sops_bin() -> str:
+    return require_tool("sops")
+
+
+@pytest.fixture
+def chart_copy(tmp_path):
+    """A private copy of an example chart, to modify freely."""
+
+    def copy(service: str, version: str | None = None) -> Path:
+        dest = tmp_path / "src" / service
+        shutil.copytree(CHARTS / service, dest)
+        if version:
+            chart_yaml = dest / "Chart.yaml"
+            text = chart_yaml.read_text().replace("version: 1.0.0", f"version: {version}")
+            chart_yaml.write_text(text)
+        return dest
+
+    return copy
+
+
+@pytest.fixture
+def example_env(monkeypatch):
+    """sops can read the example-only age key."""
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(EXAMPLE_AGE_KEY))
+    return os.environ
