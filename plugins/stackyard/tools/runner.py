@@ -62,7 +62,7 @@ class ToolRunner:
         With ``stdout_is_data`` stdout is returned and never logged (rendered manifests,
         decrypted secrets); otherwise it is logged and kept in the tail like stderr.
         """
-        self.log.info("running %s (env: %s)", " ".join(argv), ", ".join(sorted(env)) or "-")
+        self.log.info("running %s (env: %s)", self.redact(" ".join(argv)), ", ".join(sorted(env)) or "-")
         started = time.monotonic()
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         data_chunks: list[bytes] = []

@@ -97,6 +97,6 @@ class Sops:
             return InputError(f"{source}: MAC mismatch, the file was modified outside sops or is corrupt")
         if exc.exit_code in _DECRYPT_FAILURES:
             return InputError(f"{source}: {_DECRYPT_FAILURES[exc.exit_code]}; the file is corrupt")
-        if exc.exit_code == _COULD_NOT_READ_INPUT:
+        if exc.exit_code == _COULD_NOT_READ_INPUT or "metadata not found" in exc.output_tail:
             return InputError(f"{source}: sops could not read it (not a SOPS document?)")
         return exc
