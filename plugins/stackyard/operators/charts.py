@@ -1,0 +1,73 @@
+"""Operators on artifacts: publish a service chart, decrypt-check a profile."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from stackyard.domain.charts import load_chart
+from stackyard.domain.deployment import values_digest
+from stackyard.hooks.helm import HelmHook
+from stackyard.hooks.sops import SopsHook
+from stackyard.hooks.stores import registry_for
+from stackyard.publishing import publish_chart
+from stackyard.settings import Settings
+
+
+class ChartPublishOperator(BaseOperator):
+    """Lint, check profiles, package with ``profiles/`` inside and publish immutably.
+
+    Returns ``{name, version, digest}``.
+    """
+
+    template_fields: Sequence[str] = ("chart_dir",)
+
+    def __init__(self, *, chart_dir: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.chart_dir = chart_dir
+
+    @cached_property
+    def helm_hook(self) -> HelmHook:
+        return HelmHook(kubernetes_conn_id=None, plain_http=Settings.from_env().registry_plain_http)
+
+    def execute(self, context: Any) -> dict[str, str]:
+        settings = Settings.from_env()
+        with self.helm_hook.helm() as helm:
+            ref = publish_chart(self.chart_dir, registry=registry_for(settings, helm), helm=helm)
+        self.log.info("published %s", ref)
+        return {"name": ref.name, "version": ref.version, "digest": ref.digest}
+
+    def on_kill(self) -> None:
+        self.helm_hook.kill()
+
+
+class SopsDecryptOperator(BaseOperator):
+    """Proves a profile's secrets decrypt with this deployment's keys, before anything is changed.
+
+    Plaintext never leaves the task: it returns ``{source, values_digest}`` only.
+    """
+
+    template_fields: Sequence[str] = ("chart", "profile")
+
+    def __init__(self, *, chart: str, profile: str, sops_conn_id: str | None = None,
+                 aws_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.chart, self.profile = chart, profile
+        self.sops_conn_id, self.aws_conn_id = sops_conn_id, aws_conn_id
+
+    @cached_property
+    def sops_hook(self) -> SopsHook:
+        settings = Settings.from_env()
+        return SopsHook(self.sops_conn_id or settings.sops_conn_id, self.aws_conn_id or settings.aws_conn_id)
+
+    def execute(self, context: Any) -> dict[str, str]:
+        profile = load_chart(Path(self.chart)).profile(self.profile)
+        values = self.sops_hook.decrypt_profile(profile)
+        return {"source": profile.secrets_source, "values_digest": values_digest(values)}
+
+    def on_kill(self) -> None:
+        self.sops_hook.kill()
