@@ -1,0 +1,161 @@
+"""The ``Sandbox`` object: wires store, API, controllers and HTTP server; writes a kubeconfig;
+loads and saves the optional snapshot."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+from .api import NS_KEY, Api, now_str
+from .controllers import Controllers
+from .discovery import Validator
+from .faults import Faults
+from .resources import Registry
+from .server import SandboxHTTPServer
+from .store import Store
+
+log = logging.getLogger(__name__)
+CONTEXT = "kube-sandbox"
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+SNAPSHOT_EVERY = 5.0
+
+
+def kubeconfig_text(url: str, namespace: str = "default") -> str:
+    return (
+        "apiVersion: v1\nkind: Config\npreferences: {}\n"
+        f"clusters:\n- name: {CONTEXT}\n  cluster:\n    server: {url}\n"
+        f"users:\n- name: {CONTEXT}\n  user:\n    token: kube-sandbox\n"
+        f"contexts:\n- name: {CONTEXT}\n  context:\n    cluster: {CONTEXT}\n    user: {CONTEXT}\n"
+        f"    namespace: {namespace}\n"
+        f"current-context: {CONTEXT}\n")
+
+
+class Sandbox:
+    """A Kubernetes API emulator on 127.0.0.1, served from a background thread.
+
+    >>> with Sandbox(ready_delay=0.2) as sb:
+    ...     os.environ["KUBECONFIG"] = str(sb.kubeconfig_path)
+    """
+
+    def __init__(self, ready_delay: float = 0.5, snapshot: str | os.PathLike | None = None,
+                 host: str = "127.0.0.1", port: int = 0, kubeconfig: str | os.PathLike | None = None,
+                 verbose: bool = False):
+        self.ready_delay = ready_delay
+        self.snapshot = Path(snapshot) if snapshot else None
+        self.host, self.port = host, port
+        self._kubeconfig_arg = Path(kubeconfig) if kubeconfig else None
+        self.kubeconfig_path: Path | None = None
+        self.verbose = verbose
+        self.faults = Faults()
+        self.registry = Registry()
+        self.store = Store()
+        self.api = Api(self.store, self.registry, Validator())
+        self.controllers: Controllers | None = None
+        self._server: SandboxHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+        self._stopped = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("sandbox not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "Sandbox":
+        self.controllers = Controllers(self.api, self.registry, self.ready_delay)
+        if self.snapshot and self.snapshot.exists():
+            self.store.load(json.loads(self.snapshot.read_text()))
+            with self.store.lock:  # let controllers resume unfinished work (CRDs, pods, namespaces)
+                for item in self.store.dump()["objects"]:
+                    key = (item["group"], item["plural"])
+                    self.controllers.on_event("ADDED", key, item["object"], None)
+        self._seed()
+        self._server = SandboxHTTPServer((self.host, self.port), self.api, self.registry, self.faults, self.verbose)
+        self.controllers.start()
+        t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                             name="kube-sandbox-http", daemon=True)
+        t.start()
+        self._threads.append(t)
+        if self.snapshot:
+            s = threading.Thread(target=self._autosave, name="kube-sandbox-snapshot", daemon=True)
+            s.start()
+            self._threads.append(s)
+        self._write_kubeconfig()
+        log.info("kube sandbox serving on %s (kubeconfig %s)", self.url, self.kubeconfig_path)
+        return self
+
+    def stop(self) -> None:
+        if self._server is None or self._stopped.is_set():
+            return
+        self._stopped.set()
+        self._server.stopping.set()
+        with self.store.cond:
+            self.store.cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+        if self.controllers:
+            self.controllers.stop()
+        self.save_snapshot()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+
+    def __enter__(self) -> "Sandbox":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ helpers
+    def _seed(self) -> None:
+        with self.store.lock:
+            ns_rt = self.registry.get("", "v1", "namespaces")
+            for name in SYSTEM_NAMESPACES:
+                if self.store.get(NS_KEY, "", name) is None:
+                    self.api.create(ns_rt, "", {"metadata": {"name": name}}, {}, "kube-apiserver")
+            node_rt = self.registry.get("", "v1", "nodes")
+            if self.store.get(node_rt.key, "", "sandbox-node") is None:
+                self.api.create(node_rt, "", {"metadata": {"name": "sandbox-node", "labels": {
+                    "kubernetes.io/hostname": "sandbox-node", "kubernetes.io/os": "linux"}}}, {}, "kubelet")
+                self.api.set_status(node_rt, "", "sandbox-node", lambda o: o.update(status={
+                    "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                                    "lastHeartbeatTime": now_str(), "lastTransitionTime": now_str()}],
+                    "capacity": {"cpu": "8", "memory": "32Gi", "pods": "1100"},
+                    "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "1100"},
+                    "nodeInfo": {"kubeletVersion": "v1.35.0-kube-sandbox", "containerRuntimeVersion": "none://",
+                                 "operatingSystem": "linux", "architecture": "amd64"}}))
+
+    def _write_kubeconfig(self) -> None:
+        path = self._kubeconfig_arg
+        if path is None:
+            self._tmpdir = tempfile.TemporaryDirectory(prefix="kube-sandbox-")
+            path = Path(self._tmpdir.name) / "kubeconfig"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(kubeconfig_text(self.url))
+        self.kubeconfig_path = path
+
+    def save_snapshot(self) -> None:
+        if not self.snapshot:
+            return
+        data = self.store.dump()
+        self.store.dirty = False
+        self.snapshot.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.snapshot.with_suffix(self.snapshot.suffix + ".tmp")
+        tmp.write_text(json.dumps(data, separators=(",", ":")))
+        os.replace(tmp, self.snapshot)
+
+    def _autosave(self) -> None:
+        while not self._stopped.wait(SNAPSHOT_EVERY):
+            if self.store.dirty:
+                try:
+                    self.save_snapshot()
+                except OSError:
+                    log.exception("could not write snapshot %s", self.snapshot)
