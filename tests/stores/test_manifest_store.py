@@ -3,6 +3,7 @@ against S3 (a real moto_server speaking the S3 API, conditional writes included)
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import queue
 import threading
@@ -386,3 +387,29 @@ def test_a_manifest_file_holding_another_version_is_reported(tmp_path):
     (tmp_path / "manifests" / "v000002.json").write_bytes((tmp_path / "manifests" / "v000001.json").read_bytes())
     with pytest.raises(InputError, match="holds version 1, not 2"):
         store.latest()
+
+
+class _LockFreeStoreWithARacer(LocalManifestStore):
+    """A lock-free backend (like S3) where, just before this store first lists history, another
+    writer promotes the same candidate."""
+
+    def __init__(self, root: Path, racer_candidate: Manifest) -> None:
+        super().__init__(root)
+        self._racer_candidate: Manifest | None = racer_candidate
+
+    def _exclusive(self):
+        return contextlib.nullcontext()
+
+    def _list_keys(self, folder: str) -> list[str]:
+        if folder == "manifests" and self._racer_candidate is not None:
+            candidate, self._racer_candidate = self._racer_candidate, None
+            LocalManifestStore(self.root).promote(candidate)
+        return super()._list_keys(folder)
+
+
+def test_an_identical_promote_landing_mid_check_is_not_reported_as_a_conflict(tmp_path):
+    seeded = LocalManifestStore(tmp_path).seed(seed_manifest())
+    candidate = bump(seeded, "api", "1.1.0")
+    store = _LockFreeStoreWithARacer(tmp_path, racer_candidate=candidate)
+    assert store.promote(candidate) == candidate
+    assert store.versions() == [1, 2]

@@ -7,7 +7,7 @@ root (a directory, or ``s3://bucket/prefix``)::
 
     manifests/v000001.json               one immutable object per L3 version
     reports/<subject>/<stamp>-<id>.json  gate reports; subject is v000005 or a candidate id
-    rejections/<stamp>-<candidate>.json  rejected candidates with reason and report
+    rejections/<stamp>-<id>.json         rejected candidates with reason and report
 
 The latest L3 manifest is the highest version present. There is no separate "latest" pointer
 that could disagree with history. Promotion is a compare-and-swap: it creates
@@ -203,12 +203,16 @@ class ManifestStore(ABC):
         if candidate.parent is None:
             raise InputError("version 1 has no parent: seed it, don't promote it")
         with self._exclusive():
-            already = self._existing(candidate.version)
-            if already is not None and already.candidate_id == candidate.candidate_id:
-                return already
             latest = self.latest()
             if latest is None:
                 raise NotFoundError(f"{self!r} is empty: seed version 1 before promoting")
+            # Read latest first, then the candidate's slot: history only grows, so a slot at or
+            # below latest is settled. (Checking the slot first races with a concurrent identical
+            # promote on a lock-free backend and reports a false conflict.)
+            if latest.version >= candidate.version:
+                already = self.get(candidate.version)
+                if already.candidate_id == candidate.candidate_id:
+                    return already
             if latest.version != candidate.parent:
                 raise ConflictError(
                     f"L3 moved: current version is v{latest.version}, candidate "
