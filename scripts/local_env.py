@@ -80,16 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print or apply stackyard's local-mode environment.")
     parser.add_argument("--root", type=Path, default=ROOT, help="project root (default: this checkout)")
     parser.add_argument("--kubeconfig", help="use this kubeconfig instead of the kube sandbox's")
-    parser.add_argument("--exec", dest="command", nargs=argparse.REMAINDER,
-                        help="run this command (after --) with the environment applied")
-    args = parser.parse_args(argv)
+    parser.add_argument("--exec", action="store_true",
+                        help="run the command given after -- with the environment applied")
+    argv = sys.argv[1:] if argv is None else argv
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, command = parser.parse_args(argv[:split]), argv[split + 1:]
     root = args.root.resolve()
-    if args.command is None:
+    if not args.exec:
+        if command:
+            parser.error("a command was given without --exec")
         sys.stdout.write(exports(root, args.kubeconfig))
         return 0
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
-        parser.error("--exec needs a command")
+        parser.error("--exec needs a command after --")
     env = apply(dict(os.environ), root, args.kubeconfig)
     try:
         os.execvpe(command[0], command, env)
