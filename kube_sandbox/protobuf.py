@@ -1,4 +1,4 @@
-"""Just enough Kubernetes protobuf to decode what helm writes: Secrets and ConfigMaps.
+"""Just enough Kubernetes protobuf to decode what helm writes: Secrets, ConfigMaps, DeleteOptions.
 
 A protobuf body is ``k8s\\x00`` followed by a ``runtime.Unknown`` message
 (1: TypeMeta{1: apiVersion, 2: kind}, 2: raw bytes of the object, 3: contentEncoding,
@@ -136,6 +136,25 @@ def _configmap(buf: bytes) -> dict:
     return obj
 
 
+def _delete_options(buf: bytes) -> dict:
+    obj: dict = {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1"}
+    for num, _, v in _fields(buf):
+        if num == 1:
+            obj["gracePeriodSeconds"] = v
+        elif num == 2:
+            pre = {}
+            for n2, _, v2 in _fields(v):
+                pre[{1: "uid", 2: "resourceVersion"}.get(n2, "")] = _s(v2)
+            obj["preconditions"] = pre
+        elif num == 3:
+            obj["orphanDependents"] = bool(v)
+        elif num == 4:
+            obj["propagationPolicy"] = _s(v)
+        elif num == 5:
+            obj.setdefault("dryRun", []).append(_s(v))
+    return obj
+
+
 DECODERS = {("v1", "Secret"): _secret, ("v1", "ConfigMap"): _configmap}
 
 
@@ -155,7 +174,7 @@ def decode(body: bytes) -> dict:
                         kind = _s(v2)
             elif num == 2:
                 raw = v
-        decoder = DECODERS.get((api_version, kind))
+        decoder = _delete_options if kind == "DeleteOptions" else DECODERS.get((api_version, kind))
         if decoder is None:
             raise ApiError(415, f"the sandbox decodes protobuf only for Secret and ConfigMap, not {kind}; send JSON")
         return decoder(raw)
