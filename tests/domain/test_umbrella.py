@@ -13,7 +13,7 @@ from tests.conftest import CHARTS, EXAMPLE_SERVICES, ROOT
 
 def test_umbrella_versions():
     assert umbrella_version(3) == "3.0.0"
-    assert umbrella_version(4, "0123456789abcdef") == "4.0.0-candidate.0123456789ab"
+    assert umbrella_version(4, "0123456789abcdef") == "4.0.0-candidate-0123456789ab"
 
 
 def test_same_inputs_give_byte_identical_packages():

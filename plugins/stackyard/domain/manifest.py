@@ -35,7 +35,9 @@ from stackyard.exceptions import InputError
 SCHEMA = 1
 CANDIDATE_ID_LENGTH = 16
 
-_DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+#: A DNS-1123 label (it becomes part of Kubernetes object names); public for form validation.
+SERVICE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_DNS_1123_LABEL = re.compile(SERVICE_NAME_PATTERN)
 _SHA256_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CANDIDATE_ID = re.compile(rf"[0-9a-f]{{{CANDIDATE_ID_LENGTH}}}")
 

@@ -37,9 +37,9 @@ class VendoredChart:
 
 
 def umbrella_version(manifest_version: int, candidate_id: str | None = None) -> str:
-    """``N.0.0`` for L3 manifest N; ``N.0.0-candidate.<id>`` while it is only a candidate."""
+    """``N.0.0`` for L3 manifest N; ``N.0.0-candidate-<id>`` while it is only a candidate."""
     base = f"{manifest_version}.0.0"
-    return f"{base}-candidate.{candidate_id[:12]}" if candidate_id else base
+    return f"{base}-candidate-{candidate_id[:12]}" if candidate_id else base
 
 
 def build_umbrella(

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 from stackyard.exceptions import InputError
 
 # The regular expression published with the specification, with \d narrowed to ASCII digits.
-_SEMVER = re.compile(
-    r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+# Public (anchored) so forms can validate with the same rule, e.g. a DAG Param's pattern.
+SEMVER_PATTERN = (
+    r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
     r"(?:-((?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)"
     r"(?:\.(?:0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
-    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
 )
+_SEMVER = re.compile(SEMVER_PATTERN)
 
 PrecedenceKey = tuple[int, int, int, tuple[tuple[int, int, str], ...]]
 
