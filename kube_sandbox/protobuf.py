@@ -1,4 +1,5 @@
-"""Just enough Kubernetes protobuf to decode what helm writes: Secrets, ConfigMaps, DeleteOptions.
+"""Just enough Kubernetes protobuf to decode what helm and ``kubectl create`` write: Secrets,
+ConfigMaps, Namespaces, DeleteOptions.  Other kinds answer 415 (send them as JSON / apply them).
 
 A protobuf body is ``k8s\\x00`` followed by a ``runtime.Unknown`` message
 (1: TypeMeta{1: apiVersion, 2: kind}, 2: raw bytes of the object, 3: contentEncoding,
@@ -155,7 +156,17 @@ def _delete_options(buf: bytes) -> dict:
     return obj
 
 
-DECODERS = {("v1", "Secret"): _secret, ("v1", "ConfigMap"): _configmap}
+def _namespace(buf: bytes) -> dict:
+    obj: dict = {"apiVersion": "v1", "kind": "Namespace"}
+    for num, _, v in _fields(buf):
+        if num == 1:
+            obj["metadata"] = _object_meta(v)
+        elif num == 2:
+            obj["spec"] = {"finalizers": [_s(f) for n2, _, f in _fields(v) if n2 == 1]}
+    return obj
+
+
+DECODERS = {("v1", "Secret"): _secret, ("v1", "ConfigMap"): _configmap, ("v1", "Namespace"): _namespace}
 
 
 def decode(body: bytes) -> dict:
@@ -176,7 +187,8 @@ def decode(body: bytes) -> dict:
                 raw = v
         decoder = _delete_options if kind == "DeleteOptions" else DECODERS.get((api_version, kind))
         if decoder is None:
-            raise ApiError(415, f"the sandbox decodes protobuf only for Secret and ConfigMap, not {kind}; send JSON")
+            raise ApiError(415, f"kube-sandbox decodes protobuf only for Secret, ConfigMap and Namespace, not "
+                                f"{kind}; send JSON (e.g. kubectl apply)")
         return decoder(raw)
     except (ValueError, IndexError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"malformed protobuf body: {exc}") from exc
