@@ -21,8 +21,11 @@ from stackyard.domain.values import compose
 from stackyard.exceptions import InputError
 from stackyard.hooks.helm import HelmHook
 from stackyard.hooks.sops import SopsHook
+from stackyard.hooks.stores import registry_for
 from stackyard.settings import Settings
-from stackyard.tools.helm import DEFAULT_TIMEOUT
+from stackyard.tools.helm import DEFAULT_TIMEOUT, Helm
+
+TEST_OUTPUT_XCOM_KEY = "test_run"
 
 
 def write_private_values(values: dict[str, Any], directory: Path) -> Path:
@@ -38,16 +41,47 @@ class _HelmOperator(BaseOperator):
     ui_color = "#0f1689"
     ui_fgcolor = "#ffffff"
 
-    def __init__(self, *, kubernetes_conn_id: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, kubernetes_conn_id: str | None = None, sops_conn_id: str | None = None,
+                 aws_conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.kubernetes_conn_id = kubernetes_conn_id
+        self.sops_conn_id, self.aws_conn_id = sops_conn_id, aws_conn_id
+
+    @cached_property
+    def settings(self) -> Settings:
+        return Settings.from_env()
 
     @cached_property
     def helm_hook(self) -> HelmHook:
-        return HelmHook(self.kubernetes_conn_id or Settings.from_env().kubernetes_conn_id)
+        return HelmHook(self.kubernetes_conn_id or self.settings.kubernetes_conn_id,
+                        plain_http=self.settings.registry_plain_http)
+
+    @cached_property
+    def sops_hook(self) -> SopsHook:
+        return SopsHook(self.sops_conn_id or self.settings.sops_conn_id, self.aws_conn_id or self.settings.aws_conn_id)
+
+    def package(self, helm: Helm, chart: str | None, chart_ref: str | None) -> Path:
+        """The packaged chart: a local file (``chart``) or ``name:version`` from the registry."""
+        if bool(chart) == bool(chart_ref):
+            raise InputError(f"{self.task_id}: give exactly one of chart (a .tgz path) or chart_ref (name:version)")
+        if chart:
+            if not Path(chart).is_file():
+                raise InputError(f"{self.task_id}: chart package {chart} does not exist")
+            return Path(chart)
+        name, sep, version = chart_ref.partition(":")
+        if not sep:
+            raise InputError(f"{self.task_id}: chart_ref {chart_ref!r} is not name:version")
+        return registry_for(self.settings, helm).fetch(name, version)
+
+    def values_layers(self, package: Path, *, profile: str, stack: str, namespace: str):
+        return deployment_layers(
+            package.read_bytes(), origin=package.name, profile=profile, stack=stack, namespace=namespace,
+            decrypt=self.sops_hook.decrypt_profile,
+        )
 
     def on_kill(self) -> None:
         self.helm_hook.kill()
+        self.sops_hook.kill()
 
 
 class HelmUpgradeOperator(_HelmOperator):
@@ -56,45 +90,33 @@ class HelmUpgradeOperator(_HelmOperator):
     Returns ``{release, namespace, revision, chart, status, values_digest}``.
     """
 
-    template_fields: Sequence[str] = ("release", "chart", "namespace", "profile", "stack", "timeout")
+    template_fields: Sequence[str] = ("release", "chart", "chart_ref", "namespace", "profile", "stack", "timeout")
 
     def __init__(
         self,
         *,
         release: str,
-        chart: str,
         namespace: str,
         profile: str,
         stack: str,
+        chart: str | None = None,
+        chart_ref: str | None = None,
         timeout: str = DEFAULT_TIMEOUT,
         wait: bool = True,
         create_namespace: bool = False,
-        sops_conn_id: str | None = None,
-        aws_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.release, self.chart, self.namespace = release, chart, namespace
+        self.release, self.chart, self.chart_ref, self.namespace = release, chart, chart_ref, namespace
         self.profile, self.stack, self.timeout = profile, stack, timeout
         self.wait, self.create_namespace = wait, create_namespace
-        self.sops_conn_id, self.aws_conn_id = sops_conn_id, aws_conn_id
-
-    @cached_property
-    def sops_hook(self) -> SopsHook:
-        settings = Settings.from_env()
-        return SopsHook(self.sops_conn_id or settings.sops_conn_id, self.aws_conn_id or settings.aws_conn_id)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        package = Path(self.chart)
-        if not package.is_file():
-            raise InputError(f"chart package {self.chart} does not exist")
-        layers = deployment_layers(
-            package.read_bytes(), origin=package.name, profile=self.profile,
-            stack=self.stack, namespace=self.namespace, decrypt=self.sops_hook.decrypt_profile,
-        )
-        self.log.info("values layers, lowest first: %s", ", ".join(layer.source for layer in layers))
-        values = compose(layers)
         with tempfile.TemporaryDirectory(prefix="stackyard-values-") as private, self.helm_hook.helm() as helm:
+            package = self.package(helm, self.chart, self.chart_ref)
+            layers = self.values_layers(package, profile=self.profile, stack=self.stack, namespace=self.namespace)
+            self.log.info("values layers, lowest first: %s", ", ".join(layer.source for layer in layers))
+            values = compose(layers)
             release = helm.upgrade_install(
                 self.release, package, namespace=self.namespace,
                 values_files=[write_private_values(values, Path(private))],
@@ -105,26 +127,35 @@ class HelmUpgradeOperator(_HelmOperator):
             "chart": release.chart, "status": release.status, "values_digest": values_digest(values),
         }
 
-    def on_kill(self) -> None:
-        super().on_kill()
-        self.sops_hook.kill()
-
 
 class HelmTestOperator(_HelmOperator):
-    """``helm test --logs``; the test pods' logs go to the task log. Fails when a test fails."""
+    """``helm test --logs``; the test pods' logs go to the task log. Fails when a test fails.
 
-    template_fields: Sequence[str] = ("release", "namespace", "timeout")
+    With ``chart_ref``/``chart`` and ``profile`` it first learns the deployment's secrets (values
+    discarded), so test logs that echo one are redacted here too. The redacted tail of the
+    output is pushed to XCom under ``test_run`` for the gate's report, pass or fail.
+    """
 
-    def __init__(self, *, release: str, namespace: str, timeout: str = DEFAULT_TIMEOUT, **kwargs: Any) -> None:
+    template_fields: Sequence[str] = ("release", "namespace", "timeout", "chart", "chart_ref", "profile")
+
+    def __init__(self, *, release: str, namespace: str, timeout: str = DEFAULT_TIMEOUT,
+                 chart: str | None = None, chart_ref: str | None = None, profile: str | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.release, self.namespace, self.timeout = release, namespace, timeout
+        self.chart, self.chart_ref, self.profile = chart, chart_ref, profile
 
     def execute(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm() as helm:
+            if self.profile and (self.chart or self.chart_ref):
+                package = self.package(helm, self.chart, self.chart_ref)
+                self.values_layers(package, profile=self.profile, stack="", namespace=self.namespace)
             run = helm.test(self.release, namespace=self.namespace, timeout=self.timeout)
+        result = {"release": self.release, "namespace": self.namespace, "passed": run.passed, "output": run.output}
+        context["ti"].xcom_push(key=TEST_OUTPUT_XCOM_KEY, value=result)
         if not run.passed:
             raise RuntimeError(f"helm test of {self.release} in {self.namespace} failed:\n{run.output}")
-        return {"release": self.release, "namespace": self.namespace, "passed": True}
+        return result
 
 
 class HelmUninstallOperator(_HelmOperator):

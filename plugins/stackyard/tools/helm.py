@@ -184,7 +184,8 @@ class Helm:
         return self._json(["history", release, "--namespace", namespace, "--output", "json"])
 
     def list(self, *, namespace: str | None = None, selector: str | None = None) -> list[Release]:
-        argv = ["list", "--output", "json", "--all"]
+        # Every state but superseded/uninstalled: a pending or failed release is still "what is deployed".
+        argv = ["list", "--output", "json", "--deployed", "--failed", "--pending"]
         argv += ["--namespace", namespace] if namespace else ["--all-namespaces"]
         if selector:
             argv += ["--selector", selector]

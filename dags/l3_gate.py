@@ -1,0 +1,78 @@
+"""
+### L3 gate
+
+A new service chart version becomes part of the **L3 manifest** only if the whole stack, with
+that one change, deploys and passes its system tests.
+
+`validate` → `build_candidate` → `create_stack` → `deploy` → `system_tests` → `promote`,
+with `reject` on failure, `teardown` always, and `summary` last (it fails the run unless the
+candidate was promoted). If L3 moved while this run tested, `needs_retest` queues a new run on
+the new L3: an untested combination is never promoted.
+
+Runs are serialized (one at a time, in order). Trigger it from the form, from CI with
+`stackyard gate --service S --version V --wait`, or through the REST API.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Param, dag, task
+
+from stackyard.assets import L3_MANIFEST
+from stackyard.operators import gate
+from stackyard.operators.helm import HelmTestOperator, HelmUpgradeOperator
+
+CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
+NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
+
+
+@dag(
+    dag_id="l3_gate",
+    schedule=None,
+    catchup=False,
+    max_active_runs=1,  # serialized: each candidate is tested against the L3 its predecessor left
+    doc_md=__doc__,
+    tags=["stackyard", "l3"],
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    params={
+        "service": Param(type="string", pattern=gate.SERVICE_NAME_PATTERN, title="Service",
+                         description="Name of the service chart (an L3 service, or a new one)."),
+        "chart_version": Param(type="string", pattern=gate.SEMVER_PATTERN, title="Chart version",
+                               description="The published chart version to test, e.g. 1.4.2."),
+        "requested_by": Param(None, type=["null", "string"], title="Requested by",
+                              description="Who asks (a person, or the CI job)."),
+        "ci_url": Param(None, type=["null", "string"], title="CI URL",
+                        description="Link to the CI build that published the chart."),
+        "keep_stack_on_failure": Param(False, type="boolean", title="Keep stack on failure",
+                                       description="Keep the ephemeral stack for one day if the gate fails."),
+    },
+)
+def l3_gate():
+    candidate = gate.validate()
+    package = gate.build_candidate(candidate)
+    stack = gate.create_stack(candidate)
+    deploy = HelmUpgradeOperator(
+        task_id="deploy", release=gate.RELEASE, chart_ref=CANDIDATE, namespace=NAMESPACE,
+        profile=gate.PROFILE, stack=NAMESPACE, timeout="10m0s",
+    )
+    system_tests = HelmTestOperator(
+        task_id="system_tests", release=gate.RELEASE, namespace=NAMESPACE, chart_ref=CANDIDATE,
+        profile=gate.PROFILE, timeout="10m0s", retries=0,
+    )
+    promoted = gate.promote.override(outlets=[L3_MANIFEST])(candidate)
+    rejected = gate.reject(candidate)
+    requeue = TriggerDagRunOperator(
+        task_id="requeue", trigger_dag_id="l3_gate", conf="{{ dag_run.conf | tojson }}", retries=0,
+    )
+    torn_down = gate.teardown()
+    report = gate.summary(candidate)
+
+    package >> stack >> deploy >> system_tests >> promoted
+    [deploy, system_tests] >> rejected
+    promoted >> gate.needs_retest() >> requeue
+    [promoted, rejected, requeue] >> torn_down >> report
+
+
+l3_gate()

@@ -1,0 +1,171 @@
+"""The L3 gate's Python tasks. Each opens what it needs from settings and connections and
+delegates to :mod:`stackyard.gate`; XCom carries manifests (pins only) and names, never values."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import get_current_context, task
+
+from stackyard import gate as gate_steps
+from stackyard.domain.manifest import Manifest
+from stackyard.domain.stacks import (
+    ANNOTATION_LAST_ACTIVITY, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name, timestamp,
+)
+from stackyard.domain.manifest import SERVICE_NAME_PATTERN
+from stackyard.domain.versions import SEMVER_PATTERN
+from stackyard.exceptions import ConflictError, InputError
+from stackyard.hooks.helm import HelmHook
+from stackyard.hooks.stacks import StackHook
+from stackyard.hooks.stores import manifest_store_for, registry_for
+from stackyard.operators.helm import TEST_OUTPUT_XCOM_KEY
+from stackyard.publishing import load_umbrella_template
+from stackyard.settings import Settings
+
+RELEASE = gate_steps.RELEASE
+PROFILE = gate_steps.PROFILE
+KEEP_ON_FAILURE_TTL = "1d"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _xcom(task_id: str, key: str = "return_value") -> Any:
+    return get_current_context()["ti"].xcom_pull(task_ids=task_id, key=key)
+
+
+@task(retries=0)
+def validate() -> dict[str, Any]:
+    """Refuses bad requests before anything exists: the error names the field."""
+    context = get_current_context()
+    settings = Settings.from_env()
+    try:
+        request = gate_steps.GateRequest.from_params(context["params"])
+        with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
+            candidate = gate_steps.validate(
+                request, store=manifest_store_for(settings), registry=registry_for(settings, helm),
+                now=_now(), run_id=context["run_id"],
+            )
+    except InputError as exc:
+        raise AirflowFailException(str(exc)) from None
+    print(f"candidate L3 v{candidate.version} = L3 v{candidate.parent} + {candidate.change} (id {candidate.candidate_id})")
+    return candidate.to_dict()
+
+
+@task
+def build_candidate(candidate: dict[str, Any]) -> dict[str, str]:
+    settings = Settings.from_env()
+    with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
+        built = gate_steps.build_candidate(
+            Manifest.from_dict(candidate), registry=registry_for(settings, helm),
+            template=load_umbrella_template(settings.umbrella_template_dir),
+        )
+    print(f"candidate package {built['chart_ref']} {built['digest']}")
+    return built
+
+
+@task
+def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
+    """The namespace ``l3-<id>``, labelled so the nightly reaper can always remove it."""
+    manifest = Manifest.from_dict(candidate)
+    context = get_current_context()
+    name = gate_stack_name(manifest.candidate_id)
+    metadata = ephemeral_stack_metadata(
+        owner=manifest.provenance.requested_by or "l3-gate", purpose=Purpose.L3_GATE,
+        manifest_version=manifest.version, created=_now(), created_by=f"l3_gate/{context['run_id']}",
+    )
+    created = StackHook(Settings.from_env().kubernetes_conn_id).create(name, metadata)
+    print(f"{'created' if created else 'reusing'} ephemeral stack {name}")
+    return {"namespace": name}
+
+
+@task
+def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """Compare-and-swap onto L3; if L3 moved meanwhile, hand over to ``needs_retest``."""
+    manifest = Manifest.from_dict(candidate)
+    try:
+        promoted = manifest_store_for(Settings.from_env()).promote(manifest)
+    except ConflictError as exc:
+        context["ti"].xcom_push(key="conflict", value=str(exc))
+        raise AirflowSkipException(f"not promoted: {exc}; a new gate run will test on the new L3") from None
+    context["outlet_events"][context["task"].outlets[0]].extra = {"version": promoted.version}
+    print(f"promoted: L3 is now v{promoted.version} ({promoted.change})")
+    return {"version": promoted.version}
+
+
+@task.short_circuit(trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False)
+def needs_retest() -> bool:
+    return bool(_xcom("promote", "conflict"))
+
+
+@task(trigger_rule="one_failed")
+def reject(candidate: dict[str, Any]) -> dict[str, Any]:
+    """Records the rejected candidate with its test output; L3 is untouched."""
+    if _xcom("build_candidate") is None:
+        raise AirflowSkipException("nothing was built, so nothing to reject")
+    manifest = Manifest.from_dict(candidate)
+    test_run = _xcom("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
+    failed = gate_steps.failed_tests(test_run.get("output", ""))
+    if test_run and not test_run.get("passed"):
+        reason = f"system tests failed: {', '.join(failed) or 'see the system_tests log'}"
+    else:
+        reason = "deploy failed: the candidate did not become ready (see the deploy log)"
+    store = manifest_store_for(Settings.from_env())
+    store.record_rejection(manifest, reason, {"failed_tests": failed, "test_output": test_run.get("output", "")})
+    print(f"rejected {manifest.change}: {reason}; L3 stays v{manifest.parent}")
+    return {"reason": reason, "failed_tests": failed}
+
+
+@task(trigger_rule="all_done")
+def teardown(**context: Any) -> dict[str, Any]:
+    """Always removes the stack (a gone one is fine), unless asked to keep a failed one a day."""
+    stack = _xcom("create_stack")
+    if not stack:
+        return {"action": "none", "reason": "no stack was created"}
+    name = stack["namespace"]
+    hook = StackHook(Settings.from_env().kubernetes_conn_id)
+    if context["params"].get("keep_stack_on_failure") and _xcom("promote") is None:
+        hook.annotate(name, {ANNOTATION_TTL: KEEP_ON_FAILURE_TTL, ANNOTATION_LAST_ACTIVITY: timestamp(_now())})
+        print(f"kept stack {name} for inspection; the reaper removes it after {KEEP_ON_FAILURE_TTL}")
+        return {"action": "kept", "namespace": name, "ttl": KEEP_ON_FAILURE_TTL}
+    with HelmHook(Settings.from_env().kubernetes_conn_id).helm() as helm:
+        helm.uninstall(RELEASE, namespace=name)
+    deleted = hook.delete(name)
+    print(f"{'deleted' if deleted else 'already gone:'} stack {name}")
+    return {"action": "deleted", "namespace": name}
+
+
+@task(trigger_rule="all_done", retries=0)
+def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+    """The report kept with the manifest history; fails the run unless the candidate was promoted."""
+    if candidate is None:
+        raise AirflowFailException("the request was invalid: see the validate task's log")
+    manifest = Manifest.from_dict(candidate)
+    promoted, rejected = _xcom("promote"), _xcom("reject")
+    conflict = _xcom("promote", "conflict")
+    test_run = _xcom("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
+    started = context["dag_run"].start_date
+    outcome = "promoted" if promoted else "requeued" if conflict else "rejected"
+    report = {
+        "outcome": outcome,
+        "change": manifest.change.to_dict() if manifest.change else None,
+        "before": {"version": manifest.parent},
+        "after": {"version": promoted["version"] if promoted else manifest.parent},
+        "candidate_id": manifest.candidate_id,
+        "candidate_package": (_xcom("build_candidate") or {}).get("chart_ref"),
+        "tests": {"passed": test_run.get("passed"), "failed": (rejected or {}).get("failed_tests", [])},
+        "reason": (rejected or {}).get("reason") or conflict,
+        "teardown": _xcom("teardown"),
+        "run_id": context["run_id"],
+        "duration_seconds": round((_now() - started).total_seconds(), 1) if started else None,
+    }
+    manifest_store_for(Settings.from_env()).record_report(
+        promoted["version"] if promoted else manifest.candidate_id, report
+    )
+    print(f"L3 gate: {outcome} {manifest.change} — L3 v{report['before']['version']} → v{report['after']['version']}")
+    if outcome != "promoted":
+        raise AirflowFailException(f"L3 gate {outcome}: {report['reason']}")
+    return report
