@@ -374,7 +374,7 @@ class Api:
         if doc.get("kind", rt.kind) != rt.kind or not doc.get("apiVersion"):
             raise ApiError.bad_request(f"apply configuration must set apiVersion and kind {rt.kind}")
         meta["name"] = name
-        force = params.get("force") in ("true", "1", "True")
+        force = str(params.get("force")).lower() in ("true", "1")
         keyed = not rt.crd
         if old is None:
             if subresource:

@@ -196,7 +196,7 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, "the server could not find the requested resource")
         if not rt.namespaced and ns is not None:
             raise ApiError(404, "the server could not find the requested resource")
-        verb = {"GET": "get" if name else ("watch" if params.get("watch") in ("true", "1") else "list"),
+        verb = {"GET": "get" if name else ("watch" if _flag(params.get("watch")) else "list"),
                 "POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection"}[method]
         self._faults(verb, rt.plural + (f"/{sub}" if sub else ""), name, ns)
@@ -334,9 +334,9 @@ class Handler(BaseHTTPRequestHandler):
         fields = parse_field_selector(params.get("fieldSelector"))
         timeout = float(params.get("timeoutSeconds") or 1800)
         deadline = time.monotonic() + timeout
-        bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
+        bookmarks = _flag(params.get("allowWatchBookmarks"))
         rv_param = params.get("resourceVersion") or ""
-        initial_events = params.get("sendInitialEvents") == "true"
+        initial_events = _flag(params.get("sendInitialEvents"))
         scope_ns = ns if rt.namespaced else None
 
         def wanted(obj) -> bool:
@@ -419,13 +419,13 @@ class Handler(BaseHTTPRequestHandler):
         tail = params.get("tailLines")
         if tail:
             lines = lines[-int(tail):] if int(tail) else []
-        if params.get("timestamps") in ("true", "1"):
+        if _flag(params.get("timestamps")):
             ts = _log_time(pod)
             lines = [f"{ts} {ln}" for ln in lines]
         data = "".join(ln + "\n" for ln in lines).encode()
         if params.get("limitBytes"):
             data = data[:int(params["limitBytes"])]
-        if params.get("follow") not in ("true", "1"):
+        if not _flag(params.get("follow")):
             return self._send(200, data, "text/plain")
         self._start_stream("text/plain")
         self._chunk(data)
@@ -437,6 +437,10 @@ class Handler(BaseHTTPRequestHandler):
                     break
                 store.cond.wait(1.0)
         self._end_stream()
+
+
+def _flag(value) -> bool:
+    return str(value).lower() in ("true", "1")
 
 
 class _Dropped(Exception):
