@@ -18,7 +18,7 @@ from kube_sandbox.controllers import OUTCOME as FAIL_ANNOTATION
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} not on PATH (make setup installs it into .venv/bin)")
+        pytest.fail(f"{name} is not on PATH; run the suite through `make test` (it installs the tools)")
     return path
 
 
