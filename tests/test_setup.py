@@ -92,9 +92,9 @@ def test_tools_on_the_local_path_are_the_pinned_ones():
 # --- the installer's guarantees, on small artifacts made here (no network) ---------------------
 
 
-def _tgz(members: dict[str, bytes]) -> bytes:
+def _tar(members: dict[str, bytes], mode: str) -> bytes:
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as archive:
+    with tarfile.open(fileobj=buf, mode=mode) as archive:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -111,14 +111,9 @@ def _zip(members: dict[str, bytes]) -> bytes:
 
 
 def _deb(members: dict[str, bytes]) -> bytes:
-    data_tar = io.BytesIO()
-    with tarfile.open(fileobj=data_tar, mode="w:xz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
+    data_tar = _tar(members, "w:xz")
     out = b"!<arch>\n"
-    for name, data in (("debian-binary", b"2.0\n"), ("control.tar.xz", b""), ("data.tar.xz", data_tar.getvalue())):
+    for name, data in (("debian-binary", b"2.0\n"), ("control.tar.xz", b""), ("data.tar.xz", data_tar)):
         header = f"{name:<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n".encode()
         out += header + data + (b"\n" if len(data) % 2 else b"")
     return out
@@ -133,7 +128,7 @@ def fake_lock(tmp_path):
     cache = tmp_path / "cache"
     cache.mkdir()
     artifacts = {
-        "layer.tgz": _tgz({"package/lib/layer.zip": _zip({"fake/fake": SCRIPT})}),
+        "layer.tgz": _tar({"package/lib/layer.zip": _zip({"fake/fake": SCRIPT})}, "w:gz"),
         "fake.deb": _deb({"./usr/bin/fakedeb": SCRIPT}),
     }
     for name, data in artifacts.items():
