@@ -92,7 +92,7 @@ def test_apply_keeps_fields_other_managers_own_and_conflicts_on_theirs():
         P.server_side_apply(other, _cm(b="3"), "m", False, "v1", "t")
     assert exc.value.code == 409 and 'conflict with "n"' in exc.value.message and ".data.b" in exc.value.message
     forced = P.server_side_apply(other, _cm(b="3"), "m", True, "v1", "t")
-    assert forced["data"] == {"a": "1", "b": "3"}
+    assert forced["data"] == {"b": "3"}  # m no longer applies a, and nobody else owns it
     owners = {e["manager"]: e["fieldsV1"] for e in forced["metadata"]["managedFields"]}
     assert set(owners) == {"m"}  # n owned only data.b, which m took over
 
