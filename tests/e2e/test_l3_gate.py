@@ -1,0 +1,97 @@
+"""The L3 gate end to end on the kube sandbox: promote, reject, bad input, retries."""
+
+from __future__ import annotations
+
+import pytest
+
+from stackyard.domain.stacks import LABEL_STACK_TYPE
+
+from tests.e2e.conftest import run_dag
+
+pytestmark = pytest.mark.slow
+
+
+def ephemeral_namespaces(local_stack):
+    items = local_stack.core_v1().list_namespace(label_selector=f"{LABEL_STACK_TYPE}=ephemeral").items
+    return [ns.metadata.name for ns in items if ns.status.phase != "Terminating"]
+
+
+def test_good_bump_is_promoted_and_the_stack_removed(local_stack, dagbag):
+    seeded = local_stack.seed()
+    local_stack.publish("orders", "1.1.0")
+
+    state, tasks = run_dag(dagbag, "l3_gate", {"service": "orders", "chart_version": "1.1.0", "requested_by": "alice"})
+
+    assert state == "success", tasks
+    latest = local_stack.store.latest()
+    assert latest.version == seeded.version + 1
+    assert latest.services["orders"].chart_version == "1.1.0"
+    assert latest.provenance.requested_by == "alice"
+    assert tasks["reject"] == "skipped" and tasks["requeue"] == "skipped"
+    assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
+    assert ephemeral_namespaces(local_stack) == []
+
+
+def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):
+    seeded = local_stack.seed()
+    local_stack.publish("catalog", "1.1.0", failing_test=True)
+
+    state, tasks = run_dag(dagbag, "l3_gate", {"service": "catalog", "chart_version": "1.1.0"})
+
+    assert state == "failed"
+    assert tasks["system_tests"] == "failed" and tasks["promote"] in ("upstream_failed", "skipped")
+    assert tasks["reject"] == "success" and tasks["teardown"] == "success"
+    assert local_stack.store.latest() == seeded
+    rejection = local_stack.store.rejections()[0]
+    assert rejection.reason == "system tests failed: l3-catalog-test"
+    assert "l3-catalog-test" in rejection.report["test_output"]
+    assert ephemeral_namespaces(local_stack) == []
+
+
+def test_keep_stack_on_failure_shortens_its_ttl_instead(local_stack, dagbag):
+    local_stack.seed()
+    local_stack.publish("catalog", "1.2.0", failing_test=True)
+
+    state, _ = run_dag(dagbag, "l3_gate", {"service": "catalog", "chart_version": "1.2.0", "keep_stack_on_failure": True})
+
+    assert state == "failed"
+    [kept] = ephemeral_namespaces(local_stack)
+    annotations = local_stack.core_v1().read_namespace(kept).metadata.annotations
+    assert annotations["stackyard.io/ttl"] == "1d"
+    local_stack.core_v1().delete_namespace(kept)
+
+
+@pytest.mark.parametrize(
+    "conf, message",
+    [
+        ({"service": "nope", "chart_version": "1.0.0"}, "chart_version: nope 1.0.0 is not in the registry"),
+        ({"service": "orders", "chart_version": "9.9.9"}, "chart_version: orders 9.9.9 is not in the registry"),
+        ({"service": "orders", "chart_version": "1.0.0"}, "orders: L3 v1 already pins 1.0.0"),
+    ],
+)
+def test_bad_requests_fail_in_validate_and_create_nothing(local_stack, dagbag, conf, message, capfd):
+    seeded = local_stack.seed()
+
+    state, tasks = run_dag(dagbag, "l3_gate", conf)
+
+    assert state == "failed"
+    assert tasks["validate"] == "failed"
+    assert tasks["create_stack"] == "upstream_failed" and tasks["deploy"] == "upstream_failed"
+    assert message in capfd.readouterr().out
+    assert local_stack.store.latest() == seeded and local_stack.store.rejections() == []
+    assert ephemeral_namespaces(local_stack) == []
+
+
+@pytest.mark.parametrize(
+    "conf, field",
+    [
+        ({"service": "Orders!", "chart_version": "1.0.0"}, "service"),
+        ({"service": "orders", "chart_version": "v1"}, "chart_version"),
+        ({"service": "orders"}, "chart_version"),
+    ],
+)
+def test_malformed_params_are_refused_before_any_task_runs(local_stack, dagbag, conf, field):
+    from airflow.sdk.definitions.param import ParamValidationError
+
+    with pytest.raises(ParamValidationError, match=field):
+        dagbag.get_dag("l3_gate").test(run_conf=conf)
