@@ -65,7 +65,7 @@ def _say(text: str = "") -> None:
 def run_demo(settings: Settings) -> int:
     from kube_sandbox import Sandbox
 
-    from stackyard.cli import cli_helm, print_manifest, registry_for_cli
+    from stackyard.cli._common import cli_helm, print_manifest, registry_for_cli
     from stackyard.domain.manifest import Manifest, Provenance, ServicePin
     from stackyard.publishing import publish_chart
 

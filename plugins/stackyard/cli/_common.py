@@ -1,0 +1,44 @@
+"""What the command groups share: helm for terminal use, the registry, printing manifests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from stackyard.domain.manifest import Manifest
+from stackyard.settings import Settings
+from stackyard.stores.registry import ChartRegistry, open_registry
+from stackyard.tools.helm import Helm, HelmConfig
+from stackyard.tools.runner import ToolRunner
+
+
+@contextmanager
+def cli_helm(settings: Settings) -> Iterator[Helm]:
+    """helm for terminal use: the caller's KUBECONFIG, a private helm home, output to stderr."""
+    with tempfile.TemporaryDirectory(prefix="stackyard-helm-") as home:
+        config = HelmConfig(
+            home=Path(home), kubeconfig=os.environ.get("KUBECONFIG"),
+            plain_http=settings.registry_plain_http, base_env=os.environ,
+        )
+        yield Helm(config, ToolRunner(log=logging.getLogger("stackyard.helm")))
+
+
+def registry_for_cli(settings: Settings, helm: Helm, url: str | None = None) -> ChartRegistry:
+    return open_registry(url or settings.registry_url, cache_dir=settings.cache_dir, helm=helm)
+
+
+def print_manifest(manifest: Manifest, *, as_json: bool = False) -> None:
+    if as_json:
+        print(json.dumps(manifest.to_dict(), indent=2))
+        return
+    change = f", change: {manifest.change}" if manifest.change else ""
+    parent = f", parent v{manifest.parent}" if manifest.parent else ""
+    print(f"L3 manifest v{manifest.version} ({manifest.created:%Y-%m-%d %H:%M:%S}Z{parent}{change})")
+    width = max((len(name) for name in manifest.services), default=0)
+    for name, pin in manifest.services.items():
+        print(f"  {name:<{width}}  {pin.chart_version:<12} {pin.digest or ''}")
