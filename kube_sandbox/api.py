@@ -156,7 +156,17 @@ class Api:
         labels = parse_label_selector(params.get("labelSelector"))
         fields = parse_field_selector(params.get("fieldSelector"))
         out = []
-        for e in self.store.entries(rt.key, ns if rt.namespaced else None):
+        candidates = None
+        # an equality requirement narrows the scan to the label index's (smallest) set
+        eq = [r for r in labels if r.op == "in" and len(r.values) == 1]
+        if eq:
+            best = min(eq, key=lambda r: self.store.label_count(rt.key, r.key, next(iter(r.values))))
+            candidates = self.store.by_label(rt.key, best.key, next(iter(best.values)))
+            if ns is not None and rt.namespaced:
+                candidates = [e for e in candidates if e.obj["metadata"].get("namespace") == ns]
+        if candidates is None:
+            candidates = self.store.entries(rt.key, ns if rt.namespaced else None)
+        for e in candidates:
             meta = e.obj["metadata"]
             if labels and not labels_match(labels, meta.get("labels")):
                 continue

@@ -9,10 +9,12 @@ simulation report failure instead.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import heapq
 import itertools
 import logging
+import random
 import threading
 import time
 
@@ -36,6 +38,11 @@ def wants_failure(obj: dict) -> bool:
 
 def _hash(obj: dict) -> str:
     return hashlib.sha256(repr((obj.get("spec") or {}).get("template")).encode()).hexdigest()[:10]
+
+
+def _owner(obj: dict) -> dict:
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
+            "uid": obj["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
 
 
 def _cond(type_: str, status: str, reason: str = "", message: str = "") -> dict:
@@ -110,10 +117,13 @@ class Controllers:
             if status.get("observedGeneration") != gen:
                 self.schedule(0, self.workload, key, ns, name, gen, False)
                 self.schedule(self.ready_delay, self.workload, key, ns, name, gen, True)
-        elif key == ("", "pods") and type_ == "ADDED":
-            self.schedule(self.ready_delay, self.pod_start, ns, name)
+            if old is None or old.get("spec") != obj.get("spec"):
+                self.schedule(0, self.deployment_rs if key[1] == "deployments" else self.workload_pods, key, ns, name)
         elif key == ("batch", "jobs") and type_ == "ADDED":
             self.schedule(0, self.job_start, ns, name)
+            self.schedule(0, self.workload_pods, key, ns, name)
+        elif key == ("", "pods") and type_ == "ADDED":
+            self.schedule(self.ready_delay, self.pod_start, ns, name)
         elif key == ("", "persistentvolumeclaims") and type_ == "ADDED":
             self.schedule(self.ready_delay, self.pvc_bind, ns, name)
         elif key == ("", "services") and (obj.get("spec") or {}).get("type") == "LoadBalancer":
@@ -174,6 +184,78 @@ class Controllers:
             o["status"] = st
 
         self.api.set_status(rt, ns, name, mutate)
+
+    # ------------------------------------------------------------------ owned objects
+    def deployment_rs(self, key, ns: str, name: str) -> None:
+        """Keep one ReplicaSet per pod-template hash; older ones are scaled to zero."""
+        api, store = self.api, self.api.store
+        rs_rt = self._rt(("apps", "replicasets"))
+        with store.lock:
+            dep = store.get(key, ns, name)
+            if dep is None or dep["metadata"].get("deletionTimestamp"):
+                return
+            spec = dep.get("spec") or {}
+            h = _hash(dep)
+            rs_name = f"{name}-{h}"
+            n = int(spec.get("replicas", 1))
+            for k, rs_ns, rs_n in store.dependents(dep["metadata"]["uid"]):
+                if k == rs_rt.key and rs_n != rs_name:
+                    api.set_status(rs_rt, rs_ns, rs_n, lambda o: o["spec"].update(replicas=0))
+            if store.get(rs_rt.key, ns, rs_name) is not None:
+                api.set_status(rs_rt, ns, rs_name, lambda o: o["spec"].update(replicas=n))
+                return
+            template = copy.deepcopy(spec.get("template") or {})
+            tmeta = template.setdefault("metadata", {})
+            tmeta["labels"] = {**(tmeta.get("labels") or {}), "pod-template-hash": h}
+            selector = copy.deepcopy(spec.get("selector") or {})
+            selector["matchLabels"] = {**(selector.get("matchLabels") or {}), "pod-template-hash": h}
+            api.create(rs_rt, ns, {"metadata": {
+                "name": rs_name, "labels": tmeta["labels"], "annotations": {
+                    "deployment.kubernetes.io/revision": str(dep["metadata"].get("generation", 1))},
+                "ownerReferences": [_owner(dep)]},
+                "spec": {"replicas": n, "selector": selector, "template": template}},
+                {"fieldValidation": "Ignore"}, "kube-controller-manager")
+
+    def workload_pods(self, key, ns: str, name: str) -> None:
+        """Create or delete the pods of a ReplicaSet, StatefulSet, DaemonSet or Job."""
+        api, store = self.api, self.api.store
+        pod_rt = self._rt(("", "pods"))
+        with store.lock:
+            owner = store.get(key, ns, name)
+            if owner is None or owner["metadata"].get("deletionTimestamp"):
+                return
+            spec = owner.get("spec") or {}
+            want = {"daemonsets": 1, "jobs": 1}.get(key[1], int(spec.get("replicas", 1)))
+            pods = sorted(n for k, _, n in store.dependents(owner["metadata"]["uid"]) if k == pod_rt.key)
+            for extra in pods[want:] if key[1] != "jobs" else []:
+                pod = store.get(pod_rt.key, ns, extra)
+                if pod is not None:
+                    api._delete_locked(pod_rt, pod)
+            template = spec.get("template") or {}
+            tmeta = template.get("metadata") or {}
+            for i in range(len(pods), want):
+                if key[1] == "statefulsets":
+                    pod_name = f"{name}-{i}"
+                else:
+                    pod_name = f"{name}-" + "".join(random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+                labels = dict(tmeta.get("labels") or {})
+                if key[1] == "jobs":
+                    labels.update({"job-name": name, "batch.kubernetes.io/job-name": name,
+                                   "controller-uid": owner["metadata"]["uid"]})
+                if key[1] == "statefulsets":
+                    labels["statefulset.kubernetes.io/pod-name"] = pod_name
+                meta = {"name": pod_name, "labels": labels, "ownerReferences": [_owner(owner)]}
+                ann = dict(tmeta.get("annotations") or {})
+                if wants_failure(owner):
+                    ann[OUTCOME] = "fail"
+                if ann:
+                    meta["annotations"] = ann
+                pod_spec = copy.deepcopy(template.get("spec") or {})
+                if key[1] == "jobs":
+                    pod_spec.setdefault("restartPolicy", "Never")
+                if store.get(pod_rt.key, ns, pod_name) is None:
+                    api.create(pod_rt, ns, {"metadata": meta, "spec": pod_spec}, {"fieldValidation": "Ignore"},
+                               "kube-controller-manager")
 
     # ------------------------------------------------------------------ pods
     def pod_start(self, ns: str, name: str) -> None:

@@ -52,6 +52,8 @@ class Store:
         self._event_rvs: list[int] = []
         self.compacted_rv = 1  # events with rv <= this are gone
         self._owners: dict[str, set[tuple[Key, str, str]]] = {}
+        # (resource, label key, label value) -> {(namespace, name)}: equality selectors skip scans
+        self._labels: dict[tuple[Key, str, str], set[tuple[str, str]]] = {}
         self.listeners: list[Callable[[str, Key, dict, dict | None], None]] = []
         self.dirty = False
 
@@ -75,6 +77,18 @@ class Store:
     def namespace_contents(self, ns: str) -> list[tuple[Key, Entry]]:
         return [(key, e) for key, buckets in self._data.items() for e in buckets.get(ns, {}).values()]
 
+    def by_label(self, key: Key, label: str, value: str) -> list[Entry]:
+        out = []
+        buckets = self._data.get(key, {})
+        for ns, name in self._labels.get((key, label, value), ()):
+            e = buckets.get(ns, {}).get(name)
+            if e is not None:
+                out.append(e)
+        return out
+
+    def label_count(self, key: Key, label: str, value: str) -> int:
+        return len(self._labels.get((key, label, value), ()))
+
     def dependents(self, uid: str) -> list[tuple[Key, str, str]]:
         return list(self._owners.get(uid, ()))
 
@@ -96,8 +110,7 @@ class Store:
             self._unindex(key, ns, name, old.obj)
         entry = Entry(obj)
         bucket[name] = entry
-        for ref in meta.get("ownerReferences") or ():
-            self._owners.setdefault(ref.get("uid", ""), set()).add((key, ns, name))
+        self._index(key, ns, name, obj)
         self._record(key, ns, type_, entry, old.obj if old else None)
         return entry
 
@@ -111,7 +124,20 @@ class Store:
         self._unindex(key, ns, name, old.obj)
         self._record(key, ns, "DELETED", Entry(final), old.obj)
 
+    def _index(self, key, ns, name, obj) -> None:
+        meta = obj["metadata"]
+        for ref in meta.get("ownerReferences") or ():
+            self._owners.setdefault(ref.get("uid", ""), set()).add((key, ns, name))
+        for lk, lv in (meta.get("labels") or {}).items():
+            self._labels.setdefault((key, lk, lv), set()).add((ns, name))
+
     def _unindex(self, key, ns, name, obj) -> None:
+        for lk, lv in ((obj.get("metadata") or {}).get("labels") or {}).items():
+            s = self._labels.get((key, lk, lv))
+            if s:
+                s.discard((ns, name))
+                if not s:
+                    del self._labels[(key, lk, lv)]
         for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
             s = self._owners.get(ref.get("uid", ""))
             if s:
@@ -152,8 +178,7 @@ class Store:
                 meta = obj["metadata"]
                 ns = meta.get("namespace", "")
                 self._data.setdefault(key, {}).setdefault(ns, {})[meta["name"]] = Entry(obj)
-                for ref in meta.get("ownerReferences") or ():
-                    self._owners.setdefault(ref.get("uid", ""), set()).add((key, ns, meta["name"]))
+                self._index(key, ns, meta["name"], obj)
             self.rv = max(self.rv, int(data.get("resourceVersion", 1)))
             self.compacted_rv = self.rv
             self.dirty = False

@@ -124,8 +124,8 @@ def bench_helm(tmp: Path, env: dict, helm: str, stacks: int, repeats: int) -> di
     out = {"scaffold_install_median_s": round(statistics.median(real), 3),
            "scaffold_dry_run_client_median_s": round(statistics.median(dry), 3),
            "install_vs_dry_run_ratio": round(statistics.median(real) / statistics.median(dry), 2)}
-    umbrella = build_umbrella(tmp, helm, env)
-    if umbrella is not None:
+    umbrella = build_umbrella(tmp, helm, env) if stacks > 0 else None
+    if umbrella is not None and stacks > 0:
         times = []
         for s in range(stacks):
             times.append(run([helm, "install", "stack", str(umbrella), "-n", f"stack-{s:02d}", "--create-namespace"],

@@ -34,6 +34,9 @@ def test_upgrade_rollback_history_list(cli, scaffold_chart):
     dep = json.loads(cli.kubectl("get", "deploy", "web-demo", "-n", "apps", "-o", "json").stdout)
     assert dep["spec"]["replicas"] == 3 and dep["status"]["readyReplicas"] == 3
     assert dep["metadata"]["generation"] == 2
+    pods = json.loads(cli.kubectl("get", "pods", "-n", "apps", "-l", "app.kubernetes.io/instance=web,"
+                                  "app.kubernetes.io/name=demo", "-o", "json").stdout)["items"]
+    assert len(pods) == 3 and {p["metadata"]["ownerReferences"][0]["kind"] for p in pods} == {"ReplicaSet"}
     cli.helm("rollback", "web", "1", "-n", "apps", "--wait")
     dep = json.loads(cli.kubectl("get", "deploy", "web-demo", "-n", "apps", "-o", "json").stdout)
     assert dep["spec"]["replicas"] == 1

@@ -184,3 +184,20 @@ def test_pod_runs_to_completion_with_deterministic_logs(kube_client):
     logs = core.read_namespaced_pod_log("p", "default", _preload_content=False).data.decode()
     assert "hello\nbye\n" in logs and "exit code 0" in logs
     assert logs == core.read_namespaced_pod_log("p", "default", _preload_content=False).data.decode()
+
+
+def test_workload_pods_are_simulated_and_garbage_collected(kube_client):
+    apps, core = client.AppsV1Api(kube_client), client.CoreV1Api(kube_client)
+    tmpl = {"metadata": {"labels": {"app": "db"}}, "spec": {"containers": [{"name": "db", "image": "postgres"}]}}
+    apps.create_namespaced_stateful_set("default", {"metadata": {"name": "db"}, "spec": {
+        "replicas": 2, "serviceName": "db", "selector": {"matchLabels": {"app": "db"}}, "template": tmpl}})
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        pods = core.list_namespaced_pod("default", label_selector="app=db").items
+        if len(pods) == 2 and all(p.status.phase == "Running" for p in pods):
+            break
+        time.sleep(0.1)
+    assert sorted(p.metadata.name for p in pods) == ["db-0", "db-1"]
+    assert all(p.status.container_statuses[0].ready for p in pods)
+    apps.delete_namespaced_stateful_set("db", "default")
+    assert core.list_namespaced_pod("default", label_selector="app=db").items == []
