@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 OUTCOME = "sandbox.stackyard.io/outcome"
 LOGS = "sandbox.stackyard.io/logs"
+OWNER_KINDS = {"ReplicaSet": ("apps", "replicasets"), "StatefulSet": ("apps", "statefulsets"),
+               "DaemonSet": ("apps", "daemonsets")}
 WORKLOADS = {("apps", "deployments"), ("apps", "statefulsets"), ("apps", "daemonsets"), ("apps", "replicasets")}
 
 
@@ -103,6 +105,11 @@ class Controllers:
             self._on_crd(type_, obj)
             return
         if type_ == "DELETED":
+            if key == ("", "pods"):  # a controller replaces the pods it owns
+                for ref in meta.get("ownerReferences") or ():
+                    owner_key = OWNER_KINDS.get(ref.get("kind"))
+                    if owner_key and ref.get("controller"):
+                        self.schedule(0, self.workload_pods, owner_key, ns, ref.get("name"))
             return
         deleting = bool(meta.get("deletionTimestamp"))
         if key == NS_KEY:

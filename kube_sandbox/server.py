@@ -347,8 +347,14 @@ class Handler(BaseHTTPRequestHandler):
             return (not labels or labels_match(labels, meta.get("labels"))) and \
                 (not fields or fields_match(fields, obj))
 
+        as_table = "as=Table" in (self.headers.get("Accept") or "")
+        include = params.get("includeObject", "Metadata")
+
         def encode(type_, entry_or_obj) -> bytes:
-            if isinstance(entry_or_obj, dict):
+            if as_table and type_ != "BOOKMARK" and type_ != "ERROR":
+                obj = entry_or_obj if isinstance(entry_or_obj, dict) else entry_or_obj.obj
+                raw = dumps(D.table(rt, [obj], obj["metadata"]["resourceVersion"], include))
+            elif isinstance(entry_or_obj, dict):
                 raw = dumps(api.out(rt, entry_or_obj))
             elif entry_or_obj.obj.get("apiVersion") != rt.api_version:
                 raw = dumps(api.out(rt, entry_or_obj.obj))
