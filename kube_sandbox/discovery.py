@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -13,6 +14,7 @@ from pathlib import Path
 from .patch import MERGE_KEYS, PRIMITIVE_SETS
 from .resources import Registry, ResourceType
 
+log = logging.getLogger(__name__)
 VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"],
              "finalize": ["update"], "token": ["create"], "eviction": ["create"], "exec": ["create", "get"],
@@ -28,7 +30,13 @@ VERSION = {"major": "1", "minor": "35", "emulationMajor": "1", "emulationMinor":
 
 @lru_cache(maxsize=1)
 def models() -> dict[str, dict[str, str]]:
-    return json.loads((Path(__file__).with_name("data") / "models.json").read_text())["models"]
+    """Field types of every API model; empty (generic schemas, no strict checks) if the data file
+    was not installed with the package."""
+    try:
+        return json.loads((Path(__file__).with_name("data") / "models.json").read_text())["models"]
+    except FileNotFoundError:
+        log.warning("kube_sandbox/data/models.json missing: serving schema-less OpenAPI documents")
+        return {}
 
 
 # ----------------------------------------------------------------------------- discovery
