@@ -58,6 +58,7 @@ def local_env(root: Path = ROOT, kubeconfig: str | None = None) -> dict[str, str
         "AIRFLOW_CONN_AWS_DEFAULT": _conn("aws", {"region_name": "us-east-1"}),
         "STACKYARD_REGISTRY": f"dir://{home / 'registry'}",
         "STACKYARD_MANIFEST_STORE": f"file://{home / 'manifests'}",
+        "STACKYARD_RECORD_STORE": f"file://{home / 'records'}",
     }
 
 

@@ -21,6 +21,7 @@ class Settings:
     home: Path
     registry_url: str
     manifest_store_url: str
+    records_url: str
     kubernetes_conn_id: str = "stackyard_kube"
     sops_conn_id: str = "stackyard_sops"
     aws_conn_id: str = "aws_default"
@@ -36,6 +37,7 @@ class Settings:
             home=home,
             registry_url=env.get("STACKYARD_REGISTRY") or f"dir://{home / 'registry'}",
             manifest_store_url=env.get("STACKYARD_MANIFEST_STORE") or f"file://{home / 'manifests'}",
+            records_url=env.get("STACKYARD_RECORD_STORE") or f"file://{home / 'records'}",
             kubernetes_conn_id=env.get("STACKYARD_KUBE_CONN_ID", cls.kubernetes_conn_id),
             sops_conn_id=env.get("STACKYARD_SOPS_CONN_ID", cls.sops_conn_id),
             aws_conn_id=env.get("STACKYARD_AWS_CONN_ID", cls.aws_conn_id),

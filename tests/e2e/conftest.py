@@ -81,6 +81,7 @@ def local_stack(tmp_path, monkeypatch, sandbox, helm_bin) -> LocalStack:
         "STACKYARD_HOME": str(home),
         "STACKYARD_REGISTRY": f"dir://{home / 'registry'}",
         "STACKYARD_MANIFEST_STORE": f"file://{home / 'manifests'}",
+        "STACKYARD_RECORD_STORE": f"file://{home / 'records'}",
         "KUBECONFIG": kubeconfig,
         "AIRFLOW_CONN_STACKYARD_KUBE": json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": kubeconfig}}),
         "AIRFLOW_CONN_STACKYARD_SOPS": json.dumps({"conn_type": "generic", "extra": {"age_key_file": str(EXAMPLE_AGE_KEY)}}),

@@ -14,6 +14,7 @@ import pytest
 
 from stackyard.domain.manifest import Change, Manifest, Provenance, ServicePin, propose
 from stackyard.exceptions import ConflictError, InputError, NotFoundError
+from stackyard.stores.backends import LocalBackend, S3Backend
 from stackyard.stores.manifest_store import (
     LocalManifestStore,
     ManifestStore,
@@ -356,16 +357,16 @@ def test_a_recorded_report_is_a_copy_of_the_callers_dict(store, seeded):
 
 def test_open_file_url_and_plain_path_give_local_stores(tmp_path):
     by_url = open_manifest_store((tmp_path / "a b").as_uri())
-    assert isinstance(by_url, LocalManifestStore) and by_url.root == tmp_path / "a b"
+    assert isinstance(by_url.backend, LocalBackend) and by_url.backend.root == tmp_path / "a b"
     by_path = open_manifest_store(str(tmp_path / "c"))
-    assert isinstance(by_path, LocalManifestStore) and by_path.root == tmp_path / "c"
+    assert isinstance(by_path.backend, LocalBackend) and by_path.backend.root == tmp_path / "c"
 
 
 def test_open_s3_url_uses_the_injected_client_factory():
     client = object()
     store = open_manifest_store("s3://my-bucket/teams/l3/", s3_client_factory=lambda: client)
-    assert isinstance(store, S3ManifestStore)
-    assert (store.bucket, store.prefix, store.client) == ("my-bucket", "teams/l3", client)
+    assert isinstance(store.backend, S3Backend)
+    assert (store.backend.bucket, store.backend.prefix, store.backend.client) == ("my-bucket", "teams/l3", client)
 
 
 @pytest.mark.parametrize("url", ["", "gs://bucket/x", "file://otherhost/path", "s3:///no-bucket"])

@@ -6,6 +6,7 @@ import base64
 
 from stackyard.settings import Settings
 from stackyard.stores.manifest_store import ManifestStore, open_manifest_store
+from stackyard.stores.records import RecordStore, open_record_store
 from stackyard.stores.registry import ChartRegistry, open_registry
 from stackyard.tools.helm import Helm
 
@@ -31,6 +32,10 @@ def ecr_login(aws_conn_id: str):
 def registry_for(settings: Settings, helm: Helm | None = None) -> ChartRegistry:
     options = {"ecr_token": ecr_login(settings.aws_conn_id)} if settings.registry_url.startswith("oci://") else {}
     return open_registry(settings.registry_url, cache_dir=settings.cache_dir, helm=helm, **options)
+
+
+def record_store_for(settings: Settings) -> RecordStore:
+    return open_record_store(settings.records_url, s3_client_factory=lambda: _aws_client(settings.aws_conn_id, "s3"))
 
 
 def manifest_store_for(settings: Settings) -> ManifestStore:

@@ -34,41 +34,30 @@ caller's duty: the store writes them verbatim.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import math
 import os
 import re
-import tempfile
-import time
-import uuid
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from stackyard.domain.manifest import Manifest, check_candidate, validate_candidate_id
-from stackyard.exceptions import AccessDeniedError, ConflictError, InputError, NotFoundError
+from stackyard.stores.backends import Backend, LocalBackend, S3Backend, open_backend
+from stackyard.stores.records import RECORD_NAME, load_json, newest_first, plain_json_object, record_name, utc_now
+from stackyard.exceptions import ConflictError, InputError, NotFoundError
 
 RECORD_SCHEMA = 1
-MAX_REPORT_BYTES = 1024 * 1024
 
 MANIFESTS = "manifests"
 REPORTS = "reports"
 REJECTIONS = "rejections"
 
 _MANIFEST_NAME = re.compile(r"v([0-9]{6,})\.json")
-_RECORD_NAME = re.compile(r"[0-9]{8}T[0-9]{12}Z-[0-9a-f]+\.json")
 
 Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def manifest_key(version: int) -> str:
@@ -119,29 +108,29 @@ class GateRecord:
             raise InputError(f"gate record is malformed: {error!r}") from error
 
 
-class ManifestStore(ABC):
+class ManifestStore:
     """The L3 history contract; see the module docstring for layout and semantics."""
 
-    def __init__(self, *, clock: Clock = utc_now) -> None:
+    def __init__(self, backend: Backend, *, clock: Clock = utc_now) -> None:
+        self.backend = backend
         self._clock = clock
 
-    # --- backend primitives --------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.backend.location!r})"
 
-    @abstractmethod
+    # --- backend primitives (see stackyard.stores.backends) ------------------------------------
+
     def _list_keys(self, folder: str) -> list[str]:
-        """Keys directly under ``folder`` (relative to the store root), in any order."""
+        return self.backend.list_keys(folder)
 
-    @abstractmethod
     def _read(self, key: str) -> bytes:
-        """The bytes at ``key``; :class:`NotFoundError` if absent."""
+        return self.backend.read(key)
 
-    @abstractmethod
     def _create(self, key: str, body: bytes) -> bool:
-        """Atomically create ``key`` unless it exists; False (and nothing written) if it does."""
+        return self.backend.create(key, body)
 
     def _exclusive(self) -> contextlib.AbstractContextManager[None]:
-        """Serialise read-check-write sections where the backend can (the CAS holds regardless)."""
-        return contextlib.nullcontext()
+        return self.backend.exclusive()
 
     # --- history -------------------------------------------------------------------------------
 
@@ -164,14 +153,14 @@ class ManifestStore(ABC):
             body = self._read(key)
         except NotFoundError as error:
             raise NotFoundError(f"L3 manifest v{version} not found in {self!r}") from error
-        manifest = Manifest.from_dict(_load_json(body, key))
+        manifest = Manifest.from_dict(load_json(body, key))
         if manifest.version != version:
             raise InputError(f"{key} holds version {manifest.version}, not {version}")
         return manifest
 
     def history(self, limit: int | None = None) -> list[Manifest]:
         """Manifests newest first, at most ``limit`` of them."""
-        return [self.get(version) for version in _newest_first(self.versions(), limit)]
+        return [self.get(version) for version in newest_first(self.versions(), limit)]
 
     def seed(self, manifest: Manifest) -> Manifest:
         """Store the first manifest (version 1) into an empty store and return what is stored.
@@ -241,7 +230,7 @@ class ManifestStore(ABC):
     def record_report(self, subject: int | str, report: Mapping[str, Any]) -> GateRecord:
         """Store ``report`` for a promoted version (int, must exist) or a candidate id (str)."""
         folder = self._report_folder(subject, must_exist=True)
-        record = GateRecord(RecordKind.REPORT, folder.rsplit("/", 1)[-1], self._clock(), _json_report(report))
+        record = GateRecord(RecordKind.REPORT, folder.rsplit("/", 1)[-1], self._clock(), plain_json_object(report, "report"))
         return self._write_record(folder, record)
 
     def record_rejection(self, candidate: Manifest, reason: str, report: Mapping[str, Any]) -> GateRecord:
@@ -250,7 +239,7 @@ class ManifestStore(ABC):
         if not isinstance(reason, str) or not reason.strip():
             raise InputError("reason: a rejection needs a non-empty reason")
         record = GateRecord(
-            RecordKind.REJECTION, candidate.candidate_id, self._clock(), _json_report(report), reason, candidate
+            RecordKind.REJECTION, candidate.candidate_id, self._clock(), plain_json_object(report, "report"), reason, candidate
         )
         return self._write_record(REJECTIONS, record)
 
@@ -279,17 +268,16 @@ class ManifestStore(ABC):
         return f"{REPORTS}/v{subject:06d}"
 
     def _write_record(self, folder: str, record: GateRecord) -> GateRecord:
-        # The timestamp first makes name order time order; the random tail makes names unique.
-        name = f"{record.recorded:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:12]}.json"
+        name = record_name(record.recorded)
         body = json.dumps(record.to_dict(), sort_keys=True, indent=1).encode()
         if not self._create(f"{folder}/{name}", body):
             raise ConflictError(f"gate record {folder}/{name} already exists")
         return record
 
     def _read_records(self, keys: list[str], limit: int | None) -> list[GateRecord]:
-        named = {key.rsplit("/", 1)[-1]: key for key in keys if _RECORD_NAME.fullmatch(key.rsplit("/", 1)[-1])}
-        newest = _newest_first(sorted(named), limit)
-        return [GateRecord.from_dict(_load_json(self._read(named[name]), named[name])) for name in newest]
+        named = {key.rsplit("/", 1)[-1]: key for key in keys if RECORD_NAME.fullmatch(key.rsplit("/", 1)[-1])}
+        newest = newest_first(sorted(named), limit)
+        return [GateRecord.from_dict(load_json(self._read(named[name]), named[name])) for name in newest]
 
 
 # --- helpers shared by the backends ---------------------------------------------------------------
@@ -304,215 +292,29 @@ def _manifest_bytes(manifest: Manifest) -> bytes:
     return json.dumps(manifest.to_dict(), sort_keys=True, indent=1).encode() + b"\n"
 
 
-def _load_json(body: bytes, key: str) -> Any:
-    try:
-        return json.loads(body)
-    except ValueError as error:
-        raise InputError(f"{key} is not valid JSON: {error}") from error
-
-
-def _newest_first(items: list, limit: int | None) -> list:
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
-        raise InputError(f"limit: expected None or an integer >= 0, got {limit!r}")
-    newest = list(reversed(items))
-    return newest if limit is None else newest[:limit]
-
-
-def _json_report(report: object) -> dict[str, Any]:
-    """A deep copy of ``report`` as plain JSON, or InputError naming the offending path."""
-    if not isinstance(report, Mapping):
-        raise InputError(f"report: expected a JSON object, got {type(report).__name__}")
-    copy = _plain_json(report, "report")
-    size = len(json.dumps(copy))
-    if size > MAX_REPORT_BYTES:
-        raise InputError(f"report: {size} bytes is over {MAX_REPORT_BYTES}; store a summary and an output tail")
-    return copy
-
-
-def _plain_json(value: object, where: str) -> Any:
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InputError(f"{where}: {value} is not representable in JSON")
-        return value
-    if isinstance(value, Mapping):
-        for key in value:
-            if not isinstance(key, str):
-                raise InputError(f"{where}: key {key!r} is not a string")
-        return {key: _plain_json(item, f"{where}.{key}") for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_json(item, f"{where}[{index}]") for index, item in enumerate(value)]
-    raise InputError(f"{where}: {type(value).__name__} is not JSON-serialisable")
-
-
-# --- local directory backend ----------------------------------------------------------------------
+# --- the two backends, by name -------------------------------------------------------------------
 
 
 class LocalManifestStore(ManifestStore):
-    """The zero-setup backend: the layout above under a local directory.
-
-    Each key is written to a temporary file in its final directory, flushed, then hard-linked
-    to its name: ``link`` fails if the name exists, so a key is created at most once and is
-    never seen half-written. An ``flock`` on ``<root>/.lock`` serialises promotions across
-    threads and processes on one host (do not share the directory over NFS).
-    """
+    """The zero-setup store: the layout above under a local directory (see LocalBackend)."""
 
     def __init__(self, path: str | os.PathLike[str], *, clock: Clock = utc_now) -> None:
-        super().__init__(clock=clock)
-        self.root = Path(path)
+        super().__init__(LocalBackend(path), clock=clock)
 
-    def __repr__(self) -> str:
-        return f"LocalManifestStore({str(self.root)!r})"
-
-    def _list_keys(self, folder: str) -> list[str]:
-        try:
-            names = os.listdir(self.root / folder)
-        except FileNotFoundError:
-            return []
-        return [f"{folder}/{name}" for name in names if not name.startswith(".")]
-
-    def _read(self, key: str) -> bytes:
-        try:
-            return (self.root / key).read_bytes()
-        except FileNotFoundError as error:
-            raise NotFoundError(f"{key} not found under {self.root}") from error
-
-    def _create(self, key: str, body: bytes) -> bool:
-        target = self.root / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, temporary = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(body)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.link(temporary, target)
-        except FileExistsError:
-            return False
-        finally:
-            os.unlink(temporary)
-        _fsync_directory(target.parent)
-        return True
-
-    @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(descriptor)  # closing the descriptor releases the lock
-
-
-def _fsync_directory(path: Path) -> None:
-    # Makes the new name itself durable, not only the file's bytes.
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-# --- S3 backend -----------------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.backend.root
 
 
 class S3ManifestStore(ManifestStore):
-    """The layout above under ``s3://bucket/prefix``, using an injected boto3 S3 client.
-
-    Keys are created with ``PutObject`` and ``If-None-Match: *``: S3 answers 412 if the key
-    exists, which is the compare-and-swap (no lock needed, any number of writers). A 409
-    ``ConditionalRequestConflict`` (a concurrent conditional write still in flight) is retried
-    briefly, then resolves to a win or a 412.
-    """
-
-    conflict_retries = 5
+    """The layout above under ``s3://bucket/prefix`` (see S3Backend: conditional writes)."""
 
     def __init__(self, bucket: str, prefix: str, client: Any, *, clock: Clock = utc_now) -> None:
-        super().__init__(clock=clock)
-        if not bucket or "/" in bucket:
-            raise InputError(f"bucket: {bucket!r} is not a bucket name")
-        self.bucket = bucket
-        self.prefix = prefix.strip("/")
-        self.client = client
+        super().__init__(S3Backend(bucket, prefix, client), clock=clock)
 
-    def __repr__(self) -> str:
-        return f"S3ManifestStore('s3://{self.bucket}/{self.prefix}')"
-
-    def _object_key(self, key: str) -> str:
-        return f"{self.prefix}/{key}" if self.prefix else key
-
-    def _list_keys(self, folder: str) -> list[str]:
-        from botocore.exceptions import ClientError  # botocore ships with every boto3 client
-
-        listed = self._object_key(folder) + "/"
-        strip = len(self._object_key(""))
-        keys = []
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=listed, Delimiter="/"
-            )
-            for page in pages:
-                keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
-        except ClientError as error:
-            _raise_if_access_denied(error, f"list s3://{self.bucket}/{listed}")
-            raise
-        return keys
-
-    def _read(self, key: str) -> bytes:
-        from botocore.exceptions import ClientError
-
-        object_key = self._object_key(key)
-        try:
-            return self.client.get_object(Bucket=self.bucket, Key=object_key)["Body"].read()
-        except ClientError as error:
-            if _error_code(error) in {"NoSuchKey", "404"}:
-                raise NotFoundError(f"s3://{self.bucket}/{object_key} not found") from error
-            _raise_if_access_denied(error, f"read s3://{self.bucket}/{object_key}")
-            raise
-
-    def _create(self, key: str, body: bytes) -> bool:
-        object_key = self._object_key(key)
-        for attempt in range(self.conflict_retries):
-            outcome = self._put_if_absent(object_key, body)
-            if outcome is not None:
-                return outcome
-            time.sleep(0.05 * 2**attempt)
-        raise ConflictError(f"s3://{self.bucket}/{object_key}: concurrent conditional writes kept conflicting")
-
-    def _put_if_absent(self, object_key: str, body: bytes) -> bool | None:
-        """True if created, False if it already existed, None if S3 asks to retry (409)."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=object_key, Body=body, ContentType="application/json", IfNoneMatch="*"
-            )
-            return True
-        except ClientError as error:
-            code = _error_code(error)
-            if code in {"PreconditionFailed", "412"}:
-                return False
-            if code in {"ConditionalRequestConflict", "409"}:
-                return None
-            _raise_if_access_denied(error, f"write s3://{self.bucket}/{object_key}")
-            raise
-
-
-def _error_code(error: Any) -> str:
-    """The S3 error code, or the HTTP status as text when the body had none (HEAD-style errors)."""
-    response = getattr(error, "response", {})
-    code = response.get("Error", {}).get("Code")
-    return str(code or response.get("ResponseMetadata", {}).get("HTTPStatusCode", ""))
-
-
-def _raise_if_access_denied(error: Any, action: str) -> None:
-    if _error_code(error) in {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
-        raise AccessDeniedError(f"{action}: {error}") from error
-
-
-# --- opening a store by URL -----------------------------------------------------------------------
+    bucket = property(lambda self: self.backend.bucket)
+    prefix = property(lambda self: self.backend.prefix)
+    client = property(lambda self: self.backend.client)
 
 
 def open_manifest_store(
@@ -523,24 +325,4 @@ def open_manifest_store(
     ``s3_client_factory`` builds the boto3 S3 client (the Airflow hook passes one built from an
     AWS connection); without it ``boto3.client("s3")`` uses the default credential chain.
     """
-    if not isinstance(url, str) or not url:
-        raise InputError(f"manifest store URL: expected a non-empty string, got {url!r}")
-    parts = urlsplit(url)
-    if parts.scheme == "s3":
-        if parts.query or parts.fragment:
-            raise InputError(f"manifest store URL {url!r}: query and fragment are not supported")
-        client = s3_client_factory() if s3_client_factory else _default_s3_client()
-        return S3ManifestStore(parts.netloc, unquote(parts.path), client, clock=clock)
-    if parts.scheme == "file":
-        if parts.netloc not in {"", "localhost"}:
-            raise InputError(f"manifest store URL {url!r}: file URLs must name a local path (file:///path)")
-        return LocalManifestStore(unquote(parts.path), clock=clock)
-    if parts.scheme == "":
-        return LocalManifestStore(url, clock=clock)
-    raise InputError(f"manifest store URL {url!r}: scheme must be file or s3, or give a plain path")
-
-
-def _default_s3_client() -> Any:
-    import boto3  # deferred: only S3 users need it
-
-    return boto3.client("s3")
+    return ManifestStore(open_backend(url, s3_client_factory=s3_client_factory, what="manifest store"), clock=clock)
