@@ -332,7 +332,7 @@ class Api:
         ct = content_type.split(";")[0].strip()
         try:
             if ct == "application/apply-patch+yaml":
-                doc = yaml.safe_load(body) or {}
+                doc = _load_yaml_or_json(body) or {}
             else:
                 doc = json.loads(body or b"null")
         except (ValueError, yaml.YAMLError) as exc:
@@ -493,6 +493,17 @@ class Api:
             if new == old:
                 return old
             return self._commit(rt, new, "MODIFIED", False)
+
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml_or_json(body: bytes):
+    """Apply configurations are YAML, but clients (helm, kubectl) usually send JSON: try it first."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        return yaml.load(body, Loader=_YAML_LOADER)
 
 
 def _dry(params: dict) -> bool:

@@ -37,6 +37,10 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         super().__init__(addr, Handler)
         self.api, self.registry, self.faults, self.verbose = api, registry, faults, verbose
         self.stopping = threading.Event()
+        self.stats_lock = threading.Lock()
+        self.requests = 0
+        self.busy_seconds = 0.0  # time spent serving non-streaming requests
+        self.doc_cache: dict = {}  # (path, aggregated, registry generation) -> encoded document
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -77,8 +81,13 @@ class Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
+    _doc_cache_key = None
+
     def _json(self, code: int, obj) -> None:
-        self._send(code, obj if isinstance(obj, bytes) else dumps(obj))
+        body = obj if isinstance(obj, bytes) else dumps(obj)
+        if self._doc_cache_key is not None and code == 200:  # discovery/OpenAPI: same until CRDs change
+            self.server.doc_cache[self._doc_cache_key] = body
+        self._send(code, body)
 
     def _error(self, err: ApiError) -> None:
         headers = {"Retry-After": "1"} if err.code == 429 else None
@@ -106,7 +115,7 @@ class Handler(BaseHTTPRequestHandler):
             return protobuf.decode(body)
         try:
             if ct in ("application/yaml", "application/x-yaml"):
-                return yaml.safe_load(body)
+                return yaml.load(body, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
             return json.loads(body or b"{}")
         except (ValueError, yaml.YAMLError) as exc:
             raise ApiError.bad_request(f"error decoding request body: {exc}") from exc
@@ -116,6 +125,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         started = time.monotonic()
+        self._doc_cache_key = None  # the handler lives as long as the keep-alive connection
         try:
             url = urlsplit(self.path)
             qs = parse_qs(url.query, keep_blank_values=True)
@@ -131,8 +141,13 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # report like an API server would, keep serving
             log.exception("internal error serving %s %s", method, self.path)
             self._error(ApiError(500, f"kube-sandbox internal error: {exc!r}"))
+        elapsed = time.monotonic() - started
+        if "watch=" not in self.path and "follow=" not in self.path:
+            with self.server.stats_lock:
+                self.server.requests += 1
+                self.server.busy_seconds += elapsed
         if self.server.verbose:
-            log.info("%s %s %.1fms", method, self.path, (time.monotonic() - started) * 1000)
+            log.info("%s %s %.1fms", method, self.path, elapsed * 1000)
 
     # ------------------------------------------------------------------ routing
     def _route(self, method: str, path: str, params: dict, body: bytes) -> None:
@@ -141,14 +156,31 @@ class Handler(BaseHTTPRequestHandler):
         if method == "GET":
             if path == "/version":
                 return self._json(200, D.VERSION)
+            if path == "/debug/kube-sandbox/stats":
+                with self.server.stats_lock:
+                    return self._json(200, {"requests": self.server.requests,
+                                            "busySeconds": round(self.server.busy_seconds, 6),
+                                            "objects": self.server.api.store.count(),
+                                            "resourceVersion": self.server.api.store.rv})
             if path in ("/healthz", "/livez", "/readyz"):
                 return self._send(200, b"ok", "text/plain; charset=utf-8")
             if path in ("/api", "/apis"):
                 if "as=APIGroupDiscoveryList" in accept:
-                    return self._send(200, dumps(D.aggregated(reg, core=path == "/api")), D.AGG_CT)
+                    body = dumps(D.aggregated(reg, core=path == "/api"))
+                    self.server.doc_cache[self._doc_cache_key] = body
+                    return self._send(200, body, D.AGG_CT)
                 doc = D.api_versions(f"{self.server.server_address[0]}:{self.server.server_address[1]}") \
                     if path == "/api" else D.api_group_list(reg)
                 return self._json(200, doc)
+            if path.startswith("/openapi/v3") or path in ("/api", "/apis"):
+                agg = path in ("/api", "/apis") and "as=APIGroupDiscoveryList" in accept
+                ckey = (path, agg, reg.generation)
+                if len(self.server.doc_cache) > 200:
+                    self.server.doc_cache.clear()
+                hit = self.server.doc_cache.get(ckey)
+                if hit is not None:
+                    return self._send(200, hit, D.AGG_CT if agg else "application/json")
+                self._doc_cache_key = ckey
             if path == "/openapi/v3":
                 return self._json(200, D.openapi_index(reg))
             if path.startswith("/openapi/v3/"):

@@ -7,7 +7,9 @@ Measures, in one run, against a sandbox started as its own process (``python -m 
 2. The example umbrella (include/charts/*) installed with helm into S stacks (default 50), then
    the sandbox's resident memory (goal: under 500 MB).
 3. ``helm install`` of the scaffold chart: sandbox vs ``helm install --dry-run=client`` of the same
-   chart (ratio; the dry run is helm's own floor: rendering without any API work).
+   chart (ratio; the dry run is helm's own floor: rendering without any API work), and the share
+   of the install's wall time the sandbox spent serving its requests (from the sandbox's
+   ``/debug/kube-sandbox/stats`` counters).
 
 No pass/fail thresholds: it prints a table and writes JSON (``--out``).
 
@@ -114,22 +116,41 @@ def build_umbrella(tmp: Path, helm: str, env: dict) -> Path | None:
     return umbrella
 
 
-def bench_helm(tmp: Path, env: dict, helm: str, stacks: int, repeats: int) -> dict:
+def stats(url: str) -> dict:
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port)
+    data = timed(conn, "GET", "/debug/kube-sandbox/stats")[1]
+    conn.close()
+    return json.loads(data)
+
+
+def bench_helm(tmp: Path, env: dict, helm: str, stacks: int, repeats: int, url: str) -> dict:
     subprocess.run([helm, "create", str(tmp / "demo")], env=env, capture_output=True, check=True)
     chart = str(tmp / "demo")
-    dry, real = [], []
+    dry, real, busy, reqs = [], [], [], []
     for i in range(repeats):
         dry.append(run([helm, "install", f"dry{i}", chart, "-n", "default", "--dry-run=client"], env))
+        before = stats(url)
         real.append(run([helm, "install", f"real{i}", chart, "-n", f"h{i}", "--create-namespace"], env))
-    out = {"scaffold_install_median_s": round(statistics.median(real), 3),
+        after = stats(url)
+        busy.append(after["busySeconds"] - before["busySeconds"])
+        reqs.append(after["requests"] - before["requests"])
+    out = {"scaffold_install_requests": int(statistics.median(reqs)),
+           "scaffold_install_sandbox_busy_s": round(statistics.median(busy), 4),
+           "sandbox_share_of_install": round(statistics.median(busy) / statistics.median(real), 3),"scaffold_install_median_s": round(statistics.median(real), 3),
            "scaffold_dry_run_client_median_s": round(statistics.median(dry), 3),
            "install_vs_dry_run_ratio": round(statistics.median(real) / statistics.median(dry), 2)}
     umbrella = build_umbrella(tmp, helm, env) if stacks > 0 else None
     if umbrella is not None and stacks > 0:
         times = []
+        before = stats(url)
         for s in range(stacks):
             times.append(run([helm, "install", "stack", str(umbrella), "-n", f"stack-{s:02d}", "--create-namespace"],
                              env))
+        after = stats(url)
+        out["umbrella_sandbox_share_of_install"] = round(
+            (after["busySeconds"] - before["busySeconds"]) / sum(times), 3)
+        out["objects_after_stacks"] = after["objects"]
         dry_u = run([helm, "install", "stack", str(umbrella), "-n", "x", "--dry-run=client"], env)
         out.update({"umbrella_stacks": stacks, "umbrella_install_median_s": round(statistics.median(times), 3),
                     "umbrella_dry_run_client_s": round(dry_u, 3),
@@ -157,7 +178,7 @@ def main() -> int:
             results["rss_mb_idle"] = round(rss_mb(proc.pid), 1)
             env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": str(tmp / "hc"),
                    "HELM_CONFIG_HOME": str(tmp / "hcfg"), "HELM_DATA_HOME": str(tmp / "hd")}
-            results["helm"] = bench_helm(tmp, env, helm, args.stacks, args.repeats)
+            results["helm"] = bench_helm(tmp, env, helm, args.stacks, args.repeats, url)
             results["rss_mb_after_stacks"] = round(rss_mb(proc.pid), 1)
             results["list"] = bench_namespaces(url, args.namespaces, args.samples)
             results["rss_mb_final"] = round(rss_mb(proc.pid), 1)
