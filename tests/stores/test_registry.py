@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -18,39 +15,15 @@ from stackyard.stores.registry import ChartCache, DirectoryRegistry, OciRegistry
 from stackyard.tools.helm import Helm, HelmConfig
 
 from tests.conftest import require_tool
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support.oci_registry import local_oci_registry
 
 
 @pytest.fixture(scope="session")
 def oci_registry_host(tmp_path_factory):
     """A real CNCF distribution registry (Debian's docker-registry) on loopback."""
-    binary = require_tool("docker-registry")
-    root = tmp_path_factory.mktemp("oci")
-    port = _free_port()
-    config = root / "config.yml"
-    config.write_text(
-        f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {root / 'data'}}}\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("docker-registry did not start")
-    yield f"127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    require_tool("docker-registry")
+    with local_oci_registry(tmp_path_factory.mktemp("oci")) as host:
+        yield host
 
 
 @pytest.fixture
