@@ -431,7 +431,17 @@ class Handler(BaseHTTPRequestHandler):
                     store.cond.wait(min(1.0, deadline - now))
                 events = store.events_since(last)
                 last = store.rv
-            out = [encode(ev.type, ev.entry) for ev in events if ev.key == key and wanted(ev.entry.obj)]
+            out = []
+            for ev in events:
+                if ev.key != key:
+                    continue
+                now_in = wanted(ev.entry.obj)
+                was_in = ev.old is not None and (not (labels or fields) or wanted(ev.old))
+                if ev.type == "MODIFIED" and (labels or fields) and now_in != was_in:
+                    # selector membership changed: report as the cluster does
+                    out.append(encode("ADDED" if now_in else "DELETED", ev.entry))
+                elif now_in:
+                    out.append(encode(ev.type, ev.entry))
             if out:
                 self._chunk(b"".join(out))
                 last_sent = time.monotonic()

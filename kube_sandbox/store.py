@@ -36,10 +36,10 @@ class Entry:
 
 
 class Event:
-    __slots__ = ("rv", "key", "ns", "type", "entry")
+    __slots__ = ("rv", "key", "ns", "type", "entry", "old")
 
-    def __init__(self, rv: int, key: Key, ns: str, type_: str, entry: Entry):
-        self.rv, self.key, self.ns, self.type, self.entry = rv, key, ns, type_, entry
+    def __init__(self, rv: int, key: Key, ns: str, type_: str, entry: Entry, old: dict | None):
+        self.rv, self.key, self.ns, self.type, self.entry, self.old = rv, key, ns, type_, entry, old
 
 
 class Store:
@@ -147,7 +147,7 @@ class Store:
 
     def _record(self, key, ns, type_, entry, old) -> None:
         rv = int(entry.obj["metadata"]["resourceVersion"])
-        self._events.append(Event(rv, key, ns, type_, entry))
+        self._events.append(Event(rv, key, ns, type_, entry, old if type_ == "MODIFIED" else None))
         self._event_rvs.append(rv)
         if len(self._events) > 2 * EVENT_LOG:
             cut = len(self._events) - EVENT_LOG

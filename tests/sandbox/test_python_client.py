@@ -201,3 +201,15 @@ def test_workload_pods_are_simulated_and_garbage_collected(kube_client):
     assert all(p.status.container_statuses[0].ready for p in pods)
     apps.delete_namespaced_stateful_set("db", "default")
     assert core.list_namespaced_pod("default", label_selector="app=db").items == []
+
+
+def test_watch_reports_objects_leaving_and_entering_its_selector(kube_client):
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_config_map("default", {"metadata": {"name": "m", "labels": {"sel": "yes"}}})
+    rv = core.list_namespaced_config_map("default").metadata.resource_version
+    core.patch_namespaced_config_map("m", "default", {"metadata": {"labels": {"sel": "no"}}})
+    core.patch_namespaced_config_map("m", "default", {"metadata": {"labels": {"sel": "yes"}}})
+    events = [ev["type"] for ev in watch.Watch().stream(
+        core.list_namespaced_config_map, "default", resource_version=rv, label_selector="sel=yes",
+        timeout_seconds=1)]
+    assert events == ["DELETED", "ADDED"]
