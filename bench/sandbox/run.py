@@ -13,7 +13,7 @@ Measures, in one run, against a sandbox started as its own process (``python -m 
 
 No pass/fail thresholds: it prints a table and writes JSON (``--out``).
 
-    PATH=<dir with helm>:$PATH python bench/sandbox/bench.py [--namespaces 5000] [--stacks 50]
+    PATH=<dir with helm>:$PATH python bench/sandbox/run.py [--namespaces 5000] [--stacks 50]
 """
 
 from __future__ import annotations
