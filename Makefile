@@ -36,13 +36,13 @@ setup: ## create .venv, install pinned Python deps, tools and the Airflow DB (id
 env: ## print export lines for a local-mode shell: eval "$(make -s env)"
 	@$(PYTHON) $(ROOT)/scripts/local_env.py
 
-test: setup ## setup, then the test suite (tests/, without -m cluster) in local mode
-	@$(call run_pytest,-m "not cluster" $(ROOT)/tests)
+test: setup ## setup, then the whole test suite in local mode (end-to-end tests on kube sandboxes)
+	@$(call run_pytest,$(ROOT)/tests)
 
 test-cluster: setup ## setup, then pytest -m cluster against the caller's KUBECONFIG
 	@kc="$${KUBECONFIG:-$$HOME/.kube/config}"; \
 	if [ ! -f "$${kc%%:*}" ]; then echo "make: test-cluster needs a kubeconfig: set KUBECONFIG (tried $$kc)" >&2; exit 2; fi; \
-	$(call run_pytest,-m cluster $(ROOT)/tests,$(PYTHON) $(ROOT)/scripts/local_env.py --kubeconfig "$$kc" --exec --)
+	STACKYARD_TEST_CLUSTER=1 $(call run_pytest,-m cluster $(ROOT)/tests,$(PYTHON) $(ROOT)/scripts/local_env.py --kubeconfig "$$kc" --exec --)
 
 demo: setup ## setup, then `stackyard demo` in local mode
 	@$(IN_ENV) $(VENV_BIN)/stackyard demo

@@ -8,6 +8,7 @@ connections at the session's sandbox through ``AIRFLOW_CONN_*`` variables, so DA
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,8 +26,23 @@ from stackyard.tools.helm import Helm, HelmConfig
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, EXAMPLE_SERVICES, ROOT
 
 
+@dataclass
+class RealCluster:
+    """`make test-cluster`: the cluster KUBECONFIG names stands where the sandbox would."""
+
+    kubeconfig_path: Path
+
+
 @pytest.fixture(scope="session")
 def sandbox():
+    """A kube sandbox for the session, or the real cluster under `make test-cluster`.
+
+    Tests marked ``cluster`` use only what a real cluster offers; the others may use the
+    sandbox's fault injection and run only on the sandbox.
+    """
+    if os.environ.get("STACKYARD_TEST_CLUSTER"):
+        yield RealCluster(Path(os.environ["KUBECONFIG"]))
+        return
     from kube_sandbox import Sandbox
 
     with Sandbox(ready_delay=0.05) as sb:

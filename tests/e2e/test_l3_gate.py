@@ -8,7 +8,7 @@ from stackyard.domain.stacks import LABEL_STACK_TYPE
 
 from tests.e2e.conftest import run_dag
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 
 def ephemeral_namespaces(local_stack):
