@@ -213,3 +213,37 @@ def test_watch_reports_objects_leaving_and_entering_its_selector(kube_client):
         core.list_namespaced_config_map, "default", resource_version=rv, label_selector="sel=yes",
         timeout_seconds=1)]
     assert events == ["DELETED", "ADDED"]
+
+
+def test_deletecollection_with_label_selector(kube_client):
+    core = client.CoreV1Api(kube_client)
+    for name, team in [("a", "x"), ("b", "x"), ("c", "y")]:
+        core.create_namespaced_config_map("default", {"metadata": {"name": name, "labels": {"team": team}}})
+    core.delete_collection_namespaced_config_map("default", label_selector="team in (x)")
+    left = [c.metadata.name for c in core.list_namespaced_config_map("default", label_selector="team").items]
+    assert left == ["c"]
+
+
+def _raw_watch(sandbox, query: str, lines: int) -> list[dict]:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{sandbox.url}/api/v1/namespaces/default/configmaps?watch=true&{query}",
+                                timeout=10) as resp:
+        return [json.loads(resp.readline()) for _ in range(lines)]
+
+
+def test_watch_list_initial_events_end_with_bookmark(sandbox, kube_client):
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_config_map("default", {"metadata": {"name": "one"}})
+    events = _raw_watch(sandbox, "sendInitialEvents=true&allowWatchBookmarks=true&"
+                                 "resourceVersionMatch=NotOlderThan&timeoutSeconds=2", 2)
+    assert [e["type"] for e in events] == ["ADDED", "BOOKMARK"]
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+def test_watch_from_a_compacted_resource_version_is_expired(sandbox, kube_client):
+    sandbox.store.compacted_rv = sandbox.store.rv  # as if the event log had been trimmed
+    (event,) = _raw_watch(sandbox, "resourceVersion=1&timeoutSeconds=1", 1)
+    assert event["type"] == "ERROR" and event["object"]["code"] == 410
+    assert event["object"]["reason"] == "Expired"
