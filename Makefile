@@ -23,7 +23,7 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: help setup env test test-cluster demo sandbox bench clean
+.PHONY: help setup env test test-cluster demo up sandbox bench clean
 
 help: ## list the targets
 	@echo "stackyard make targets:"
@@ -46,6 +46,9 @@ test-cluster: setup ## setup, then pytest -m cluster against the caller's KUBECO
 
 demo: setup ## setup, then `stackyard demo` in local mode
 	@$(IN_ENV) $(VENV_BIN)/stackyard demo
+
+up: setup ## Airflow standalone on http://localhost:8080 + kube sandbox + local stores, in the foreground (Ctrl-C stops)
+	@$(IN_ENV) $(VENV_BIN)/python -m stackyard.local
 
 sandbox: setup ## run the kube sandbox in the foreground on 127.0.0.1:6443
 	@mkdir -p $(SANDBOX)
