@@ -1,0 +1,26 @@
+"""The Stacks view's sources inside Airflow: stores and the cluster from Airflow connections."""
+
+from __future__ import annotations
+
+from stackyard.fleet import CachedClusterReader, Fleet, kube_cluster_reader
+from stackyard.settings import Settings
+
+#: Cluster reads are reused this long (seconds); the page shows when they were made.
+CLUSTER_CACHE_SECONDS = 15.0
+
+
+def airflow_fleet(settings: Settings | None = None) -> Fleet:
+    """A :class:`Fleet` over the configured stores and the ``stackyard_kube`` connection's cluster."""
+    from stackyard.hooks.helm import HelmHook
+    from stackyard.hooks.stacks import StackHook
+    from stackyard.hooks.stores import manifest_store_for, record_store_for
+
+    settings = settings or Settings.from_env()
+    conn_id = settings.kubernetes_conn_id
+    reader = kube_cluster_reader(lambda: StackHook(conn_id).core, lambda: HelmHook(conn_id).helm())
+    return Fleet(
+        manifest_store=manifest_store_for(settings),
+        record_store=record_store_for(settings),
+        cluster=CachedClusterReader(reader, CLUSTER_CACHE_SECONDS),
+        stacks_file=settings.include_dir / "stacks.yaml",
+    )
