@@ -1,4 +1,4 @@
-"""Operators on artifacts: publish a service chart, decrypt-check a profile."""
+"""Operators on artifacts: package and publish a service chart, decrypt-check a profile."""
 
 from __future__ import annotations
 
@@ -9,13 +9,40 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from stackyard.domain.charts import load_chart
+from stackyard.domain.charts import content_digest, load_chart
 from stackyard.domain.deployment import values_digest
 from stackyard.hooks.helm import HelmHook
 from stackyard.hooks.sops import SopsHook
 from stackyard.hooks.stores import registry_for
-from stackyard.publishing import publish_chart
+from stackyard.publishing import check_chart, publish_chart
 from stackyard.settings import Settings
+
+
+class ChartPackageOperator(BaseOperator):
+    """``helm package`` after the profile checks, into ``destination``; returns ``{path, digest}``.
+
+    For pipelines that test a package before publishing it; ChartPublishOperator does both.
+    """
+
+    template_fields: Sequence[str] = ("chart_dir", "destination")
+
+    def __init__(self, *, chart_dir: str, destination: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.chart_dir, self.destination = chart_dir, destination
+
+    @cached_property
+    def helm_hook(self) -> HelmHook:
+        return HelmHook(kubernetes_conn_id=None)
+
+    def execute(self, context: Any) -> dict[str, str]:
+        check_chart(self.chart_dir)
+        Path(self.destination).mkdir(parents=True, exist_ok=True)
+        with self.helm_hook.helm() as helm:
+            package = helm.package(self.chart_dir, self.destination)
+        return {"path": str(package), "digest": content_digest(package.read_bytes())}
+
+    def on_kill(self) -> None:
+        self.helm_hook.kill()
 
 
 class ChartPublishOperator(BaseOperator):
