@@ -261,7 +261,7 @@ def up(settings: Settings, *, port: int = 8080, sandbox_port: int = 6443, stop: 
         print(f"starting Airflow standalone (logs: {server.log_path}) …", flush=True)
         server.start()
         print(
-            f"\nAirflow is up: {server.url}  (the gate: {server.url}/dags/{GATE_DAG_ID}, "Trigger")\n"
+            f"\nAirflow is up: {server.url}  (the gate: {server.url}/dags/{GATE_DAG_ID}, button Trigger)\n"
             f"  log in as: {server.user}\n  password:  {server.password}\n"
             f"  (generated once, kept in {server.passwords_file})\n"
             f"  from a terminal: STACKYARD_API_USER={server.user} STACKYARD_API_PASSWORD=… "
