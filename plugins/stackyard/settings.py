@@ -26,6 +26,7 @@ class Settings:
     sops_conn_id: str = "stackyard_sops"
     aws_conn_id: str = "aws_default"
     registry_plain_http: bool = False
+    stacks_registry: str | None = None  # STACKYARD_STACKS: the stack registry file (default below)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -42,11 +43,17 @@ class Settings:
             sops_conn_id=env.get("STACKYARD_SOPS_CONN_ID", cls.sops_conn_id),
             aws_conn_id=env.get("STACKYARD_AWS_CONN_ID", cls.aws_conn_id),
             registry_plain_http=env.get("STACKYARD_REGISTRY_PLAIN_HTTP", "").lower() in ("1", "true", "yes"),
+            stacks_registry=env.get("STACKYARD_STACKS") or None,
         )
 
     @property
     def include_dir(self) -> Path:
         return self.root / "include"
+
+    @property
+    def stacks_file(self) -> Path:
+        """The stack registry the rollout DAGs are built from (docs/rollouts.md)."""
+        return Path(self.stacks_registry) if self.stacks_registry else self.include_dir / "stacks.yaml"
 
     @property
     def charts_dir(self) -> Path:
