@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.sdk import get_current_context, task
 
 from stackyard import gate as gate_steps
+from stackyard import metrics, notify
 from stackyard.domain.manifest import Manifest
 from stackyard.domain.stacks import (
     ANNOTATION_LAST_ACTIVITY, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name, timestamp,
@@ -116,6 +117,8 @@ def reject(candidate: dict[str, Any]) -> dict[str, Any]:
     store = manifest_store_for(Settings.from_env())
     store.record_rejection(manifest, reason, {"failed_tests": failed, "test_output": test_run.get("output", "")})
     print(f"rejected {manifest.change}: {reason}; L3 stays v{manifest.parent}")
+    # Best effort: a webhook outage never fails the gate (send logs and returns False).
+    notify.send(notify.gate_rejected(manifest, reason, failed, run_id=get_current_context()["run_id"]))
     return {"reason": reason, "failed_tests": failed}
 
 
@@ -165,6 +168,7 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
     manifest_store_for(Settings.from_env()).record_report(
         promoted["version"] if promoted else manifest.candidate_id, report
     )
+    metrics.gate_finished(outcome, report["duration_seconds"])
     print(f"L3 gate: {outcome} {manifest.change} — L3 v{report['before']['version']} → v{report['after']['version']}")
     if outcome != "promoted":
         raise AirflowFailException(f"L3 gate {outcome}: {report['reason']}")
