@@ -23,6 +23,15 @@ def require_tool(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def moto_endpoint():
+    """One moto_server (S3, KMS, ECR…) for the session."""
+    from tests.support.moto import local_moto_server
+
+    with local_moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
 def helm_bin() -> str:
     return require_tool("helm")
 
