@@ -46,7 +46,7 @@ def cli_fleet(settings: Settings) -> Fleet:
         manifest_store=open_manifest_store(settings.manifest_store_url),
         record_store=open_record_store(settings.records_url),
         cluster=kube_cluster_reader(core_v1, lambda: cli_helm(settings)) if kubeconfig else None,
-        stacks_file=settings.include_dir / "stacks.yaml",
+        stacks_file=settings.stacks_file,
     )
 
 

@@ -23,7 +23,7 @@ anything else (by mistake, a secret) is never passed through to the page.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 from enum import Enum
@@ -42,7 +42,7 @@ from stackyard.exceptions import InputError
 L3_COLUMN = "L3"
 GATE_DAG_ID = "l3_gate"
 #: Outcomes of a rollout record that count as "failed last rollout" in the matrix.
-FAILED_OUTCOMES = frozenset({"failed", "rolled_back", "rolled-back", "rollback", "error", "timeout"})
+FAILED_OUTCOMES = frozenset({"failed", "rolled_back", "canary_aborted", "error", "timeout"})
 _COLUMN_ORDER = {"l3": 0, StackType.PRODUCTION.value: 1, StackType.PERSISTENT.value: 2, StackType.EPHEMERAL.value: 3}
 _CANDIDATE_VERSION = re.compile(r"^([0-9]+)\.0\.0(?:-candidate-([0-9a-f]+))?$")
 _RUN_REF = re.compile(r"^([A-Za-z0-9_.-]+)/(.+)$")
@@ -111,6 +111,8 @@ class StackSpec:
     profile: str | None = None
     cadence: str | None = None  # cron expression, or None for manual only
     window: str | None = None  # "always", "never", or "mon-fri 09:00-17:00 Europe/Berlin"
+    namespace: str | None = None  # when it differs from the name
+    windows: Any = field(default=None, compare=False)  # the stack registry's Windows, if loaded by it
 
 
 @dataclass(frozen=True)
@@ -299,6 +301,7 @@ class Column:
     owner: str | None = None
     on_cluster: bool = True
     manifest_version: int | None = None
+    namespace: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _compact({"name": self.name, "type": self.type, "owner": self.owner,
@@ -352,18 +355,23 @@ def _columns(cluster: ClusterState | None, specs: Sequence[StackSpec],
              rollout_stacks: Iterable[str]) -> list[Column]:
     columns: dict[str, Column] = {}
     namespaces = {ns.name: ns for ns in cluster.namespaces} if cluster else {}
+    by_namespace = {}
     for spec in specs:
-        columns[spec.name] = Column(spec.name, spec.type, spec.owner, on_cluster=spec.name in namespaces if cluster else True)
+        where = spec.namespace or spec.name
+        columns[spec.name] = Column(spec.name, spec.type, spec.owner, on_cluster=where in namespaces if cluster else True,
+                                    namespace=where)
+        by_namespace[where] = spec.name
     for ns in namespaces.values():
         kind = stack_type_of(ns)
         if kind is None:
             continue
         owner = ns.annotations.get(ANNOTATION_OWNER) or ns.labels.get(LABEL_OWNER)
         version = ns.labels.get(LABEL_MANIFEST_VERSION)
-        previous = columns.get(ns.name)
-        columns[ns.name] = Column(
-            ns.name, previous.type if previous else kind, (previous.owner if previous else None) or owner,
-            manifest_version=int(version) if version and version.isdigit() else None,
+        name = by_namespace.get(ns.name, ns.name)
+        previous = columns.get(name)
+        columns[name] = Column(
+            name, previous.type if previous else kind, (previous.owner if previous else None) or owner,
+            manifest_version=int(version) if version and version.isdigit() else None, namespace=ns.name,
         )
     for name in rollout_stacks:
         columns.setdefault(name, Column(name, StackType.PERSISTENT.value, on_cluster=name in namespaces if cluster else True))
@@ -387,7 +395,8 @@ def fleet_matrix(
     for release in (cluster.releases if cluster else ()):
         by_namespace.setdefault(release.namespace, []).append(release)
     candidates = tuple(candidates)
-    deployed = {c.name: deployed_services(by_namespace.get(c.name, ()), manifests, candidates) for c in columns}
+    deployed = {c.name: deployed_services(by_namespace.get(c.namespace or c.name, ()), manifests, candidates)
+                for c in columns}
     last_rollout = {stack: _last_rollout_per_service(records) for stack, records in rollouts.items()}
     services = sorted(set(lineage) | {s for d in deployed.values() for s in d} |
                       {s for d in last_rollout.values() for s in d})
@@ -438,7 +447,7 @@ def _cell_run(column: Column, here: dict[str, Any] | None, record: dict[str, Any
         return record.get("run") if record else None
     if record and record.get("version") == here["version"]:
         return record.get("run")
-    ns = next((n for n in (cluster.namespaces if cluster else ()) if n.name == column.name), None)
+    ns = next((n for n in (cluster.namespaces if cluster else ()) if n.name == (column.namespace or column.name)), None)
     return parse_run_ref(ns.annotations.get(ANNOTATION_CREATED_BY)) if ns else None
 
 
@@ -688,7 +697,10 @@ def _window_text(value: object) -> str | None:
 
 
 def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
-                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime) -> list[dict[str, Any]]:
+                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime,
+                    decide_window: Callable[[Any, datetime], tuple[bool, str]] | None = None) -> list[dict[str, Any]]:
+    """``decide_window(windows, now)`` answers for stacks the stack registry loaded (its rules:
+    time zones, freezes); otherwise :func:`window_state` reads the ``window`` text."""
     by_name = {spec.name: spec for spec in specs}
     for ns in (cluster.namespaces if cluster else ()):
         kind = stack_type_of(ns)
@@ -701,6 +713,10 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
     for spec in sorted(by_name.values(), key=lambda s: (_COLUMN_ORDER.get(s.type, 9), s.name)):
         records = sorted(rollouts.get(spec.name, ()), key=lambda r: r.recorded, reverse=True)
         upcoming = next_run(spec.cadence, now)
+        state, reason = window_state(spec.window, now), None
+        if spec.windows is not None and decide_window is not None:
+            is_open, reason = decide_window(spec.windows, now)
+            state = "open" if is_open else "closed"
         out.append(_compact({
             "name": spec.name,
             "type": spec.type,
@@ -709,8 +725,9 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
             "cadence": spec.cadence or "manual",
             "next_rollout": _iso(upcoming),
             "window": spec.window or "always",
-            "window_state": window_state(spec.window, now),
-            "on_cluster": (spec.name in namespaces) if namespaces is not None else None,
+            "window_state": state,
+            "window_reason": reason,
+            "on_cluster": ((spec.namespace or spec.name) in namespaces) if namespaces is not None else None,
             "last_rollout": rollout_summary(records[0]) if records else None,
             "recent_failures": sum(1 for r in records[:20] if is_failed_outcome(r.data)),
         }))

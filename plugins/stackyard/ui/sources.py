@@ -22,5 +22,5 @@ def airflow_fleet(settings: Settings | None = None) -> Fleet:
         manifest_store=manifest_store_for(settings),
         record_store=record_store_for(settings),
         cluster=CachedClusterReader(reader, CLUSTER_CACHE_SECONDS),
-        stacks_file=settings.include_dir / "stacks.yaml",
+        stacks_file=settings.stacks_file,
     )
