@@ -1,0 +1,63 @@
+"""A real Airflow API server for the tests that go through the REST API (``stackyard gate``).
+
+One ``airflow standalone`` per test session (about 25 s to start), started by the same
+:class:`stackyard.local.AirflowServer` as ``make up``, with its own AIRFLOW_HOME, the session's
+kube sandbox, and a private stackyard state (registry, manifest store) that L3 v1 is seeded into.
+Import the fixture into a test module: ``from tests.e2e.airflow_server import airflow_server``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stackyard.local import AirflowServer, free_port
+from stackyard.settings import Settings
+from stackyard.stores.manifest_store import open_manifest_store
+from stackyard.stores.registry import open_registry
+from stackyard.tools.helm import Helm, HelmConfig
+
+from tests.conftest import EXAMPLE_AGE_KEY
+from tests.e2e.conftest import LocalStack
+
+
+@dataclass
+class ServedStack:
+    server: AirflowServer
+    stack: LocalStack
+
+    def cli_env(self) -> dict[str, str]:
+        """The environment CI gives ``stackyard gate``: the API and credentials, nothing else of ours."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STACKYARD_", "AIRFLOW"))}
+        env.update(STACKYARD_API_URL=self.server.url, STACKYARD_API_USER=self.server.user,
+                   STACKYARD_API_PASSWORD=self.server.password)
+        return env
+
+
+@pytest.fixture(scope="session")
+def airflow_server(tmp_path_factory, sandbox, helm_bin):
+    root = tmp_path_factory.mktemp("served")
+    home = root / "stackyard"
+    kubeconfig = str(sandbox.kubeconfig_path)
+    stack_env = {
+        "STACKYARD_HOME": str(home),
+        "STACKYARD_REGISTRY": f"dir://{home / 'registry'}",
+        "STACKYARD_MANIFEST_STORE": f"file://{home / 'manifests'}",
+        "KUBECONFIG": kubeconfig,
+        "AIRFLOW_CONN_STACKYARD_KUBE": json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": kubeconfig}}),
+        "AIRFLOW_CONN_STACKYARD_SOPS": json.dumps({"conn_type": "generic", "extra": {"age_key_file": str(EXAMPLE_AGE_KEY)}}),
+    }
+    settings = Settings.from_env({**os.environ, **stack_env})
+    helm = Helm(HelmConfig(home=root / "helm", binary=helm_bin, kubeconfig=kubeconfig, base_env={"PATH": "/usr/bin:/bin"}))
+    stack = LocalStack(
+        settings, open_registry(settings.registry_url, cache_dir=settings.cache_dir, helm=helm),
+        open_manifest_store(settings.manifest_store_url), helm, Path(kubeconfig), root,
+    )
+    stack.seed()
+    server = AirflowServer(home=root / "airflow", env={**os.environ, **stack_env}, port=free_port(), parallelism=2)
+    with server:
+        yield ServedStack(server, stack)
