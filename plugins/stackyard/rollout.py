@@ -1,0 +1,119 @@
+"""Rollout steps over the stores, helm and the network, as plain functions (the operators in
+:mod:`stackyard.operators.rollout` wire them to tasks; the decisions are in
+:mod:`stackyard.domain.rollout`).
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from stackyard.domain.rollout import Deployed, Target, qualified_targets, rollouts_stream
+from stackyard.domain.stack_registry import CanaryCheck, HealthySource, Registry, Stack, load_registry
+from stackyard.exceptions import InputError, NotFoundError
+from stackyard.stores.manifest_store import ManifestStore
+from stackyard.stores.records import RecordStore
+from stackyard.tools.helm import Helm
+
+#: Records read to decide what qualifies for production: enough for weeks of hourly stage rollouts.
+QUALITY_RECORDS = 2000
+
+
+def load_stacks(path: Path) -> Registry:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise NotFoundError(f"stack registry {path} does not exist (set STACKYARD_STACKS or create it)") from None
+    return load_registry(text, origin=str(path))
+
+
+def load_stack(path: Path, name: str) -> Stack:
+    """One valid stack, or InputError with the entry's own error."""
+    registry = load_stacks(path)
+    if name in registry.errors:
+        raise InputError(registry.errors[name])
+    if name not in registry.stacks:
+        raise NotFoundError(f"stack {name} is not in the registry {path}")
+    return registry.stacks[name]
+
+
+def deployed_on(helm: Helm, namespace: str) -> dict[str, Deployed]:
+    """The stack's helm releases (release name = service name), whatever their state."""
+    return {
+        release.name: Deployed(release.name, release.chart_name, release.chart_version, release.revision, release.status)
+        for release in helm.list(namespace=namespace)
+    }
+
+
+def deployed_revision(helm: Helm, release: str, namespace: str) -> int | None:
+    """The revision helm currently marks ``deployed`` (what a rollback returns to), or None."""
+    try:
+        history = helm.history(release, namespace=namespace)
+    except Exception as exc:  # helm says "release: not found" for a release never installed
+        if "not found" in str(exc):
+            return None
+        raise
+    deployed = [int(row["revision"]) for row in history if row.get("status") == "deployed"]
+    return max(deployed) if deployed else None
+
+
+def latest_revision(helm: Helm, release: str, namespace: str) -> int | None:
+    try:
+        history = helm.history(release, namespace=namespace)
+    except Exception as exc:
+        if "not found" in str(exc):
+            return None
+        raise
+    return max((int(row["revision"]) for row in history), default=None)
+
+
+def targets_for(stack: Stack, *, manifests: ManifestStore, records: RecordStore,
+                now: datetime) -> tuple[dict[str, Target], dict[str, str]]:
+    """What the stack's source says each service should run, and services held back (why)."""
+    services = [entry.name for entry in stack.services] if stack.services is not None else None
+    if isinstance(stack.source, HealthySource):
+        data = [record.data for record in records.list(rollouts_stream(stack.source.stack), limit=QUALITY_RECORDS)]
+        return qualified_targets(data, stack.source, now=now, services=services)
+    latest = manifests.latest()
+    if latest is None:
+        raise NotFoundError("there is no L3 manifest yet: seed version 1 first (stackyard manifest seed)")
+    return {name: Target(pin.chart_version, latest.version) for name, pin in latest.services.items()}, {}
+
+
+# --- canary checks -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    passed: bool
+    detail: str
+
+
+def _check_none(check: CanaryCheck, url: str | None) -> CheckResult:
+    return CheckResult(True, "no extra check configured (chart tests only)")
+
+
+def _check_http(check: CanaryCheck, url: str | None) -> CheckResult:
+    """GET ``url``; passes on the expected status. No retries: the chart tests already waited."""
+    request = urllib.request.Request(url or "", headers={"User-Agent": "stackyard-canary-check"})
+    try:
+        with urllib.request.urlopen(request, timeout=check.timeout_seconds) as response:  # noqa: S310 - http(s) only, validated
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        return CheckResult(False, f"http check {url}: {getattr(exc, 'reason', exc)}")
+    passed = status == check.expect_status
+    return CheckResult(passed, f"http check {url}: status {status}, expected {check.expect_status}")
+
+
+#: The pluggable checks; ``stackyard.domain.rollout.CHECK_TYPES`` names the same keys.
+CHECKS: dict[str, Callable[[CanaryCheck, str | None], CheckResult]] = {"none": _check_none, "http": _check_http}
+
+
+def run_check(check: CanaryCheck, url: str | None) -> CheckResult:
+    return CHECKS[check.type](check, url)
