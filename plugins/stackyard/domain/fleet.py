@@ -465,10 +465,10 @@ def _state_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
                rejections: Sequence[Rejection]) -> list[dict[str, Any]]:
     """Every manifest (promoted or seeded) and every rejected candidate, newest first."""
-    entries = []
+    entries: list[tuple[datetime, dict[str, Any]]] = []
     for manifest in history:
         report = reports.get(manifest.version)
-        entries.append(_compact({
+        entries.append((manifest.created, _compact({
             "kind": "seeded" if manifest.version == 1 else "promoted",
             "version": manifest.version,
             "change": manifest.change.to_dict() if manifest.change else None,
@@ -479,10 +479,10 @@ def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
             "duration_seconds": report.duration_seconds if report else None,
             "run": run_link(GATE_DAG_ID, (report.run_id if report else None) or manifest.provenance.dag_run_id),
             "services": len(manifest.services),
-        }))
+        })))
     for rejection in rejections:
         candidate = rejection.candidate
-        entries.append(_compact({
+        entries.append((rejection.recorded, _compact({
             "kind": "rejected",
             "candidate_id": candidate.candidate_id,
             "version": candidate.version,
@@ -496,8 +496,8 @@ def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
             "failed_tests": list(rejection.failed_tests),
             "duration_seconds": rejection.duration_seconds,
             "run": run_link(GATE_DAG_ID, candidate.provenance.dag_run_id),
-        }))
-    return sorted(entries, key=lambda e: e.get("at") or "", reverse=True)
+        })))
+    return [entry for _, entry in sorted(entries, key=lambda pair: pair[0], reverse=True)]
 
 
 # --- ephemeral stacks -----------------------------------------------------------------------------
