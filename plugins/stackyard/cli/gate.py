@@ -42,8 +42,9 @@ class AirflowApiError(StackyardError):
 class AirflowApi:
     """The few REST API v2 calls the gate needs, with a JWT from ``/auth/token``."""
 
-    def __init__(self, url: str, user: str, password: str, *, timeout: float = 30.0) -> None:
+    def __init__(self, url: str, user: str, password: str, *, timeout: float = 30.0, dag_id: str = DAG_ID) -> None:
         self.url = url.rstrip("/")
+        self.dag_id = dag_id
         self._user, self._password, self._timeout = user, password, timeout
         self._token: str | None = None
 
@@ -77,11 +78,11 @@ class AirflowApi:
         return self._token
 
     def _run_path(self, run_id: str) -> str:
-        return f"/api/v2/dags/{DAG_ID}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
+        return f"/api/v2/dags/{self.dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}"
 
     def trigger(self, conf: dict[str, Any]) -> dict[str, Any]:
         # logical_date must be present (null: a manual run "now"); omitting it is a 422.
-        return self._call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", {"logical_date": None, "conf": conf})
+        return self._call("POST", f"/api/v2/dags/{self.dag_id}/dagRuns", {"logical_date": None, "conf": conf})
 
     def run(self, run_id: str) -> dict[str, Any]:
         return self._call("GET", self._run_path(run_id))
@@ -112,7 +113,7 @@ class AirflowApi:
         return None
 
     def ui_url(self, run_id: str) -> str:
-        return f"{self.url}/dags/{DAG_ID}/runs/{urllib.parse.quote(run_id, safe='')}"
+        return f"{self.url}/dags/{self.dag_id}/runs/{urllib.parse.quote(run_id, safe='')}"
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:

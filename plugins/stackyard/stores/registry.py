@@ -51,7 +51,12 @@ class ChartCache:
         self.root = Path(root)
 
     def blob(self, digest: str) -> Path:
-        return self.root / "blobs" / digest.replace(":", "-")
+        # The .tgz suffix matters: helm treats a chart path without it as a directory.
+        return self.root / "blobs" / f"{digest.replace(':', '-')}.tgz"
+
+    @staticmethod
+    def digest_of(blob: Path) -> str:
+        return blob.name.removesuffix(".tgz").replace("-", ":", 1)
 
     def put(self, data: bytes) -> str:
         digest = content_digest(data)
@@ -116,7 +121,7 @@ class ChartRegistry(abc.ABC):
 
     def resolve(self, name: str, version: str) -> ChartRef:
         path = self.fetch(name, version)
-        return ChartRef(name, version, path.name.replace("-", ":", 1))
+        return ChartRef(name, version, self.cache.digest_of(path))
 
     def exists(self, name: str, version: str) -> bool:
         try:
