@@ -7,6 +7,7 @@ import pytest
 from stackyard.domain.stacks import LABEL_STACK_TYPE
 
 from tests.e2e.conftest import run_dag
+from tests.support.secrets import example_plaintexts
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -16,7 +17,7 @@ def ephemeral_namespaces(local_stack):
     return [ns.metadata.name for ns in items if ns.status.phase != "Terminating"]
 
 
-def test_good_bump_is_promoted_and_the_stack_removed(local_stack, dagbag):
+def test_good_bump_is_promoted_and_the_stack_removed(local_stack, dagbag, capfd, sops_bin):
     seeded = local_stack.seed()
     local_stack.publish("orders", "1.1.0")
 
@@ -30,6 +31,10 @@ def test_good_bump_is_promoted_and_the_stack_removed(local_stack, dagbag):
     assert tasks["reject"] == "skipped" and tasks["requeue"] == "skipped"
     assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
     assert ephemeral_namespaces(local_stack) == []
+    # `dags test` output is never masked by Airflow: stackyard itself must not emit plaintext.
+    output = "".join(capfd.readouterr())
+    assert "values layers, lowest first" in output
+    assert [s for s in example_plaintexts(sops_bin) if s in output] == []
 
 
 def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -27,23 +26,11 @@ import yaml
 from stackyard.cli.gate import AirflowApi
 from stackyard.publishing import publish_chart
 
-from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, EXAMPLE_SERVICES
+from tests.conftest import CHARTS
 from tests.e2e.airflow_server import airflow_server  # noqa: F401 (fixture)
+from tests.support.secrets import example_plaintexts
 
 pytestmark = pytest.mark.slow
-LOCAL_PROFILES = ("ephemeral", "qa1", "stage")
-
-
-def example_plaintexts(sops_bin: str) -> set[str]:
-    values = set()
-    for service in EXAMPLE_SERVICES:
-        for profile in LOCAL_PROFILES:
-            out = subprocess.run(
-                [sops_bin, "decrypt", "--output-type", "json", str(CHARTS / service / "profiles" / profile / "secrets.yaml")],
-                env={"SOPS_AGE_KEY_FILE": str(EXAMPLE_AGE_KEY), "HOME": "/nonexistent"}, check=True, capture_output=True,
-            ).stdout
-            values.update(json.loads(out)["secrets"].values())
-    return values
 
 
 def leaky_chart(tmp_path: Path) -> Path:
