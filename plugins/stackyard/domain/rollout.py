@@ -25,6 +25,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from stackyard.domain.stack_registry import DAYS, MAX_RELEASE_NAME, HealthySource, Stack, Windows
+from stackyard.domain.stacks import (
+    ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_OWNER, LABEL_MANAGED_BY, LABEL_OWNER, LABEL_STACK_TYPE,
+    MANAGED_BY, StackMetadata, label_value, timestamp,
+)
 from stackyard.domain.versions import compare_semver
 from stackyard.exceptions import InputError
 
@@ -339,6 +343,17 @@ def canary_values(weight: int) -> dict[str, Any]:
 
 def check_url(template: str, *, service: str, release: str, namespace: str, stack: str) -> str:
     return template.format(service=service, release=release, namespace=namespace, stack=stack)
+
+
+def stack_namespace_metadata(stack: Stack, *, created: datetime, created_by: str) -> StackMetadata:
+    """Labels of a persistent/production stack's namespace when a rollout creates it: typed, so
+    the reaper (which removes only ``stack-type=ephemeral``) never touches it."""
+    return StackMetadata(
+        labels={LABEL_MANAGED_BY: MANAGED_BY, LABEL_STACK_TYPE: stack.kind.value,
+                LABEL_OWNER: label_value(stack.owner) or "unknown"},
+        annotations={ANNOTATION_CREATED: timestamp(created), ANNOTATION_OWNER: stack.owner,
+                     ANNOTATION_CREATED_BY: created_by},
+    )
 
 
 # --- records -----------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ Precedence, lowest first (a later layer overrides an earlier one key by key):
 1. the chart's ``values.yaml`` (defaults that run on minikube);
 2. ``profiles/<profile>/values.yaml`` (what this kind of stack needs);
 3. ``profiles/<profile>/secrets.yaml``, decrypted (credentials for this kind of stack);
-4. stack values injected by the pipeline under ``global.stackyard`` (stack, namespace, profile).
+4. stack values injected by the pipeline under ``global.stackyard`` (stack, namespace, profile);
+5. overrides a pipeline step sets for one release (never secrets), e.g. a canary's
+   ``canary.enabled``/``canary.weight`` (see docs/rollouts.md).
 
 Merging rules, as Helm applies them to ``-f`` files: mappings merge recursively; lists and
 scalars replace; a ``null`` removes the key it overrides. Inputs are never mutated.

@@ -17,7 +17,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from stackyard.domain.deployment import deployment_layers, values_digest
-from stackyard.domain.values import compose
+from stackyard.domain.values import ValuesLayer, compose
 from stackyard.exceptions import InputError
 from stackyard.hooks.helm import HelmHook
 from stackyard.hooks.sops import SopsHook
@@ -87,7 +87,9 @@ class _HelmOperator(BaseOperator):
 class HelmUpgradeOperator(_HelmOperator):
     """``helm upgrade --install`` of a packaged chart (a service or an umbrella) with a profile.
 
-    Returns ``{release, namespace, revision, chart, status, values_digest}``.
+    ``values_overrides`` (plain, non-secret values such as a canary's ``canary.enabled``) is
+    applied after every other layer. Returns ``{release, namespace, revision, chart, status,
+    values_digest}``.
     """
 
     template_fields: Sequence[str] = ("release", "chart", "chart_ref", "namespace", "profile", "stack", "timeout")
@@ -104,17 +106,21 @@ class HelmUpgradeOperator(_HelmOperator):
         timeout: str = DEFAULT_TIMEOUT,
         wait: bool = True,
         create_namespace: bool = False,
+        values_overrides: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.release, self.chart, self.chart_ref, self.namespace = release, chart, chart_ref, namespace
         self.profile, self.stack, self.timeout = profile, stack, timeout
         self.wait, self.create_namespace = wait, create_namespace
+        self.values_overrides = values_overrides
 
     def execute(self, context: Any) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="stackyard-values-") as private, self.helm_hook.helm() as helm:
             package = self.package(helm, self.chart, self.chart_ref)
             layers = self.values_layers(package, profile=self.profile, stack=self.stack, namespace=self.namespace)
+            if self.values_overrides:
+                layers.append(ValuesLayer("overrides", self.values_overrides))
             self.log.info("values layers, lowest first: %s", ", ".join(layer.source for layer in layers))
             values = compose(layers)
             release = helm.upgrade_install(

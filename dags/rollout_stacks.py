@@ -1,0 +1,62 @@
+"""
+### Rollout of a persistent or production stack
+
+One DAG per entry of the stack registry (`include/stacks.yaml`, or `$STACKYARD_STACKS`), built by
+this one file. Each run:
+
+1. **plan** — refuses a manual trigger by a user the entry does not list; outside the deployment
+   window or on a freeze date it changes nothing and says why; otherwise it diffs the source
+   versions (latest L3, or for production the versions healthy on stage long enough) against the
+   stack's helm releases (one per service). Nothing to do: the run succeeds as "up to date".
+2. **upgrade** — one mapped task instance per service, named after it, one at a time in the
+   plan's order: canary first when flagged, upgrade with the stack's profile and secrets, wait
+   for readiness, chart tests; on failure that one service is rolled back and the rest are not
+   attempted. Every attempt is recorded in `stacks/<stack>/rollouts`.
+3. **summary** — fails the run naming the service that stopped it.
+
+A registry entry that is invalid has no DAG; `stack_registry_check.py` reports it as an import
+error naming the entry (see docs/rollouts.md for why that is a separate file).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import DAG, Param
+
+from stackyard.domain.stack_registry import Stack, StackKind
+from stackyard.operators import rollout
+from stackyard.rollout import load_stacks
+from stackyard.settings import Settings
+
+#: What a role listed under `triggerers.roles` gets on its stack's DAG (FAB auth manager).
+TRIGGER_PERMISSIONS = {"DAGs": {"can_read", "can_edit"}, "DAG Runs": {"can_read", "can_create"}}
+
+
+def rollout_dag(stack: Stack) -> DAG:
+    with DAG(
+        dag_id=stack.dag_id,
+        schedule=stack.schedule,
+        catchup=False,
+        max_active_runs=1,  # two runs on one stack would interleave their upgrades
+        description=stack.description or f"Service rollouts to {stack.name} ({stack.source.describe()})",
+        doc_md=__doc__,
+        tags=["stackyard", "rollout", stack.kind.value, f"owner:{stack.owner}"],
+        default_args={"owner": stack.owner, "retries": 1, "retry_delay": timedelta(seconds=30)},
+        access_control={role: TRIGGER_PERMISSIONS for role in stack.triggerers.roles} or None,
+        params={"plan_only": Param(False, type="boolean", title="Plan only",
+                                   description="Show what would change and change nothing.")},
+    ) as dag:
+        steps = rollout.plan(stack.name)
+        upgrades = rollout.ServiceRolloutOperator.partial(
+            task_id="upgrade", stack_name=stack.name, retries=0,
+            timeout="15m0s" if stack.kind is StackKind.PRODUCTION else "10m0s",
+            max_active_tis_per_dagrun=1,  # one service at a time, in map-index (= plan) order
+            map_index_template="{{ task.step['service'] }}",
+        ).expand(step=steps)
+        upgrades >> rollout.summary(stack.name)
+    return dag
+
+
+for _stack in load_stacks(Settings.from_env().stacks_file).stacks.values():
+    globals()[_stack.dag_id] = rollout_dag(_stack)
