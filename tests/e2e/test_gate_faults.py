@@ -1,0 +1,300 @@
+"""The L3 gate under faults, through ``dag.test()`` on the kube sandbox with real helm and sops.
+
+Every test checks the same invariants afterwards: L3 is unchanged (or changed exactly once), no
+ephemeral stack is left that the reaper would not remove, and no plaintext of a secret the run
+decrypted appears in the captured output (``dag.test()`` prints task logs unmasked, so this is the
+strictest place to look).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import yaml
+
+from stackyard.demo import chart_variant
+from stackyard.domain.manifest import Manifest, Provenance, ServicePin, propose
+from stackyard.domain.stacks import Action, NamespaceSummary, decide, parse_ttl, LABEL_STACK_TYPE
+from stackyard.publishing import publish_chart
+from stackyard.stores.registry import open_registry
+from stackyard.tools.helm import Helm
+
+from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, EXAMPLE_SERVICES, require_tool
+from tests.e2e.conftest import run_dag
+from tests.support.oci_registry import free_port, local_oci_registry
+
+pytestmark = pytest.mark.slow
+
+KMS_SECRET = "kms-only-token-4f9c2e1a"
+
+
+@pytest.fixture(autouse=True)
+def clear_faults(sandbox):
+    sandbox.faults.clear()
+    yield
+    sandbox.faults.clear()
+
+
+@pytest.fixture(scope="session")
+def example_secrets(sops_bin) -> list[str]:
+    """Plaintext of every example chart's ephemeral secrets (what a gate run decrypts)."""
+    values = []
+    for service in EXAMPLE_SERVICES:
+        out = subprocess.run(
+            [sops_bin, "decrypt", "--output-type", "json", str(CHARTS / service / "profiles" / "ephemeral" / "secrets.yaml")],
+            env={"SOPS_AGE_KEY_FILE": str(EXAMPLE_AGE_KEY), "PATH": "/usr/bin:/bin"},
+            capture_output=True, text=True, check=True,
+        ).stdout
+        values += _leaves(json.loads(out))
+    assert values and all(len(v) >= 5 for v in values)
+    return values
+
+
+def _leaves(data) -> list[str]:
+    if isinstance(data, dict):
+        return [leaf for value in data.values() for leaf in _leaves(value)]
+    if isinstance(data, list):
+        return [leaf for value in data for leaf in _leaves(value)]
+    return [str(data)]
+
+
+def assert_no_secret_in(output: str, secrets: list[str]) -> None:
+    leaked = [s[:3] + "…" for s in secrets if s in output]
+    assert not leaked, f"plaintext secrets in the captured logs (first characters): {leaked}"
+
+
+def live_ephemeral(local_stack) -> list:
+    items = local_stack.core_v1().list_namespace(label_selector=f"{LABEL_STACK_TYPE}=ephemeral").items
+    return [ns for ns in items if ns.status.phase != "Terminating"]
+
+
+def helm_releases(local_stack, namespace: str) -> list:
+    return local_stack.core_v1().list_namespaced_secret(namespace, label_selector="owner=helm").items
+
+
+def try_number(dag_run, task_id: str) -> int:
+    return next(ti.try_number for ti in dag_run.get_task_instances() if ti.task_id == task_id)
+
+
+def run_gate(dagbag, conf):
+    run = dagbag.get_dag("l3_gate").test(run_conf=conf)
+    return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
+
+
+# --- helm fails during deploy -------------------------------------------------------------------
+
+
+def test_helm_failure_during_deploy_rejects_and_removes_the_stack(local_stack, dagbag, sandbox, capfd, example_secrets):
+    seeded = local_stack.seed()
+    local_stack.publish("orders", "1.1.0")
+    # helm 4 applies server-side: every write of a Deployment is a PATCH; the API server answers 500.
+    sandbox.faults.fail(verb="patch", resource="deployments", times=None, message="etcd is on fire")
+
+    run, tasks = run_gate(dagbag, {"service": "orders", "chart_version": "1.1.0"})
+    sandbox.faults.clear()
+    out = capfd.readouterr().out
+
+    assert run.state == "failed"
+    assert tasks["deploy"] == "failed" and try_number(run, "deploy") == 3  # retried, then gave up
+    assert tasks["system_tests"] == "upstream_failed" and tasks["promote"] == "upstream_failed"
+    assert tasks["reject"] == "success" and tasks["teardown"] == "success"
+    assert "etcd is on fire" in out
+    assert local_stack.store.latest() == seeded
+    assert local_stack.store.rejections()[0].reason.startswith("deploy failed")
+    assert live_ephemeral(local_stack) == []
+    assert_no_secret_in(out, example_secrets)
+
+
+# --- the registry is unreachable ------------------------------------------------------------------
+
+
+def test_unreachable_registry_fails_validate_and_creates_nothing(local_stack, dagbag, monkeypatch, tmp_path, capfd):
+    require_tool("docker-registry")
+    with local_oci_registry(tmp_path / "oci") as host:
+        url = f"oci://{host}/charts"
+        # CI published from its own machine: nothing of it is in the gate's chart cache.
+        helm = Helm(dataclasses.replace(local_stack.helm.config, plain_http=True))
+        ci_registry = open_registry(url, cache_dir=tmp_path / "ci-cache", helm=helm)
+        pins = {}
+        for service in EXAMPLE_SERVICES:
+            ref = publish_chart(CHARTS / service, registry=ci_registry, helm=helm)
+            pins[service] = ServicePin(ref.version, ref.digest)
+        publish_chart(chart_variant(CHARTS / "orders", tmp_path / "orders", version="1.1.0"), registry=ci_registry, helm=helm)
+        seeded = local_stack.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "tests", None)))
+    # the registry is down now
+    monkeypatch.setenv("STACKYARD_REGISTRY", url)
+    monkeypatch.setenv("STACKYARD_REGISTRY_PLAIN_HTTP", "true")
+
+    run, tasks = run_gate(dagbag, {"service": "orders", "chart_version": "1.1.0"})
+    out = capfd.readouterr().out
+
+    assert run.state == "failed"
+    assert tasks["validate"] == "failed" and tasks["build_candidate"] == "upstream_failed"
+    assert tasks["create_stack"] == "upstream_failed"
+    assert f"{host}" in out and "connection refused" in out
+    assert local_stack.store.latest() == seeded and local_stack.store.rejections() == []
+    assert live_ephemeral(local_stack) == []
+
+
+# --- KMS is unavailable -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_kms(tmp_path):
+    """A moto_server with one KMS key; yields (endpoint, key arn, stop())."""
+    boto3 = pytest.importorskip("boto3")
+    port = free_port()
+    proc = subprocess.Popen([require_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            kms = boto3.client("kms", endpoint_url=endpoint, region_name="us-east-1",
+                               aws_access_key_id="testing", aws_secret_access_key="testing")
+            arn = kms.create_key()["KeyMetadata"]["Arn"]
+            break
+        except Exception:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+
+    def stop():
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+
+    yield endpoint, arn, stop
+    stop()
+
+
+def test_kms_unavailable_fails_deploy_clearly_without_leaking(local_stack, dagbag, monkeypatch, tmp_path, capfd,
+                                                            moto_kms, sops_bin, example_secrets):
+    endpoint, arn, stop_kms = moto_kms
+    aws_env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+               "AWS_ENDPOINT_URL": endpoint, "PATH": "/usr/bin:/bin"}
+    seeded = local_stack.seed()
+    chart = chart_variant(CHARTS / "orders", tmp_path / "orders", version="1.1.0")
+    secrets_file = chart / "profiles" / "ephemeral" / "secrets.yaml"
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"secrets": {"API_TOKEN": KMS_SECRET, "DATABASE_PASSWORD": KMS_SECRET + "-db"}}))
+    encrypted = subprocess.run([sops_bin, "encrypt", "--kms", arn, str(plain)], env=aws_env, cwd=tmp_path,
+                               capture_output=True, text=True, check=True).stdout
+    secrets_file.write_text(encrypted)
+    (chart / ".sops.yaml").write_text(yaml.safe_dump({"creation_rules": [{"kms": arn}]}))
+    publish_chart(chart, registry=local_stack.registry, helm=local_stack.helm)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"region_name": "us-east-1", "endpoint_url": endpoint},
+    }))
+    stop_kms()
+
+    run, tasks = run_gate(dagbag, {"service": "orders", "chart_version": "1.1.0"})
+    out = capfd.readouterr().out
+
+    assert run.state == "failed"
+    assert tasks["deploy"] == "failed" and tasks["reject"] == "success" and tasks["teardown"] == "success"
+    assert f"orders/profiles/ephemeral/secrets.yaml: no access to key {arn}" in out
+    assert "connection refused" in out  # sops's own account of why, streamed to the task log
+    assert local_stack.store.latest() == seeded
+    assert live_ephemeral(local_stack) == []
+    assert_no_secret_in(out, [KMS_SECRET, KMS_SECRET + "-db", *example_secrets])
+
+
+# --- the sandbox answers 500 during teardown --------------------------------------------------------
+
+
+def test_teardown_retries_a_500_and_the_namespace_is_gone(local_stack, dagbag, sandbox, capfd, example_secrets):
+    local_stack.seed()
+    local_stack.publish("orders", "1.1.0")
+    sandbox.faults.fail(verb="delete", resource="namespaces", times=1)
+
+    run, tasks = run_gate(dagbag, {"service": "orders", "chart_version": "1.1.0"})
+    out = capfd.readouterr().out
+
+    assert run.state == "success", tasks
+    assert tasks["teardown"] == "success" and try_number(run, "teardown") == 2
+    assert live_ephemeral(local_stack) == []
+    assert local_stack.store.latest().services["orders"].chart_version == "1.1.0"
+    assert_no_secret_in(out, example_secrets)
+
+
+def test_teardown_that_keeps_failing_leaves_a_stack_the_reaper_removes(local_stack, dagbag, sandbox, capfd, example_secrets):
+    seeded = local_stack.seed()
+    local_stack.publish("catalog", "1.1.0", failing_test=True)
+    sandbox.faults.fail(verb="delete", resource="namespaces", times=None)
+
+    run, tasks = run_gate(dagbag, {"service": "catalog", "chart_version": "1.1.0"})
+    sandbox.faults.clear()
+    out = capfd.readouterr().out
+
+    assert run.state == "failed" and tasks["teardown"] == "failed" and tasks["reject"] == "success"
+    assert local_stack.store.latest() == seeded
+    [left] = live_ephemeral(local_stack)
+    try:
+        summary = NamespaceSummary(name=left.metadata.name, labels=left.metadata.labels or {},
+                                   annotations=left.metadata.annotations or {}, created=left.metadata.creation_timestamp,
+                                   phase=left.status.phase)
+        ttl = parse_ttl(summary.annotations["stackyard.io/ttl"])
+        assert decide(summary, datetime.now(timezone.utc)).action == Action.KEEP
+        assert decide(summary, datetime.now(timezone.utc) + ttl + timedelta(minutes=1)).action == Action.DELETE
+    finally:
+        local_stack.core_v1().delete_namespace(left.metadata.name)
+    assert_no_secret_in(out, example_secrets)
+
+
+# --- two candidates race to promote ------------------------------------------------------------------
+
+
+def test_l3_moving_before_promote_requeues_and_never_double_promotes(local_stack, dagbag, monkeypatch, capfd,
+                                                                     example_secrets):
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    from stackyard.operators.helm import HelmTestOperator
+
+    seeded = local_stack.seed()
+    local_stack.publish("orders", "1.1.0")
+    rival = local_stack.publish("storefront", "1.1.0")
+    original = HelmTestOperator.execute
+
+    def tests_pass_then_l3_moves(self, context):
+        result = original(self, context)
+        # Another gate run promotes its candidate between this run's system tests and promote.
+        current = local_stack.store.latest()
+        local_stack.store.promote(propose(current, "storefront", "1.1.0", rival.digest, datetime.now(timezone.utc),
+                                          Provenance("rival-run", "rival", None)))
+        return result
+
+    monkeypatch.setattr(HelmTestOperator, "execute", tests_pass_then_l3_moves)
+    conf = {"service": "orders", "chart_version": "1.1.0", "requested_by": "alice"}
+
+    run, tasks = run_gate(dagbag, conf)
+    out = capfd.readouterr().out
+
+    assert run.state == "failed"  # the summary says "requeued", not promoted
+    assert tasks["system_tests"] == "success" and tasks["promote"] == "skipped"
+    assert tasks["needs_retest"] == "success" and tasks["requeue"] == "success"
+    assert tasks["reject"] == "skipped" and tasks["teardown"] == "success"
+    # exactly one promotion: the rival's; L3 history intact
+    assert local_stack.store.versions() == [1, 2]
+    latest = local_stack.store.latest()
+    assert latest.parent == seeded.version and latest.change.service == "storefront"
+    assert latest.services["orders"].chart_version == "1.0.0"
+    assert local_stack.store.rejections() == []
+    assert "L3 moved: current version is v2" in out
+    # the requeue asked for a new run of the same request (left queued: dag.test has no scheduler)
+    with create_session() as session:
+        requeued = [r for r in session.query(DagRun).filter(DagRun.dag_id == "l3_gate", DagRun.run_id != run.run_id)
+                    if r.conf == conf and r.queued_at and r.queued_at >= run.start_date]
+        assert len(requeued) == 1 and requeued[0].state == "queued"
+        for stale in requeued:  # a scheduler sharing this DB must not pick it up later
+            session.delete(stale)
+    assert live_ephemeral(local_stack) == []
+    assert_no_secret_in(out, example_secrets)
