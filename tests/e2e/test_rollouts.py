@@ -91,7 +91,8 @@ def apps_v1(local_stack):
 
 def mapped_states(run) -> dict[str, str]:
     """State of each mapped ``upgrade`` instance, by the service it is named after."""
-    return {ti.rendered_map_index: ti.state for ti in run.get_task_instances() if ti.task_id == "upgrade"}
+    return {ti.rendered_map_index: ti.state for ti in run.get_task_instances()
+            if ti.task_id == "upgrade" and ti.map_index >= 0}
 
 
 def run(bag, dag_id: str, conf: dict | None = None):
@@ -133,7 +134,7 @@ def test_qa_stack_catches_up_from_l3_v1_to_v3_one_service_at_a_time(local_stack,
 
     # Nothing left to do: the run succeeds as up to date and records nothing.
     state, tasks, upgrades = run(bag, dag_id)
-    assert state == "success" and upgrades == {} or all(s == "skipped" for s in upgrades.values())
+    assert state == "success" and tasks["summary"] == "success" and upgrades == {}
     assert len(rollouts.rollouts(stack)) == 5
 
 
@@ -174,3 +175,214 @@ def test_plan_only_changes_nothing(local_stack, rollouts, capfd):
     assert state == "success"
     assert rollouts.releases(stack) == {} and rollouts.rollouts(stack) == []
     assert "3 service(s) to change, one at a time: catalog (new) -> 1.0.0 (install)" in capfd.readouterr().out
+
+
+# --- production --------------------------------------------------------------------------------------
+
+
+def production(namespace: str, stage: str, **fields) -> dict:
+    return {"owner": "team-release", "type": "production", "namespace": namespace,
+            "source": {"healthy_on": stage, "for_hours": 0}, "triggerers": {"roles": ["prod-deployers"]},
+            "services": ["catalog", {"name": "orders", "canary": True}], **fields}
+
+
+def today_utc() -> str:
+    return datetime.now(timezone.utc).date().isoformat()
+
+
+def closed_hours() -> str:
+    """A one-hour window that starts two hours from now (UTC): never open now."""
+    start = (datetime.now(timezone.utc).hour + 2) % 24
+    return f"{start:02d}:00-{(start + 1) % 24:02d}:00" if start != 23 else "23:00-24:00"
+
+
+@pytest.mark.parametrize(
+    "windows, words",
+    [
+        ({"timezone": "UTC", "freeze": [today_utc()]}, f"freeze {today_utc()}: no deployments"),
+        ({"timezone": "UTC", "allow": [{"hours": closed_hours()}]}, "outside the deployment windows"),
+    ],
+)
+def test_production_outside_its_window_or_on_a_freeze_date_changes_nothing_and_says_why(local_stack, rollouts, capfd, windows, words):
+    local_stack.seed()
+    prod, stage = rollouts.name("prod"), rollouts.name("stage")
+    bag = rollouts.dagbag(**{stage: qa(stage, profile="stage"), prod: production(prod, stage, windows=windows)})
+
+    state, tasks, upgrades = run(bag, f"rollout_{prod}")
+
+    assert state == "success" and tasks["plan"] == "success" and upgrades == {}
+    assert f"rollout_{prod}: changing nothing: {words}" in capfd.readouterr().out
+    assert local_stack.core_v1().list_namespace(field_selector=f"metadata.name={prod}").items == []
+    assert rollouts.rollouts(prod) == []
+
+
+def test_production_secrets_without_the_key_fail_clearly_and_change_nothing(local_stack, rollouts, capfd):
+    seeded = local_stack.seed()
+    prod, stage = rollouts.name("prod"), rollouts.name("stage")
+    bag = rollouts.dagbag(**{stage: qa(stage, profile="stage"), prod: production(prod, stage, services=["orders"])})
+    # Stage's history, as its rollout DAG records it: orders 1.0.0 deployed there a day ago.
+    rollouts.records.append(rollouts_stream(stage), {
+        "service": "orders", "from_version": None, "to_version": "1.0.0", "status": "succeeded",
+        "finished": format_time(datetime.now(timezone.utc) - timedelta(days=1)), "manifest_version": seeded.version})
+
+    state, tasks, upgrades = run(bag, f"rollout_{prod}")
+
+    assert state == "failed" and upgrades == {"orders": "failed"}
+    out = capfd.readouterr().out
+    assert "profiles/production/secrets.yaml: no access to key" in out
+    assert rollouts.releases(prod) == {}
+    [attempt] = rollouts.rollouts(prod)
+    assert attempt["status"] == "failed" and "nothing was changed on the stack" in attempt["reason"]
+    assert attempt["profile"] == "production" and "no access to key" in attempt["reason"]
+
+
+PRODUCTION_SECRETS = {"DATABASE_PASSWORD": "prod-db-password-for-tests", "API_TOKEN": "prod-api-token-for-tests"}
+
+
+@pytest.fixture
+def production_charts(local_stack, tmp_path, monkeypatch, sops_bin):
+    """Copies of catalog and orders whose production secrets are encrypted to a key made here,
+    and a SOPS identity holding it (plus the example key for the other profiles)."""
+    import pyrage
+
+    identity = pyrage.x25519.Identity.generate()
+    charts = {}
+    for service in ("catalog", "orders"):
+        copy = tmp_path / "prodcharts" / service
+        shutil.copytree(CHARTS / service, copy)
+        secrets = copy / "profiles" / "production" / "secrets.yaml"
+        secrets.write_text(yaml.safe_dump({"secrets": PRODUCTION_SECRETS}))
+        subprocess.run([sops_bin, "--encrypt", "--in-place", "--age", str(identity.to_public()), str(secrets)],
+                       check=True, cwd=tmp_path, capture_output=True)
+        charts[service] = copy
+    keys = tmp_path / "keys.txt"
+    keys.write_text(EXAMPLE_AGE_KEY.read_text().strip() + "\n" + str(identity) + "\n")
+    keys.chmod(0o600)
+    monkeypatch.setenv("AIRFLOW_CONN_STACKYARD_SOPS", json.dumps({"conn_type": "generic", "extra": {"age_key_file": str(keys)}}))
+    pins = {}
+    for service, copy in charts.items():
+        ref = publish_chart(copy, registry=local_stack.registry, helm=local_stack.helm)
+        pins[service] = ServicePin(ref.version, ref.digest)
+    local_stack.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "tests", None)))
+    return charts
+
+
+class Probe:
+    """An HTTP endpoint standing in for the canary's health URL; ``status`` is what it answers."""
+
+    def __init__(self) -> None:
+        probe = self
+        self.status = 200
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(probe.status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/health/{{service}}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def probe():
+    server = Probe()
+    yield server
+    server.server.shutdown()
+
+
+def test_production_canary_promotes_then_aborts_leaving_stable_untouched(local_stack, rollouts, production_charts, probe, capfd):
+    prod, stage = rollouts.name("prod"), rollouts.name("stage")
+    check = {"type": "http", "url": probe.url, "timeout_seconds": 5}
+    bag = rollouts.dagbag(**{
+        stage: qa(stage, profile="stage", services=["catalog", "orders"]),
+        prod: production(prod, stage, canary={"weight": 5, "check": check}),
+    })
+    assert run(bag, f"rollout_{stage}")[0] == "success"
+
+    # Promote: the canary passes its chart tests and the HTTP check, then becomes the stable release.
+    state, tasks, upgrades = run(bag, f"rollout_{prod}")
+    assert state == "success", (tasks, upgrades)
+    assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.0.0"}  # no orders-canary left
+    promoted = rollouts.rollouts(prod)[-1]
+    assert promoted["service"] == "orders" and promoted["status"] == "succeeded"
+    assert promoted["canary"]["state"] == "promoted" and promoted["canary"]["weight"] == 5
+    assert "status 200" in promoted["canary"]["check_detail"]
+    # The production secrets were decrypted with the key made for this test and reached the release.
+    secret = local_stack.core_v1().read_namespaced_secret("orders", prod)
+    import base64
+    assert base64.b64decode(secret.data["DATABASE_PASSWORD"]).decode() == PRODUCTION_SECRETS["DATABASE_PASSWORD"]
+    assert PRODUCTION_SECRETS["DATABASE_PASSWORD"] not in json.dumps(rollouts.rollouts(prod))
+    stable_revisions = len(rollouts.history("orders", prod))
+
+    # Abort: a new orders passes on stage, but its canary fails the HTTP check in production.
+    rollouts.bump("orders", "1.1.0", source=production_charts["orders"])
+    assert run(bag, f"rollout_{stage}")[0] == "success"
+    probe.status = 503
+    capfd.readouterr()
+    state, tasks, upgrades = run(bag, f"rollout_{prod}")
+
+    assert state == "failed" and upgrades == {"orders": "failed"}
+    assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.0.0"}  # canary removed
+    assert len(rollouts.history("orders", prod)) == stable_revisions  # stable never touched
+    aborted = rollouts.rollouts(prod)[-1]
+    assert (aborted["service"], aborted["to_version"], aborted["status"]) == ("orders", "1.1.0", "canary_aborted")
+    assert aborted["canary"]["state"] == "aborted"
+    assert "canary check failed: http check" in aborted["reason"] and "status 503" in aborted["reason"]
+    assert "stable release untouched" in capfd.readouterr().out
+
+
+# --- the registry --------------------------------------------------------------------------------------
+
+
+BAD_ENTRIES = {
+    "schedule": ({"schedule": "every morning"}, "schedule: 'every morning' is not a 5-field cron expression"),
+    "type": ({"type": "staging"}, "type: 'staging' is not one of persistent, production"),
+    "unknown-field": ({"windws": {}}, "windws: unknown field"),
+    "timezone": ({"windows": {"timezone": "Berlin"}}, "windows.timezone: 'Berlin' is not a known IANA time zone"),
+    "canary": ({"canary": {"weight": 0}}, "canary.weight: expected a percentage from 1 to 50"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_ENTRIES))
+def test_a_bad_entry_drops_only_its_dag_and_is_an_import_error_naming_it(rollouts, monkeypatch, kind):
+    from airflow.dag_processing.dagbag import DagBag
+
+    fields, message = BAD_ENTRIES[kind]
+    path = rollouts.tmp / "stacks.yaml"
+    path.write_text(yaml.safe_dump({"stacks": {"good": qa("good-ns"), "bad": qa("bad-ns", **fields)}}))
+    monkeypatch.setenv("STACKYARD_STACKS", str(path))
+
+    bag = DagBag(dag_folder=str(ROOT / "dags"))
+
+    assert "rollout_good" in bag.dags and "rollout_bad" not in bag.dags
+    assert "l3_gate" in bag.dags
+    [(where, error)] = bag.import_errors.items()
+    assert where.endswith("stack_registry_check.py")
+    assert f"stack bad: {message}" in error and "1 invalid stack entry" in error
+
+
+def test_the_dag_processor_keeps_the_good_dags_active_next_to_the_import_error(rollouts, tmp_path):
+    """Through a real dag-processor and its database: the bad entry's error is listed, the other
+    stacks' DAGs are active (not stale) and have no import error."""
+    import os
+    import sqlite3
+
+    path = tmp_path / "stacks.yaml"
+    path.write_text(yaml.safe_dump({"stacks": {"good": qa("good-ns"), "bad": qa("bad-ns", schedule="nope")}}))
+    home = tmp_path / "airflow"
+    home.mkdir()
+    shutil.copy(Path(os.environ["AIRFLOW_HOME"]) / "airflow.db", home / "airflow.db")
+    env = {**os.environ, "AIRFLOW_HOME": str(home), "STACKYARD_STACKS": str(path),
+           "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}"}
+    subprocess.run(["airflow", "dag-processor", "-n", "1"], env=env, check=True, capture_output=True, timeout=300)
+
+    db = sqlite3.connect(home / "airflow.db")
+    dags = dict(db.execute("select dag_id, is_stale or has_import_errors from dag where dag_id in ('rollout_good', 'rollout_bad')"))
+    errors = dict(db.execute("select filename, stacktrace from import_error"))
+    assert dags == {"rollout_good": 0}
+    [(filename, stacktrace)] = errors.items()
+    assert filename == "stack_registry_check.py" and "stack bad: schedule: 'nope'" in stacktrace
