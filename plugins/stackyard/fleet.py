@@ -36,7 +36,7 @@ REAPER_RUNS = "reaper/runs"
 STACK_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 #: How many records per stack the views read: the matrix's "failed last rollout" looks at these.
 RECORDS_PER_STACK = 50
-HISTORY_LIMIT = 100
+HISTORY_LIMIT = 30
 
 
 class ClusterReader(Protocol):
@@ -87,6 +87,7 @@ class _ManifestCache:
 
 
 MANIFESTS = _ManifestCache()
+_REPORTS: dict[tuple[str, int], GateReport] = {}
 
 
 class CachedClusterReader:
@@ -159,8 +160,6 @@ class Fleet:
         snap = Snapshot(now=self.clock())
         snap.history = self._read(snap, "manifest_store", lambda: MANIFESTS.history(self.manifest_store),
                                   repr(self.manifest_store))
-        if candidates and snap.history is not None:
-            snap.candidates = self._read(snap, "rejections", lambda: [r.candidate for r in self.manifest_store.rejections(limit=HISTORY_LIMIT)]) or []
         specs = self._read(snap, "stacks_file", self._load_specs, str(self.stacks_file) if self.stacks_file else None)
         snap.specs = specs or []
         if cluster:
@@ -168,6 +167,10 @@ class Fleet:
                 snap.sources["cluster"] = SourceStatus(False, error="no cluster connection configured")
             else:
                 snap.cluster = self._read(snap, "cluster", self.cluster)
+        manifests = {m.version: m for m in snap.history or ()}
+        if candidates and snap.history is not None and views.needs_candidates(snap.cluster, manifests):
+            snap.candidates = self._read(snap, "rejections", lambda: [
+                r.candidate for r in self.manifest_store.rejections(limit=HISTORY_LIMIT) if r.candidate]) or []
         if records:
             if self.record_store is None:
                 snap.sources["records"] = SourceStatus(False, error="no record store configured")
@@ -239,12 +242,18 @@ class Fleet:
 
     def _gate_reports(self, manifests: list[Manifest]) -> dict[int, GateReport]:
         out = {}
+        where = repr(self.manifest_store)
         for manifest in manifests:
             if manifest.version == 1:
                 continue
-            records = self.manifest_store.reports(manifest.version, limit=1)
-            if records:
-                out[manifest.version] = GateReport.from_report(records[0].report)
+            # A promoted version's gate report is written once, after promotion: keep it once found.
+            cached = _REPORTS.get((where, manifest.version))
+            if cached is None:
+                records = self.manifest_store.reports(manifest.version, limit=1)
+                if not records:
+                    continue
+                cached = _REPORTS.setdefault((where, manifest.version), GateReport.from_report(records[0].report))
+            out[manifest.version] = cached
         return out
 
     def _rejections(self, limit: int) -> list[Rejection]:

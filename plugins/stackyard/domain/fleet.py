@@ -308,6 +308,19 @@ class Column:
                          "on_cluster": None if self.on_cluster else False, "manifest_version": self.manifest_version})
 
 
+def needs_candidates(cluster: ClusterState | None, manifests: Mapping[int, Manifest]) -> bool:
+    """True if some umbrella release runs a candidate that is not a stored manifest (only then
+    are rejected candidates worth reading)."""
+    for release in (cluster.releases if cluster else ()):
+        name, version = split_chart(release.chart)
+        parsed = umbrella_manifest_version(version) if name == UMBRELLA_NAME and version else None
+        if parsed and parsed[1] is not None:
+            stored = manifests.get(parsed[0])
+            if stored is None or not stored.candidate_id.startswith(parsed[1]):
+                return True
+    return False
+
+
 def umbrella_manifest_version(chart_version: str) -> tuple[int, str | None] | None:
     """``N.0.0`` → (N, None); ``N.0.0-candidate-<id>`` → (N, id prefix); else None."""
     match = _CANDIDATE_VERSION.match(chart_version)
@@ -316,6 +329,7 @@ def umbrella_manifest_version(chart_version: str) -> tuple[int, str | None] | No
 
 def deployed_services(
     releases: Iterable[ReleaseRow], manifests: Mapping[int, Manifest], candidates: Iterable[Manifest] = (),
+    *, by_candidate: Mapping[str, Manifest] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """What a namespace's releases deploy, per service: version and helm status.
 
@@ -324,7 +338,8 @@ def deployed_services(
     version carries; a candidate that is in neither store is reported with unknown pins.
     """
     out: dict[str, dict[str, Any]] = {}
-    by_candidate = {c.candidate_id: c for c in candidates}
+    if by_candidate is None:  # candidate_id is a hash: callers with many namespaces pass it in
+        by_candidate = {c.candidate_id: c for c in candidates}
     for release in releases:
         name, version = split_chart(release.chart)
         if version is None:
@@ -394,9 +409,10 @@ def fleet_matrix(
     by_namespace: dict[str, list[ReleaseRow]] = {}
     for release in (cluster.releases if cluster else ()):
         by_namespace.setdefault(release.namespace, []).append(release)
-    candidates = tuple(candidates)
-    deployed = {c.name: deployed_services(by_namespace.get(c.namespace or c.name, ()), manifests, candidates)
-                for c in columns}
+    by_candidate = {c.candidate_id: c for c in candidates}
+    deployed = {c.name: deployed_services(by_namespace.get(c.namespace or c.name, ()), manifests,
+                                          by_candidate=by_candidate) for c in columns}
+    namespace_rows = {ns.name: ns for ns in (cluster.namespaces if cluster else ())}
     last_rollout = {stack: _last_rollout_per_service(records) for stack, records in rollouts.items()}
     services = sorted(set(lineage) | {s for d in deployed.values() for s in d} |
                       {s for d in last_rollout.values() for s in d})
@@ -417,7 +433,7 @@ def fleet_matrix(
                 "state": state.value,
                 "behind": behind,
                 "status": here["status"] if here and here["status"] != "deployed" else None,
-                "run": _cell_run(column, here, record, line, cluster),
+                "run": _cell_run(column, here, record, namespace_rows),
                 "last_rollout": record,
             }))
         rows.append({"service": service, "cells": cells})
@@ -440,14 +456,14 @@ def _last_rollout_per_service(records: Sequence[RecordRow]) -> dict[str, dict[st
 
 
 def _cell_run(column: Column, here: dict[str, Any] | None, record: dict[str, Any] | None,
-              line: ServiceLineage | None, cluster: ClusterState | None) -> dict[str, str] | None:
+              namespaces: Mapping[str, NamespaceRow]) -> dict[str, str] | None:
     """The run that put the cell's version there: the rollout that deployed it, else the stack's
     creator (gate and personal stacks), else nothing claimed."""
     if here is None:
         return record.get("run") if record else None
     if record and record.get("version") == here["version"]:
         return record.get("run")
-    ns = next((n for n in (cluster.namespaces if cluster else ()) if n.name == (column.namespace or column.name)), None)
+    ns = namespaces.get(column.namespace or column.name)
     return parse_run_ref(ns.annotations.get(ANNOTATION_CREATED_BY)) if ns else None
 
 
