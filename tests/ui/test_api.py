@@ -189,3 +189,15 @@ def test_empty_manifest_store_and_no_records(airflow_api, local_stack, monkeypat
     assert all(s["ok"] for s in fleet["sources"].values()), fleet["sources"]
     assert get(c, "/api/history", token).json()["entries"] == []
     assert get(c, "/api/stacks/qa1", token).status_code == 404
+
+
+def test_cli_prints_the_same_documents(fleet_data, capsys):
+    from stackyard.cli import main
+
+    assert main(["stacks", "status", "qa1", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert {s["service"]: s.get("version") for s in status["services"]} == {"catalog": None, "orders": "1.0.0"}
+    assert main(["stacks", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "L3: v2" in out and "alice-demo" in out and "rolled_back" in out
+    assert main(["stacks", "status", "nope"]) == 1
