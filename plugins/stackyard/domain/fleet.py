@@ -32,12 +32,11 @@ from typing import Any
 from stackyard.domain.manifest import Manifest
 from stackyard.domain.stacks import (
     ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL,
-    DEFAULT_TTL, LABEL_MANAGED_BY, LABEL_MANIFEST_VERSION, LABEL_OWNER, LABEL_PURPOSE, LABEL_STACK_TYPE,
-    MANAGED_BY, StackType, format_ttl, parse_ttl, timestamp,
+    LABEL_MANAGED_BY, LABEL_MANIFEST_VERSION, LABEL_OWNER, LABEL_PURPOSE, LABEL_STACK_TYPE,
+    MANAGED_BY, Action, NamespaceSummary, StackType, decide, format_ttl, timestamp,
 )
 from stackyard.domain.umbrella import UMBRELLA_NAME
 from stackyard.domain.versions import compare_semver, is_semver
-from stackyard.exceptions import InputError
 
 L3_COLUMN = "L3"
 GATE_DAG_ID = "l3_gate"
@@ -519,18 +518,16 @@ def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
 # --- ephemeral stacks -----------------------------------------------------------------------------
 
 
-def time_left(annotations: Mapping[str, str], now: datetime,
-              created: datetime | None = None) -> tuple[str | None, int | None, str | None]:
-    """(TTL text, seconds left before the reaper may take the stack, a note if unsure)."""
-    raw_ttl = annotations.get(ANNOTATION_TTL)
-    try:
-        ttl = parse_ttl(raw_ttl) if raw_ttl is not None else DEFAULT_TTL
-    except InputError:
-        return raw_ttl, None, f"TTL {raw_ttl!r} does not parse: the reaper keeps it"
-    activity = _parse_time(annotations.get(ANNOTATION_LAST_ACTIVITY)) or created
-    if activity is None:
-        return format_ttl(ttl), None, "no last activity recorded"
-    return format_ttl(ttl), int((activity + ttl - now).total_seconds()), None
+def time_left(ns: NamespaceRow, now: datetime, created: datetime | None = None) -> tuple[str | None, int | None, str | None]:
+    """(TTL text, seconds left before the reaper may take the stack, a note if it will not or
+    is unsure), by the reaper's own rule (:func:`stackyard.domain.stacks.decide`)."""
+    verdict = decide(NamespaceSummary(ns.name, ns.labels, ns.annotations, created=created, phase=ns.phase), now)
+    ttl = format_ttl(verdict.ttl) if verdict.ttl else ns.annotations.get(ANNOTATION_TTL)
+    if verdict.action is Action.KEEP and verdict.time_left is not None:
+        return ttl, int(verdict.time_left.total_seconds()), None
+    if verdict.action is Action.DELETE:
+        return ttl, 0, verdict.reason
+    return ttl, None, verdict.reason
 
 
 def _parse_time(text: object) -> datetime | None:
@@ -562,7 +559,7 @@ def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[R
                               if r.data.get("event") == "created"), None)
         last_event = max(events.get(ns.name, ()), key=lambda r: r.recorded, default=None)
         created = _parse_time(ns.annotations.get(ANNOTATION_CREATED))
-        ttl, left, note = time_left(ns.annotations, now, created)
+        ttl, left, note = time_left(ns, now, created)
         version = ns.labels.get(LABEL_MANIFEST_VERSION)
         stacks.append(_compact({
             "name": ns.name,
