@@ -57,8 +57,8 @@ DECISIONS = [
      Action.DELETE, "idle 30d", True),
     ("slight clock skew is believed", ns(last_activity=S.timestamp(NOW + timedelta(minutes=2)), ttl="7d"),
      Action.KEEP, "7d0h left", False),
-    ("activity before creation counts as creation", ns(last_activity=ago(days=60), ttl="7d", created=NOW - timedelta(days=1)),
-     Action.KEEP, "6d0h left", False),
+    ("last-activity wins over creation (a stack moved to a new cluster)",
+     ns(last_activity=ago(days=60), ttl="7d", created=NOW - timedelta(days=1)), Action.DELETE, "idle 60d", False),
     ("no usable time at all is skipped", ns(last_activity="garbage", ttl="7d", created=None), Action.SKIP,
      "no usable last-activity", True),
     ("offsets are understood", ns(last_activity=(NOW - timedelta(days=8)).astimezone(timezone(timedelta(hours=5))).isoformat(),
@@ -240,14 +240,12 @@ def _oracle_may_delete(n: NamespaceSummary, now: datetime) -> bool:
         ttl = S.DEFAULT_TTL if raw is None else S.parse_ttl(raw)
     except InputError:
         return False
-    if n.created is not None and now - n.created <= ttl:  # younger than its TTL: cannot be idle that long
-        return False
     try:
         activity = S.parse_timestamp(n.annotations.get(S.ANNOTATION_LAST_ACTIVITY))
     except InputError:
-        return n.created is not None  # only the creation time is left to go by
-    if activity > now + S.CLOCK_SKEW:
-        return n.created is not None
+        activity = None
+    if activity is None or activity > now + S.CLOCK_SKEW:  # only the creation time is left to go by
+        return n.created is not None and now - n.created > ttl
     return now - activity > ttl
 
 
@@ -302,5 +300,5 @@ def test_every_stale_stackyard_ephemeral_stack_with_clean_annotations_is_deleted
     except InputError:
         return
     if (namespace.is_stackyard_ephemeral and namespace.phase != "Terminating" and namespace.created is not None
-            and namespace.created <= activity <= now and now - activity > ttl):
+            and activity <= now and now - activity > ttl):
         assert S.decide(namespace, now).action is Action.DELETE

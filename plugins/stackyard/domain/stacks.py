@@ -278,8 +278,7 @@ def decide(ns: NamespaceSummary, now: datetime) -> Verdict:
     3. TTL annotation missing → the default (7d), with a warning; present but unparseable → skip
        ("do not delete"), with a warning;
     4. last-activity missing, unparseable or in the future → the namespace's creation time, with a
-       warning; an activity before the namespace existed counts as its creation; no usable time
-       at all → skip;
+       warning; no usable time at all → skip;
     5. inactive for longer than the TTL → delete; otherwise keep, with the time left.
     """
     rv = ns.resource_version
@@ -307,8 +306,6 @@ def decide(ns: NamespaceSummary, now: datetime) -> Verdict:
                            ttl=ttl, warnings=tuple(warnings), resource_version=rv)
         warnings.append("using the namespace's creation time instead")
         activity = created
-    elif created is not None and activity < created:
-        activity = created  # a namespace cannot have been idle since before it existed
     idle = now - activity
     if idle > ttl:
         return Verdict(ns.name, Action.DELETE, f"idle {format_duration(idle)}, longer than its TTL {format_ttl(ttl)}",

@@ -1,0 +1,69 @@
+"""
+### Create an ephemeral stack
+
+Your own stack from the latest **L3 manifest** (or a given version), optionally with some services
+moved to other published chart versions (a branch build on top of L3). It gets its own namespace
+`<name>`, labelled ephemeral, and one helm release `stack` deployed with the chosen profile and its
+secrets. The run ends by printing how to reach it.
+
+The stack is removed by the nightly `ephemeral_reaper` after `ttl_days` without activity; run
+`stack_touch` to keep it, `stack_destroy` to remove it now.
+
+`validate` → `build_umbrella` → `create_namespace` → `deploy` → `ready`; if anything fails after
+the namespace exists, `clean_up_failed` removes it so the name is free again.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag
+
+from stackyard.domain.manifest import SERVICE_NAME_PATTERN
+from stackyard.domain.stacks import MAX_TTL_DAYS
+from stackyard.operators import stacks
+from stackyard.operators.helm import HelmUpgradeOperator
+from stackyard.stacks import DEFAULT_PROFILE, PROFILE_PATTERN
+
+NAMESPACE = "{{ ti.xcom_pull(task_ids='create_namespace')['namespace'] }}"
+
+
+@dag(
+    dag_id="stack_create",
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["stackyard", "stacks"],
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    params={
+        "name": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Stack name",
+                      description="Namespace name (DNS-1123 label), unique among stacks, e.g. alice-dev."),
+        "owner": Param(type="string", minLength=1, title="Owner", description="Who the stack belongs to."),
+        "ttl_days": Param(7, type="integer", minimum=1, maximum=MAX_TTL_DAYS, title="TTL (days)",
+                          description="Removed after this many days without activity."),
+        "manifest_version": Param(None, type=["null", "integer"], minimum=1, title="L3 manifest version",
+                                  description="Empty: the latest L3."),
+        "overrides": Param({}, type=["null", "object"], title="Overrides",
+                           description='Published chart versions to run instead of L3\'s, e.g. {"orders": "1.3.0-pr.42"}.'),
+        "profile": Param(DEFAULT_PROFILE, type="string", pattern=PROFILE_PATTERN, title="Profile",
+                         description="The charts' profile (values and secrets) to deploy with."),
+    },
+)
+def stack_create():
+    plan = stacks.validate()
+    built = stacks.build_umbrella(plan)
+    namespace = stacks.create_namespace(plan)
+    built >> namespace  # a plan that cannot be built (e.g. a missing profile) creates nothing
+    deploy = HelmUpgradeOperator(
+        task_id="deploy", release=stacks.RELEASE, namespace=NAMESPACE, stack=NAMESPACE,
+        chart_ref="{{ ti.xcom_pull(task_ids='build_umbrella')['chart_ref'] }}",
+        profile="{{ ti.xcom_pull(task_ids='validate')['profile'] }}", timeout="10m0s",
+    )
+    done = stacks.ready(plan, built, deploy.output)
+    [built, namespace] >> deploy
+    # ``ready`` stays a leaf so a failed create fails the run even after the clean-up succeeds.
+    [built, namespace, deploy] >> stacks.clean_up_failed()
+    return done
+
+
+stack_create()

@@ -1,0 +1,35 @@
+"""
+### Destroy an ephemeral stack
+
+Uninstalls every helm release in the stack's namespace, then deletes the namespace. Only
+ephemeral stacks made by stackyard (`stack_create`, the L3 gate) can be destroyed: a persistent,
+production or unlabelled namespace is refused with an error, and nothing is changed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag
+
+from stackyard.domain.manifest import SERVICE_NAME_PATTERN
+from stackyard.operators import stacks
+
+
+@dag(
+    dag_id="stack_destroy",
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["stackyard", "stacks"],
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    params={
+        "name": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Stack name",
+                      description="The ephemeral stack (namespace) to remove."),
+    },
+)
+def stack_destroy():
+    stacks.destroy(stacks.check_ephemeral.override(task_id="check")("destroy"))
+
+
+stack_destroy()

@@ -1,0 +1,36 @@
+"""
+### Keep an ephemeral stack alive
+
+Marks activity on the stack (its last-activity becomes now), and optionally sets a new TTL.
+The nightly reaper removes a stack once it has been idle for longer than its TTL.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import Param, dag
+
+from stackyard.domain.manifest import SERVICE_NAME_PATTERN
+from stackyard.domain.stacks import MAX_TTL_DAYS
+from stackyard.operators import stacks
+
+
+@dag(
+    dag_id="stack_touch",
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["stackyard", "stacks"],
+    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
+    params={
+        "name": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Stack name"),
+        "ttl_days": Param(None, type=["null", "integer"], minimum=1, maximum=MAX_TTL_DAYS, title="New TTL (days)",
+                          description="Empty: keep the current TTL."),
+    },
+)
+def stack_touch():
+    stacks.touch(stacks.check_ephemeral.override(task_id="check")("touch"))
+
+
+stack_touch()
