@@ -117,3 +117,12 @@ CHECKS: dict[str, Callable[[CanaryCheck, str | None], CheckResult]] = {"none": _
 
 def run_check(check: CanaryCheck, url: str | None) -> CheckResult:
     return CHECKS[check.type](check, url)
+
+
+def registry_roles(path: Path | None = None) -> list[str]:
+    """Every role the registry's ``triggerers.roles`` name. Under the FAB auth manager each must
+    exist before the DAGs are parsed (the compose init creates them from this list)."""
+    from stackyard.settings import Settings
+
+    registry = load_stacks(path or Settings.from_env().stacks_file)
+    return sorted({role for stack in registry.stacks.values() for role in stack.triggerers.roles})
