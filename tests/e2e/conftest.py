@@ -110,9 +110,16 @@ def local_stack(tmp_path, monkeypatch, sandbox, helm_bin) -> LocalStack:
     return LocalStack(settings, registry, open_manifest_store(settings.manifest_store_url), helm, Path(kubeconfig), tmp_path)
 
 
+def fresh_dag(dagbag, dag_id: str):
+    """The DAG parsed anew: ``dag.test()`` writes a run's conf into the DAG object's params, so
+    reusing one object would hand one test's parameters to the next as defaults."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=dagbag.get_dag(dag_id).fileloc).get_dag(dag_id)
+
+
 def run_dag(dagbag, dag_id: str, conf: dict):
     """Run a DAG in-process with real operators; returns (state, {task_id: state})."""
-    dag = dagbag.get_dag(dag_id)
-    run = dag.test(run_conf=conf)
+    run = fresh_dag(dagbag, dag_id).test(run_conf=conf)
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     return run.state, states

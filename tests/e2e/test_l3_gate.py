@@ -6,7 +6,7 @@ import pytest
 
 from stackyard.domain.stacks import LABEL_STACK_TYPE
 
-from tests.e2e.conftest import run_dag
+from tests.e2e.conftest import fresh_dag, run_dag
 from tests.support.secrets import example_plaintexts
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -99,4 +99,4 @@ def test_malformed_params_are_refused_before_any_task_runs(local_stack, dagbag, 
     from airflow.sdk.definitions.param import ParamValidationError
 
     with pytest.raises(ParamValidationError, match=field):
-        dagbag.get_dag("l3_gate").test(run_conf=conf)
+        fresh_dag(dagbag, "l3_gate").test(run_conf=conf)

@@ -11,7 +11,7 @@ from stackyard.domain import stacks as S
 from stackyard.publishing import load_umbrella_template
 from stackyard.stores.records import open_record_store
 
-from tests.e2e.conftest import run_dag
+from tests.e2e.conftest import fresh_dag, run_dag
 
 pytestmark = pytest.mark.slow
 NOW = datetime.now(timezone.utc)
@@ -179,7 +179,7 @@ def test_malformed_create_params_are_refused_before_any_task_runs(dagbag, conf):
     from airflow.sdk.definitions.param import ParamValidationError
 
     with pytest.raises(ParamValidationError):
-        dagbag.get_dag("stack_create").test(run_conf=conf)
+        fresh_dag(dagbag, "stack_create").test(run_conf=conf)
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from stackyard.domain.charts import split_chart
 from stackyard.domain.fleet import (
     CellState, ClusterState, NamespaceRow, RecordRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
-    deployed_services, ephemeral_view, fleet_matrix, lineages, parse_stack_specs, persistent_view, split_chart,
+    deployed_services, ephemeral_view, fleet_matrix, lineages, parse_stack_specs, persistent_view,
     window_state,
 )
 from stackyard.domain.manifest import Manifest, Provenance, ServicePin, propose

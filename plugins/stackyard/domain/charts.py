@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from stackyard.domain.manifest import validate_service_name
+from stackyard.domain.versions import is_semver
 from stackyard.exceptions import InputError, NotFoundError
 
 PROFILES_DIR = "profiles"
@@ -175,3 +176,14 @@ def vendored_charts(data: bytes, origin: str) -> list[Chart]:
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise InputError(f"{origin}: not a packaged chart (.tgz): {exc}") from None
     return subcharts
+
+
+def split_chart(chart: str) -> tuple[str, str | None]:
+    """``helm list``'s ``chart`` column (``name-version``) split at the version, which may itself
+    contain hyphens (``l3-6.0.0-candidate-ab12``)."""
+    parts = chart.split("-")
+    for index in range(1, len(parts)):
+        version = "-".join(parts[index:])
+        if is_semver(version):
+            return "-".join(parts[:index]), version
+    return chart, None

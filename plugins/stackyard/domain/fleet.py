@@ -29,6 +29,7 @@ from datetime import datetime, time, timedelta, timezone
 from enum import Enum
 from typing import Any
 
+from stackyard.domain.charts import split_chart
 from stackyard.domain.manifest import Manifest
 from stackyard.domain.stacks import (
     ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL,
@@ -170,17 +171,6 @@ def parse_run_ref(text: object) -> dict[str, str] | None:
     """``dag_id/run_id`` (the ``created-by`` annotation) as a run link."""
     match = _RUN_REF.match(text) if isinstance(text, str) else None
     return run_link(match[1], match[2]) if match else None
-
-
-def split_chart(chart: str) -> tuple[str, str | None]:
-    """``helm list``'s ``chart`` column (``name-version``) split at the version, which may itself
-    contain hyphens (``l3-6.0.0-candidate-ab12``)."""
-    parts = chart.split("-")
-    for index in range(1, len(parts)):
-        version = "-".join(parts[index:])
-        if is_semver(version):
-            return "-".join(parts[:index]), version
-    return chart, None
 
 
 def stack_type_of(ns: NamespaceRow) -> str | None:

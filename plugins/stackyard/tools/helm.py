@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stackyard.domain.charts import split_chart
 from stackyard.exceptions import NotFoundError, ToolError
 from stackyard.tools.runner import ToolResult, ToolRunner
 
@@ -60,11 +61,11 @@ class Release:
 
     @property
     def chart_name(self) -> str:
-        return self.chart.rsplit("-", 1)[0]
+        return split_chart(self.chart)[0]
 
     @property
     def chart_version(self) -> str:
-        return self.chart.rsplit("-", 1)[1] if "-" in self.chart else ""
+        return split_chart(self.chart)[1] or ""
 
 
 @dataclass(frozen=True)
