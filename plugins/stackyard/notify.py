@@ -95,7 +95,7 @@ def rollout_failed(stack: str, service: str, version: str, *, from_version: str 
                         reason or "see the run's log", fields, dag_id, run_id, owner)
 
 
-def reaper_failed(report: Mapping[str, Any], *, dag_id: str = "stack_reaper", run_id: str | None = None) -> Notification:
+def reaper_failed(report: Mapping[str, Any], *, dag_id: str = "ephemeral_reaper", run_id: str | None = None) -> Notification:
     """From a reaper run report: its ``error`` and its ``failed`` entries (name, detail)."""
     failed = [item for item in report.get("failed") or [] if isinstance(item, Mapping)]
     lines = [f"{item.get('name')}: {item.get('detail') or item.get('reason') or 'failed'}" for item in failed]

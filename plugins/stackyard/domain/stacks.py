@@ -234,6 +234,7 @@ class Verdict:
     time_left: timedelta | None = None  # KEEP only
     warnings: tuple[str, ...] = ()
     resource_version: str | None = None  # the delete is conditional on it: a touch in between wins
+    owner: str | None = None  # who gets the "about to be reaped" warning
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -246,6 +247,7 @@ class Verdict:
             "time_left": format_duration(self.time_left) if self.time_left is not None else None,
             "warnings": list(self.warnings),
             "resource_version": self.resource_version,
+            "owner": self.owner,
         }
 
     @classmethod
@@ -258,6 +260,7 @@ class Verdict:
             ttl=parse_ttl(data["ttl"]) if data.get("ttl") else None,
             time_left=timedelta(seconds=seconds) if seconds is not None else None,
             warnings=tuple(data.get("warnings") or ()), resource_version=data.get("resource_version"),
+            owner=data.get("owner"),
         )
 
 
@@ -307,12 +310,14 @@ def decide(ns: NamespaceSummary, now: datetime) -> Verdict:
         warnings.append("using the namespace's creation time instead")
         activity = created
     idle = now - activity
+    owner = ns.annotations.get(ANNOTATION_OWNER) or ns.labels.get(LABEL_OWNER)
     if idle > ttl:
         return Verdict(ns.name, Action.DELETE, f"idle {format_duration(idle)}, longer than its TTL {format_ttl(ttl)}",
-                       last_activity=activity, ttl=ttl, warnings=tuple(warnings), resource_version=rv)
+                       last_activity=activity, ttl=ttl, warnings=tuple(warnings), resource_version=rv, owner=owner)
     left = ttl - idle
     return Verdict(ns.name, Action.KEEP, f"{format_duration(left)} left of its TTL {format_ttl(ttl)}",
-                   last_activity=activity, ttl=ttl, time_left=left, warnings=tuple(warnings), resource_version=rv)
+                   last_activity=activity, ttl=ttl, time_left=left, warnings=tuple(warnings), resource_version=rv,
+                   owner=owner)
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -18,6 +18,7 @@ import yaml
 from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from stackyard import metrics, notify
 from stackyard import stacks as stack_steps
 from stackyard.domain import stacks as rules
 from stackyard.exceptions import ConflictError, InputError
@@ -255,6 +256,19 @@ def reap(planned: dict[str, Any]) -> dict[str, Any]:
     return {name: [outcome.value, detail] for name, (outcome, detail) in outcomes.items()}
 
 
+def _announce(result: dict[str, Any], *, dag_id: str, run_id: str) -> None:
+    """Metrics for every run; warnings to owners whose stack goes within a day; alert on failure."""
+    counts = result["counts"]
+    if not result["dry_run"]:
+        metrics.stacks_reaped(counts["deleted"])
+        metrics.live_ephemeral_stacks(counts["kept"])
+    for entry in notify.expiring(result["kept"]):
+        notify.send(notify.stack_expiring(entry["name"], owner=entry.get("owner"), seconds_left=entry["time_left_seconds"],
+                                          ttl=entry.get("ttl"), dag_id=dag_id, run_id=run_id))
+    if result["error"] or result["failed"]:
+        notify.send(notify.reaper_failed(result, dag_id=dag_id, run_id=run_id))
+
+
 @task(trigger_rule="all_done", retries=0)
 def report() -> dict[str, Any]:
     """The run's report, kept in ``reaper/runs``; the run fails if the cap stopped it or any
@@ -269,6 +283,7 @@ def report() -> dict[str, Any]:
     result = rules.reaper_report(verdicts, outcomes, now=_now(), dry_run=bool(params["dry_run"]),
                                  max_deletions=params["max_deletions"], run_id=context["run_id"], error=error)
     record_store_for(Settings.from_env()).append("reaper/runs", result)
+    _announce(result, dag_id=context["dag"].dag_id, run_id=context["run_id"])
     counts = result["counts"]
     print(f"reaper: deleted {counts['deleted']}, would delete {counts['would_delete']}, kept {counts['kept']}, "
           f"skipped {counts['skipped']}, failed {counts['failed']}{' (dry run)' if result['dry_run'] else ''}")
