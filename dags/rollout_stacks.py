@@ -20,14 +20,11 @@ error naming the entry (see docs/rollouts.md for why that is a separate file).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG
 
 from stackyard.domain.stack_registry import Stack, StackKind
 from stackyard.operators import rollout
-from stackyard.rollout import load_stacks
-from stackyard.settings import Settings
+from stackyard.rollout import registry_for_parsing
 
 #: What a role listed under `triggerers.roles` gets on its stack's DAG (FAB auth manager).
 TRIGGER_PERMISSIONS = {"DAGs": {"can_read", "can_edit"}, "DAG Runs": {"can_read", "can_create"}}
@@ -42,21 +39,20 @@ def rollout_dag(stack: Stack) -> DAG:
         description=stack.description or f"Service rollouts to {stack.name} ({stack.source.describe()})",
         doc_md=__doc__,
         tags=["stackyard", "rollout", stack.kind.value, f"owner:{stack.owner}"],
-        default_args={"owner": stack.owner, "retries": 1, "retry_delay": timedelta(seconds=30)},
+        # No default_args or params: each costs ~1 ms per DAG to merge or validate, and the factory
+        # builds hundreds (bench/dag_parse). "Plan only" is the run conf {"plan_only": true}.
         access_control={role: TRIGGER_PERMISSIONS for role in stack.triggerers.roles} or None,
-        params={"plan_only": Param(False, type="boolean", title="Plan only",
-                                   description="Show what would change and change nothing.")},
     ) as dag:
-        steps = rollout.plan(stack.name)
+        steps = rollout.plan.override(owner=stack.owner)(stack.name)
         upgrades = rollout.ServiceRolloutOperator.partial(
-            task_id="upgrade", stack_name=stack.name, retries=0,
+            task_id="upgrade", stack_name=stack.name, retries=0, owner=stack.owner,
             timeout="15m0s" if stack.kind is StackKind.PRODUCTION else "10m0s",
             max_active_tis_per_dagrun=1,  # one service at a time, in map-index (= plan) order
             map_index_template="{{ task.step['service'] }}",
         ).expand(step=steps)
-        upgrades >> rollout.summary(stack.name)
+        upgrades >> rollout.summary.override(owner=stack.owner)(stack.name)
     return dag
 
 
-for _stack in load_stacks(Settings.from_env().stacks_file).stacks.values():
+for _stack in registry_for_parsing()[1].stacks.values():
     globals()[_stack.dag_id] = rollout_dag(_stack)

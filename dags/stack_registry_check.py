@@ -8,10 +8,8 @@ would stop the other stacks' rollouts too (measured; see docs/rollouts.md).
 
 from __future__ import annotations
 
-from stackyard.rollout import load_stacks
-from stackyard.settings import Settings
+from stackyard.rollout import registry_for_parsing
 
-_path = Settings.from_env().stacks_file
-_registry = load_stacks(_path)
+_path, _registry = registry_for_parsing()
 if _registry.errors:
     raise ValueError(_registry.error_report(str(_path)))

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -13,7 +16,9 @@ from datetime import datetime
 from pathlib import Path
 
 from stackyard.domain.rollout import Deployed, Target, qualified_targets, rollouts_stream
-from stackyard.domain.stack_registry import CanaryCheck, HealthySource, Registry, Stack, load_registry
+from stackyard.domain.stack_registry import (
+    CanaryCheck, HealthySource, Registry, Stack, load_registry, parse_document, registry_from_document,
+)
 from stackyard.exceptions import InputError, NotFoundError
 from stackyard.stores.manifest_store import ManifestStore
 from stackyard.stores.records import RecordStore
@@ -23,12 +28,33 @@ from stackyard.tools.helm import Helm
 QUALITY_RECORDS = 2000
 
 
-def load_stacks(path: Path) -> Registry:
+def load_stacks(path: Path, cache_dir: Path | None = None) -> Registry:
+    """The registry at ``path``. With ``cache_dir``, the parsed YAML is kept as JSON named by the
+    file's sha256, so re-parsing an unchanged registry skips YAML (most of a 200-stack parse);
+    validation always runs. An unwritable cache is simply not used."""
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except FileNotFoundError:
         raise NotFoundError(f"stack registry {path} does not exist (set STACKYARD_STACKS or create it)") from None
-    return load_registry(text, origin=str(path))
+    if cache_dir is None:
+        return load_registry(data.decode(), origin=str(path))
+    cached = cache_dir / f"{hashlib.sha256(data).hexdigest()}.json"
+    try:
+        document = json.loads(cached.read_bytes())
+    except (OSError, ValueError):
+        document = parse_document(data.decode(), origin=str(path))
+        _write_cache(cached, document)
+    return registry_from_document(document, origin=str(path))
+
+
+def _write_cache(path: Path, document: object) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(document, default=str))  # YAML dates become the ISO text the schema accepts
+        os.replace(temporary, path)
+    except (OSError, TypeError, ValueError):
+        pass
 
 
 def load_stack(path: Path, name: str) -> Stack:
@@ -126,3 +152,11 @@ def registry_roles(path: Path | None = None) -> list[str]:
 
     registry = load_stacks(path or Settings.from_env().stacks_file)
     return sorted({role for stack in registry.stacks.values() for role in stack.triggerers.roles})
+
+
+def registry_for_parsing() -> tuple[Path, Registry]:
+    """The registry as the DAG files read it at parse time: from settings, with the parse cache."""
+    from stackyard.settings import Settings
+
+    settings = Settings.from_env()
+    return settings.stacks_file, load_stacks(settings.stacks_file, settings.home / "cache" / "stack-registry")

@@ -52,6 +52,7 @@ MAX_CANARY_WEIGHT = 50
 MAX_RELEASE_NAME = 53  # helm's limit
 
 _NAME = re.compile(SERVICE_NAME_PATTERN)
+_NAME_MATCH = _NAME.fullmatch
 _ROLE_OR_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@ -]{0,99}$")
 _CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
 _HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -188,13 +189,22 @@ def dag_id_for(stack: str) -> str:
 # --- loading -------------------------------------------------------------------------------------
 
 
-def load_registry(text: str, origin: str = "stacks.yaml") -> Registry:
-    """Parse and validate the registry text. Raises InputError only if nothing can be read."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader parses 200 stacks ~10x faster
+def parse_document(text: str, origin: str = "stacks.yaml") -> Any:
+    """The registry's YAML as plain data (the slow part for a large registry: callers may cache it)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader parses ~10x faster
     try:
-        document = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise InputError(f"{origin}: not valid YAML: {exc}") from None
+
+
+def load_registry(text: str, origin: str = "stacks.yaml") -> Registry:
+    """Parse and validate the registry text. Raises InputError only if nothing can be read."""
+    return registry_from_document(parse_document(text, origin), origin)
+
+
+def registry_from_document(document: Any, origin: str = "stacks.yaml") -> Registry:
+    """Validate parsed registry data, entry by entry."""
     if not isinstance(document, Mapping) or not isinstance(document.get("stacks"), Mapping):
         raise InputError(f"{origin}: expected a top-level mapping 'stacks:' of stack name to entry")
     unknown = sorted(set(document) - {"stacks"})
@@ -352,28 +362,42 @@ def _services(entry: _Entry) -> tuple[ServiceEntry, ...] | None:
     if not isinstance(value, list) or not value:
         raise entry.error("services", f"expected 'all' or a non-empty list of services, got {value!r}")
     services: list[ServiceEntry] = []
+    seen: set[str] = set()
+    # One helm release per service (release name = service name), plus <name>-canary.
+    plain = ServiceEntry.__new__  # hot loop: a registry may list hundreds of services per stack
     for index, item in enumerate(value):
-        where = f"services[{index}]"
-        if isinstance(item, str):
-            item = {"name": item}
-        if not isinstance(item, Mapping):
-            raise entry.error(where, f"expected a service name or {{name, canary}}, got {item!r}")
-        unknown = sorted(set(map(str, item)) - {"name", "canary"})
-        if unknown:
-            raise entry.error(where, f"unknown field(s) {', '.join(unknown)}")
-        name, canary = item.get("name"), item.get("canary", False)
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise entry.error(f"{where}.name", f"{name!r} is not a service name (DNS-1123 label)")
-        if not isinstance(canary, bool):
-            raise entry.error(f"{where}.canary", f"expected true or false, got {canary!r}")
-        # One helm release per service (release name = service name), plus <name>-canary.
+        canary = False
+        if type(item) is str:
+            name = item
+        else:
+            name, canary = _service_item(entry, f"services[{index}]", item)
         longest = MAX_RELEASE_NAME - (len("-canary") if canary else 0)
-        if len(name) > longest:
-            raise entry.error(f"{where}.name", f"{name!r} is longer than {longest} characters (helm release names)")
-        if any(existing.name == name for existing in services):
-            raise entry.error(where, f"service {name!r} is listed twice")
-        services.append(ServiceEntry(name, canary))
+        if len(name) > longest or not _NAME_MATCH(name):
+            problem = (f"{name!r} is longer than {longest} characters (helm release names)" if len(name) > longest
+                       else f"{name!r} is not a service name (DNS-1123 label)")
+            raise entry.error(f"services[{index}].name" if type(item) is not str else f"services[{index}]", problem)
+        if name in seen:
+            raise entry.error(f"services[{index}]", f"service {name!r} is listed twice")
+        seen.add(name)
+        service = plain(ServiceEntry)
+        object.__setattr__(service, "name", name)
+        object.__setattr__(service, "canary", canary)
+        services.append(service)
     return tuple(services)
+
+
+def _service_item(entry: _Entry, where: str, item: object) -> tuple[Any, bool]:
+    if not isinstance(item, Mapping):
+        raise entry.error(where, f"expected a service name or {{name, canary}}, got {item!r}")
+    unknown = sorted(set(map(str, item)) - {"name", "canary"})
+    if unknown:
+        raise entry.error(where, f"unknown field(s) {', '.join(unknown)}")
+    name, canary = item.get("name"), item.get("canary", False)
+    if not isinstance(name, str):
+        raise entry.error(f"{where}.name", f"{name!r} is not a service name (DNS-1123 label)")
+    if not isinstance(canary, bool):
+        raise entry.error(f"{where}.canary", f"expected true or false, got {canary!r}")
+    return name, canary
 
 
 def _canary(entry: _Entry) -> CanaryPolicy:

@@ -86,7 +86,7 @@ def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
     result = make_plan(stack, targets, deployed_services(deployed.values()), held=held,
                        allow_downgrade=not isinstance(stack.source, HealthySource))
     print(result.summary())
-    if context["params"].get("plan_only"):
+    if (context["dag_run"].conf or {}).get("plan_only"):
         ti.xcom_push(key=DECISION_XCOM_KEY, value={"changed": False, "reason": "plan only (nothing applied)"})
         return []
     reason = "up to date" if not result.steps else f"{len(result.steps)} service(s) to change"
