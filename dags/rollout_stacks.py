@@ -22,35 +22,35 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from stackyard.domain.stack_registry import Stack, StackKind
+from stackyard.domain.stack_registry import StackKind
 from stackyard.operators import rollout
-from stackyard.rollout import registry_for_parsing
+from stackyard.rollout import StackDagSpec, registry_for_parsing
 
 #: What a role listed under `triggerers.roles` gets on its stack's DAG (FAB auth manager).
 TRIGGER_PERMISSIONS = {"DAGs": {"can_read", "can_edit"}, "DAG Runs": {"can_read", "can_create"}}
 
 
-def rollout_dag(stack: Stack) -> DAG:
+def rollout_dag(stack: StackDagSpec) -> DAG:
     with DAG(
         dag_id=stack.dag_id,
         schedule=stack.schedule,
         catchup=False,
         max_active_runs=1,  # two runs on one stack would interleave their upgrades
-        description=stack.description or f"Service rollouts to {stack.name} ({stack.source.describe()})",
+        description=stack.description,
         doc_md=__doc__,
-        tags=["stackyard", "rollout", stack.kind.value, f"owner:{stack.owner}"],
+        tags=["stackyard", "rollout", stack.kind, f"owner:{stack.owner}"],
         # No default_args or params: each costs ~1 ms per DAG to merge or validate, and the factory
         # builds hundreds (bench/dag_parse). "Plan only" is the run conf {"plan_only": true}.
-        access_control={role: TRIGGER_PERMISSIONS for role in stack.triggerers.roles} or None,
+        access_control={role: TRIGGER_PERMISSIONS for role in stack.roles} or None,
     ) as dag:
-        steps = rollout.plan.override(owner=stack.owner)(stack.name)
+        steps = rollout.RolloutPlanOperator(stack_name=stack.name, owner=stack.owner).output
         upgrades = rollout.ServiceRolloutOperator.partial(
             task_id="upgrade", stack_name=stack.name, retries=0, owner=stack.owner,
-            timeout="15m0s" if stack.kind is StackKind.PRODUCTION else "10m0s",
+            timeout="15m0s" if stack.kind == StackKind.PRODUCTION.value else "10m0s",
             max_active_tis_per_dagrun=1,  # one service at a time, in map-index (= plan) order
             map_index_template="{{ task.step['service'] }}",
         ).expand(step=steps)
-        upgrades >> rollout.summary.override(owner=stack.owner)(stack.name)
+        upgrades >> rollout.RolloutSummaryOperator(stack_name=stack.name, owner=stack.owner)
     return dag
 
 

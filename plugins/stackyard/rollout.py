@@ -11,10 +11,11 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
+from stackyard.domain import stack_registry
 from stackyard.domain.rollout import Deployed, Target, qualified_targets, rollouts_stream
 from stackyard.domain.stack_registry import (
     CanaryCheck, HealthySource, Registry, Stack, load_registry, parse_document, registry_from_document,
@@ -154,9 +155,66 @@ def registry_roles(path: Path | None = None) -> list[str]:
     return sorted({role for stack in registry.stacks.values() for role in stack.triggerers.roles})
 
 
-def registry_for_parsing() -> tuple[Path, Registry]:
-    """The registry as the DAG files read it at parse time: from settings, with the parse cache."""
+@dataclass(frozen=True)
+class StackDagSpec:
+    """What a rollout DAG is built from at parse time: no service lists, no windows."""
+
+    name: str
+    dag_id: str
+    owner: str
+    kind: str
+    schedule: str | None
+    description: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParseView:
+    """The registry as DAG files need it: valid stacks' DAG specs, invalid entries' errors."""
+
+    stacks: dict[str, StackDagSpec]
+    errors: dict[str, str]
+
+    def error_report(self, origin: str) -> str:
+        return Registry(stacks={}, errors=self.errors).error_report(origin)
+
+
+#: Validation rules change with the code: a cached verdict is valid only for the code that made it.
+_RULES_VERSION = hashlib.sha256(Path(stack_registry.__file__).read_bytes()).hexdigest()[:16]
+
+
+def registry_for_parsing() -> tuple[Path, ParseView]:
+    """The registry as the DAG files read it at parse time.
+
+    The DAG processor re-parses every file on a timer, nearly always with an unchanged registry;
+    validating hundreds of stacks each time is most of a parse (bench/dag_parse). So the verdict
+    (DAG specs and errors) is cached as JSON named by the registry's sha256 and the validation
+    code's version: a changed file or changed rules re-validate fully. Tasks never use this view;
+    they load and validate the entry they run (``load_stack``).
+    """
     from stackyard.settings import Settings
 
     settings = Settings.from_env()
-    return settings.stacks_file, load_stacks(settings.stacks_file, settings.home / "cache" / "stack-registry")
+    path, cache_dir = settings.stacks_file, settings.home / "cache" / "stack-registry"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"stack registry {path} does not exist (set STACKYARD_STACKS or create it)") from None
+    cached = cache_dir / f"view-{hashlib.sha256(data).hexdigest()}-{_RULES_VERSION}.json"
+    try:
+        view = json.loads(cached.read_bytes())
+        return path, ParseView({n: StackDagSpec(**{**spec, "roles": tuple(spec["roles"])})
+                                for n, spec in view["stacks"].items()}, view["errors"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    registry = load_stacks(path, cache_dir)
+    specs = {
+        name: StackDagSpec(
+            name=name, dag_id=stack.dag_id, owner=stack.owner, kind=stack.kind.value, schedule=stack.schedule,
+            description=stack.description or f"Service rollouts to {name} ({stack.source.describe()})",
+            roles=tuple(stack.triggerers.roles),
+        )
+        for name, stack in registry.stacks.items()
+    }
+    _write_cache(cached, {"stacks": {n: asdict(spec) for n, spec in specs.items()}, "errors": registry.errors})
+    return path, ParseView(specs, dict(registry.errors))
