@@ -1,6 +1,6 @@
 """A real Airflow API server for the tests that go through the REST API (``stackyard gate``).
 
-One ``airflow standalone`` per test session (about 25 s to start), started by the same
+One ``airflow standalone`` per test module that uses it (about 20–25 s to start), started by the same
 :class:`stackyard.local.AirflowServer` as ``make up``, with its own AIRFLOW_HOME, the session's
 kube sandbox, and a private stackyard state (registry, manifest store) that L3 v1 is seeded into.
 Import the fixture into a test module: ``from tests.e2e.airflow_server import airflow_server``.
@@ -38,7 +38,7 @@ class ServedStack:
         return env
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # stopped after its module: ~750 MB not held through the rest of the suite
 def airflow_server(tmp_path_factory, sandbox, helm_bin):
     root = tmp_path_factory.mktemp("served")
     home = root / "stackyard"

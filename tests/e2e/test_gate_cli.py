@@ -28,6 +28,46 @@ def gate(served, *args: str, timeout: float = 300) -> subprocess.CompletedProces
                           timeout=timeout, check=False)
 
 
+# First in the file: it runs its own standalone before the session's server starts (memory).
+def test_make_up_prints_the_login_and_stops_cleanly_on_ctrl_c(tmp_path):
+    home = tmp_path / "stackyard"
+    port = free_port()
+    env = {
+        **os.environ,
+        "STACKYARD_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
+        "STACKYARD_REGISTRY": f"dir://{home / 'registry'}", "STACKYARD_MANIFEST_STORE": f"file://{home / 'manifests'}",
+        "KUBECONFIG": str(home / "sandbox" / "kubeconfig"),
+        "AIRFLOW_CONN_STACKYARD_KUBE": json.dumps(
+            {"conn_type": "kubernetes", "extra": {"kube_config_path": str(home / "sandbox" / "kubeconfig")}}),
+    }
+    up = subprocess.Popen([sys.executable, "-m", "stackyard.local", "--port", str(port), "--sandbox-port", "0"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not any(line.startswith("Stop with Ctrl-C") for line in lines):
+            line = up.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+        output = "".join(lines)
+        assert "Stop with Ctrl-C" in output, output
+        password = json.loads((home / "airflow" / "simple_auth_manager_passwords.json").read_text())["admin"]
+        assert f"password:  {password}" in output and "seeded L3 v1" in output
+        token = json.load(urllib.request.urlopen(urllib.request.Request(
+            f"http://localhost:{port}/auth/token", data=json.dumps({"username": "admin", "password": password}).encode(),
+            headers={"Content-Type": "application/json"})))["access_token"]
+        dag = json.load(urllib.request.urlopen(urllib.request.Request(
+            f"http://localhost:{port}/api/v2/dags/l3_gate", headers={"Authorization": f"Bearer {token}"})))
+        assert dag["is_paused"] is False
+    finally:
+        up.send_signal(signal.SIGINT)
+        rest, _ = up.communicate(timeout=90)
+    assert up.returncode == 0, rest
+    assert "sandbox snapshot written" in rest
+    assert (home / "sandbox" / "snapshot.json").is_file()
+
+
 def test_good_bump_is_promoted_exit_0(airflow_server):
     stack = airflow_server.stack
     before = stack.store.latest()
@@ -89,42 +129,3 @@ def test_wrong_credentials_and_unreachable_api_exit_2(airflow_server):
     assert wrong.returncode == 2 and "refused the credentials of 'admin'" in wrong.stderr
     assert "not-the-password" not in wrong.stdout + wrong.stderr
     assert unreachable.returncode == 2 and "cannot reach the Airflow API at http://127.0.0.1:9" in unreachable.stderr
-
-
-def test_make_up_prints_the_login_and_stops_cleanly_on_ctrl_c(tmp_path):
-    home = tmp_path / "stackyard"
-    port = free_port()
-    env = {
-        **os.environ,
-        "STACKYARD_HOME": str(home), "AIRFLOW_HOME": str(home / "airflow"),
-        "STACKYARD_REGISTRY": f"dir://{home / 'registry'}", "STACKYARD_MANIFEST_STORE": f"file://{home / 'manifests'}",
-        "KUBECONFIG": str(home / "sandbox" / "kubeconfig"),
-        "AIRFLOW_CONN_STACKYARD_KUBE": json.dumps(
-            {"conn_type": "kubernetes", "extra": {"kube_config_path": str(home / "sandbox" / "kubeconfig")}}),
-    }
-    up = subprocess.Popen([sys.executable, "-m", "stackyard.local", "--port", str(port), "--sandbox-port", "0"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and not any(line.startswith("Stop with Ctrl-C") for line in lines):
-            line = up.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-        output = "".join(lines)
-        assert "Stop with Ctrl-C" in output, output
-        password = json.loads((home / "airflow" / "simple_auth_manager_passwords.json").read_text())["admin"]
-        assert f"password:  {password}" in output and "seeded L3 v1" in output
-        token = json.load(urllib.request.urlopen(urllib.request.Request(
-            f"http://localhost:{port}/auth/token", data=json.dumps({"username": "admin", "password": password}).encode(),
-            headers={"Content-Type": "application/json"})))["access_token"]
-        dag = json.load(urllib.request.urlopen(urllib.request.Request(
-            f"http://localhost:{port}/api/v2/dags/l3_gate", headers={"Authorization": f"Bearer {token}"})))
-        assert dag["is_paused"] is False
-    finally:
-        up.send_signal(signal.SIGINT)
-        rest, _ = up.communicate(timeout=90)
-    assert up.returncode == 0, rest
-    assert "sandbox snapshot written" in rest
-    assert (home / "sandbox" / "snapshot.json").is_file()
