@@ -19,6 +19,7 @@ import threading
 import time
 
 from .api import CRD_KEY, NS_KEY, Api, now_str
+from .errors import ApiError
 from .resources import Registry, crd_types
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,11 @@ class Controllers:
                 _, _, fn, args = heapq.heappop(self._heap)
             try:
                 fn(*args)
+            except ApiError as exc:
+                if exc.code == 403:  # its namespace is terminating: a real controller gets the same and stops
+                    log.debug("controller task %s: %s", getattr(fn, "__name__", fn), exc.message)
+                else:
+                    log.exception("controller task %s failed", getattr(fn, "__name__", fn))
             except Exception:  # a controller bug must not kill the loop
                 log.exception("controller task %s failed", getattr(fn, "__name__", fn))
 

@@ -32,6 +32,11 @@ class AccessDeniedError(StackyardError, PermissionError):
     """A key, registry or cluster refused access (for example a KMS key the caller cannot use)."""
 
 
+class UnavailableError(StackyardError):
+    """A service stackyard depends on could not be reached (a registry, a key service). A retry
+    may succeed, unlike for :class:`AccessDeniedError`."""
+
+
 class ToolError(StackyardError):
     """An external CLI (helm, sops, kubectl) exited unsuccessfully.
 

@@ -31,6 +31,10 @@ from pathlib import Path
 from stackyard.settings import Settings
 
 GATE_DAG_ID = "l3_gate"
+#: Triggered by people and CI, never on a schedule: active as soon as Airflow is up. Scheduled DAGs
+#: (the reaper, persistent stacks' rollouts) stay paused in local mode until someone unpauses them,
+#: so a laptop does not start rolling out to sandbox stacks on its own (and SQLite stays calm).
+ON_DEMAND_DAGS = (GATE_DAG_ID, "profile_check", "stack_create", "stack_touch", "stack_destroy")
 
 
 def free_port() -> int:
@@ -91,7 +95,7 @@ class AirflowServer:
         env.update({
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),  # each task is a process: 2 cores
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.user}:admin",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
@@ -132,22 +136,27 @@ class AirflowServer:
         return self
 
     def _wait_ready(self, timeout: float) -> None:
-        """Until the scheduler and dag-processor are healthy and the gate DAG is visible and active."""
+        """Until the scheduler and dag-processor are healthy and the on-demand DAGs are active."""
         deadline = time.monotonic() + timeout
         token = None
+        pending = list(ON_DEMAND_DAGS)
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"airflow standalone exited with {self.process.returncode}; see {self.log_path}")
             try:
                 if token is None:
                     token = self.token()
-                dag = self._get(f"/api/v2/dags/{GATE_DAG_ID}", token)
-                if dag and not dag.get("is_paused") and self._healthy():
+                for dag_id in list(pending):
+                    if self._get(f"/api/v2/dags/{dag_id}", token) is not None:
+                        self._request("PATCH", f"/api/v2/dags/{dag_id}", token, {"is_paused": False})
+                        pending.remove(dag_id)
+                if not pending and self._healthy():
                     return
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 pass
             time.sleep(0.5)
-        raise TimeoutError(f"Airflow did not become ready on {self.url} within {timeout:.0f}s; see {self.log_path}")
+        raise TimeoutError(f"Airflow did not become ready on {self.url} within {timeout:.0f}s "
+                           f"(waiting for {', '.join(pending) or 'health'}); see {self.log_path}")
 
     def _healthy(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as response:
@@ -163,14 +172,19 @@ class AirflowServer:
             return json.load(response)["access_token"]
 
     def _get(self, path: str, token: str) -> dict | None:
-        request = urllib.request.Request(f"{self.url}{path}", headers={"Authorization": f"Bearer {token}"})
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return json.load(response)
+            return self._request("GET", path, token)
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
             raise
+
+    def _request(self, method: str, path: str, token: str, body: dict | None = None) -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        request = urllib.request.Request(f"{self.url}{path}", data=data, headers=headers, method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.load(response)
 
     def stop(self, timeout: float = 30.0) -> None:
         """SIGINT (standalone's clean shutdown), then the whole process group if it lingers."""

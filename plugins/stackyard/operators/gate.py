@@ -130,7 +130,8 @@ def teardown(**context: Any) -> dict[str, Any]:
         return {"action": "none", "reason": "no stack was created"}
     name = stack["namespace"]
     hook = StackHook(Settings.from_env().kubernetes_conn_id)
-    if context["params"].get("keep_stack_on_failure") and _xcom("promote") is None:
+    rejected = _xcom("promote") is None and _xcom("promote", "conflict") is None  # a requeue is no failure
+    if context["params"].get("keep_stack_on_failure") and rejected:
         hook.annotate(name, {ANNOTATION_TTL: KEEP_ON_FAILURE_TTL, ANNOTATION_LAST_ACTIVITY: timestamp(_now())})
         print(f"kept stack {name} for inspection; the reaper removes it after {KEEP_ON_FAILURE_TTL}")
         return {"action": "kept", "namespace": name, "ttl": KEEP_ON_FAILURE_TTL}

@@ -15,10 +15,11 @@ published version never changes, a warm fetch touches no network.
 from __future__ import annotations
 
 import abc
+import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -26,7 +27,7 @@ from urllib.parse import urlparse
 from stackyard.domain.charts import chart_files_digest, content_digest, load_chart_bytes
 from stackyard.domain.manifest import validate_service_name
 from stackyard.domain.versions import is_semver, semver_sort_key
-from stackyard.exceptions import ImmutableArtifactError, InputError, NotFoundError
+from stackyard.exceptions import ImmutableArtifactError, InputError, NotFoundError, ToolError, UnavailableError
 from stackyard.tools.helm import Helm
 
 _ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
@@ -218,16 +219,26 @@ class OciRegistry(ChartRegistry):
         self._logged_in = True
 
     def _upload(self, name: str, version: str, data: bytes) -> None:
-        self._login()
-        with tempfile.TemporaryDirectory(prefix="stackyard-push-") as tmp:
+        with self._explained(f"push {name} {version}"), tempfile.TemporaryDirectory(prefix="stackyard-push-") as tmp:
+            self._login()
             tgz = Path(tmp) / f"{name}-{version}.tgz"
             tgz.write_bytes(data)
             self.helm.push(tgz, self.url)
 
     def _download(self, name: str, version: str) -> bytes:
-        self._login()
-        with tempfile.TemporaryDirectory(prefix="stackyard-pull-") as tmp:
+        with self._explained(f"pull {name} {version}"), tempfile.TemporaryDirectory(prefix="stackyard-pull-") as tmp:
+            self._login()
             return self.helm.pull(f"{self.url}/{name}", version, tmp).read_bytes()
+
+    @contextlib.contextmanager
+    def _explained(self, action: str) -> Iterator[None]:
+        """helm's failure as a registry error that names the registry (NotFound passes through)."""
+        try:
+            yield
+        except ToolError as exc:
+            lines = [line for line in exc.output_tail.splitlines() if line.strip()]
+            detail = lines[-1] if lines else str(exc)
+            raise UnavailableError(f"chart registry {self.url}: could not {action}: {detail}") from exc
 
 
 def open_registry(url: str, *, cache_dir: str | Path, helm: Helm | None = None, **oci_options) -> ChartRegistry:

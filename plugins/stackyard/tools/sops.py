@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stackyard.exceptions import AccessDeniedError, InputError, ToolError
+from stackyard.exceptions import AccessDeniedError, InputError, ToolError, UnavailableError
 from stackyard.tools.runner import ToolRunner
 
 # sops' documented exit codes (cmd/sops/codes) that mean "this input or key cannot work".
@@ -24,6 +24,8 @@ _MAC_MISMATCH = 51
 _MAC_NOT_FOUND = 52
 _COULD_NOT_RETRIEVE_KEY = 128
 _FAILED_KEY = re.compile(r"^\s+(\S+): FAILED", re.MULTILINE)
+# How an unreachable KMS endpoint shows in sops' output (Go's net errors), as opposed to a refusal.
+_UNREACHABLE = re.compile(r"connection refused|no such host|i/o timeout|network is unreachable|connection reset")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,9 @@ class Sops:
     def _explain(exc: ToolError, source: str) -> Exception:
         if exc.exit_code == _COULD_NOT_RETRIEVE_KEY:
             keys = ", ".join(_FAILED_KEY.findall(exc.output_tail)) or "the keys in its metadata"
+            unreachable = _UNREACHABLE.search(exc.output_tail)
+            if unreachable:
+                return UnavailableError(f"{source}: could not reach the key service for {keys} ({unreachable.group(0)})")
             return AccessDeniedError(f"{source}: no access to key {keys}; sops could not get the data key")
         if exc.exit_code in (_MAC_MISMATCH, _MAC_NOT_FOUND):
             return InputError(f"{source}: MAC mismatch, the file was modified outside sops or is corrupt")
