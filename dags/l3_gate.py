@@ -18,9 +18,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 
 from stackyard.assets import L3_MANIFEST
+from stackyard.domain.manifest import SERVICE_NAME_PATTERN
+from stackyard.domain.versions import SEMVER_PATTERN
 from stackyard.operators import gate
 from stackyard.operators.helm import HelmTestOperator, HelmUpgradeOperator
 
@@ -37,9 +39,9 @@ NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
     tags=["stackyard", "l3"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     params={
-        "service": Param(type="string", pattern=gate.SERVICE_NAME_PATTERN, title="Service",
+        "service": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Service",
                          description="Name of the service chart (an L3 service, or a new one)."),
-        "chart_version": Param(type="string", pattern=gate.SEMVER_PATTERN, title="Chart version",
+        "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
                                description="The published chart version to test, e.g. 1.4.2."),
         "requested_by": Param(None, type=["null", "string"], title="Requested by",
                               description="Who asks (a person, or the CI job)."),

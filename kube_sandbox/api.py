@@ -12,7 +12,6 @@ import copy
 import json
 import random
 import re
-import time
 import uuid
 from datetime import datetime, timezone
 
@@ -71,7 +70,7 @@ class Api:
                                                "and must start and end with an alphanumeric character")])
         for k, v in (meta.get("labels") or {}).items():
             if not isinstance(v, str) or len(v) > 63:
-                raise ApiError.invalid(rt, name, [(f"metadata.labels", f'Invalid value: "{v}": must be 63 '
+                raise ApiError.invalid(rt, name, [("metadata.labels", f'Invalid value: "{v}": must be 63 '
                                                    "characters or less and a string")])
         if self.validator is not None and params.get("fieldValidation", "Strict") != "Ignore":
             unknown = self.validator.unknown_fields(rt, obj)

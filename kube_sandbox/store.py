@@ -8,7 +8,6 @@ import json
 import threading
 from typing import Callable, Iterable
 
-from .resources import ResourceType
 
 Key = tuple[str, str]  # (group, plural)
 

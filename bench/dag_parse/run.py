@@ -94,7 +94,7 @@ def main() -> int:
                 total, count = total + seconds, count + found
             rows.append((f"all of dags/ ({len(list((ROOT / 'dags').glob('*.py')))} files), {label}", total, count))
 
-    size = registry_bytes = len(yaml.safe_dump(generated_registry()))
+    size = len(yaml.safe_dump(generated_registry()))
     print(f"dag_parse: {STACKS} stacks x {SERVICES} services ({size / 1e6:.1f} MB of YAML); median of {REPEAT} parses, warm imports")
     print(f"  {'trivial DAG file (baseline)':<55} {baseline * 1000:8.1f} ms   1 DAG")
     for label, seconds, count in rows:

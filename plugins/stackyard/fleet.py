@@ -20,11 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from stackyard.domain import fleet as views
 from stackyard.domain.fleet import ClusterState, GateReport, RecordRow, Rejection, StackSpec
 from stackyard.domain.manifest import Manifest
+from stackyard.domain.rollout import describe_window
+from stackyard.domain.stack_registry import load_registry
 from stackyard.domain.stacks import LABEL_MANAGED_BY, MANAGED_BY, timestamp
 from stackyard.stores.manifest_store import ManifestStore
 
@@ -181,22 +181,12 @@ class Fleet:
     def _load_specs(self) -> list[StackSpec]:
         if self.stacks_file is None or not self.stacks_file.exists():
             return []
-        text = self.stacks_file.read_text()
-        try:  # the stack registry's own loader, when it is installed: one reading of stacks.yaml
-            from stackyard.domain.stack_registry import load_registry
-        except ImportError:
-            load_registry = None
-        if load_registry is not None:
-            registry = load_registry(text, str(self.stacks_file))
-            for name, problem in registry.errors.items():
-                log.warning("%s: %s (skipped)", self.stacks_file, problem)
-            return [StackSpec(name=s.name, type=s.kind.value, owner=s.owner, profile=s.profile, cadence=s.schedule,
-                              window=_describe_windows(s.windows), namespace=s.namespace, windows=s.windows)
-                    for s in registry.stacks.values()]
-        specs, problems = views.parse_stack_specs(yaml.safe_load(text))
-        for problem in problems:
+        registry = load_registry(self.stacks_file.read_text(), str(self.stacks_file))
+        for problem in registry.errors.values():
             log.warning("%s: %s (skipped)", self.stacks_file, problem)
-        return specs
+        return [StackSpec(name=s.name, type=s.kind.value, owner=s.owner, profile=s.profile, cadence=s.schedule,
+                          window=_describe_windows(s.windows), namespace=s.namespace, windows=s.windows, declared=True)
+                for s in registry.stacks.values()]
 
     def _stack_names(self, snap: Snapshot) -> set[str]:
         names = {spec.name for spec in snap.specs}
@@ -275,7 +265,7 @@ class Fleet:
     def persistent(self) -> dict[str, Any]:
         snap = self.snapshot()
         return {"sources": snap.sources_dict(),
-                "stacks": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, _window_decider())}
+                "stacks": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now)}
 
     def overview(self) -> dict[str, Any]:
         """Everything the page shows, from one read of each source."""
@@ -285,7 +275,7 @@ class Fleet:
             "now": timestamp(snap.now),
             "matrix": self._matrix(snap),
             "ephemeral": views.ephemeral_view(snap.cluster, snap.events, snap.reaper_runs, snap.now),
-            "persistent": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, _window_decider()),
+            "persistent": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now),
         }
 
     def stack(self, name: str) -> dict[str, Any] | None:
@@ -295,7 +285,7 @@ class Fleet:
             return None
         ephemeral = next((s for s in views.ephemeral_view(snap.cluster, snap.events, snap.reaper_runs, snap.now)["stacks"]
                           if s["name"] == name), None)
-        persistent = next((s for s in views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, _window_decider())
+        persistent = next((s for s in views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now)
                            if s["name"] == name), None)
         return {"sources": snap.sources_dict(), **status, "details": ephemeral or persistent}
 
@@ -303,29 +293,9 @@ class Fleet:
 def _describe_windows(windows: Any) -> str | None:
     if windows is None:
         return None
-    try:
-        from stackyard.domain.rollout import describe_window
-
-        allowed = "; ".join(describe_window(w) for w in windows.allow) or "any time"
-    except ImportError:
-        allowed = "see include/stacks.yaml"
-    freezes = f", {len(windows.freeze)} freeze(s)" if getattr(windows, "freeze", ()) else ""
+    allowed = "; ".join(describe_window(w) for w in windows.allow) or "any time"
+    freezes = f", {len(windows.freeze)} freeze(s)" if windows.freeze else ""
     return f"{allowed} {windows.timezone}{freezes}"
-
-
-def _decide_window(windows: Any, now: datetime) -> tuple[bool, str]:
-    from stackyard.domain.rollout import window_decision
-
-    decision = window_decision(windows, now)
-    return decision.open, decision.reason
-
-
-def _window_decider():
-    try:
-        from stackyard.domain.rollout import window_decision  # noqa: F401
-    except ImportError:
-        return None
-    return _decide_window
 
 
 def _row(record: Any) -> RecordRow:

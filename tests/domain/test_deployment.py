@@ -1,10 +1,7 @@
 """Values layers of a deployment: single service charts and umbrellas."""
 
-from pathlib import Path
-
 import pytest
 
-from stackyard.domain.charts import load_chart
 from stackyard.domain.deployment import deployment_layers, values_digest
 from stackyard.domain.umbrella import UmbrellaTemplate, VendoredChart, build_umbrella
 from stackyard.domain.values import compose

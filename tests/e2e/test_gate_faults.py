@@ -25,7 +25,7 @@ from stackyard.stores.registry import open_registry
 from stackyard.tools.helm import Helm
 
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, EXAMPLE_SERVICES, require_tool
-from tests.e2e.conftest import run_dag
+from tests.e2e.conftest import fresh_dag
 from tests.support.oci_registry import free_port, local_oci_registry
 
 pytestmark = pytest.mark.slow
@@ -82,7 +82,7 @@ def try_number(dag_run, task_id: str) -> int:
 
 
 def run_gate(dagbag, conf):
-    run = dagbag.get_dag("l3_gate").test(run_conf=conf)
+    run = fresh_dag(dagbag, "l3_gate").test(run_conf=conf)
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 

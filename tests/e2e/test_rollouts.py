@@ -26,7 +26,7 @@ from stackyard.publishing import publish_chart
 from stackyard.stores.records import open_record_store
 
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, ROOT
-from tests.e2e.conftest import run_dag
+
 
 pytestmark = pytest.mark.slow
 

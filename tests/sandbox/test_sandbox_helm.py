@@ -9,7 +9,7 @@ import pytest
 
 from kube_sandbox.controllers import OUTCOME as FAIL_ANNOTATION
 
-FAIL_POD = [f"--set-string", f"podAnnotations.{FAIL_ANNOTATION.replace('.', chr(92) + '.')}=fail"]
+FAIL_POD = ["--set-string", f"podAnnotations.{FAIL_ANNOTATION.replace('.', chr(92) + '.')}=fail"]
 
 
 def _history(cli, release: str, ns: str) -> list[dict]:

@@ -19,7 +19,6 @@ from stackyard.stores.manifest_store import (
     LocalManifestStore,
     ManifestStore,
     RecordKind,
-    S3ManifestStore,
     manifest_key,
     open_manifest_store,
 )

@@ -6,7 +6,6 @@ import pytest
 
 from stackyard.domain.charts import load_chart
 from stackyard.exceptions import AccessDeniedError, InputError
-from stackyard.tools.runner import ToolRunner
 from stackyard.tools.sops import Sops, SopsConfig
 
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY

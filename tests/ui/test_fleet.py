@@ -9,8 +9,7 @@ import pytest
 from stackyard.domain.charts import split_chart
 from stackyard.domain.fleet import (
     CellState, ClusterState, NamespaceRow, RecordRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
-    deployed_services, ephemeral_view, fleet_matrix, lineages, parse_stack_specs, persistent_view,
-    window_state,
+    deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view,
 )
 from stackyard.domain.manifest import Manifest, Provenance, ServicePin, propose
 
@@ -115,25 +114,36 @@ def test_ephemeral_view_time_left_and_last_reaper_run():
     assert view["last_reaper_run"]["deleted"] == [{"name": "old", "reason": "idle 8d0h"}]  # only named fields
 
 
-@pytest.mark.parametrize("window, expected", [
-    (None, "open"), ("always", "open"), ("never", "closed"),
-    ("mon-fri 09:00-17:00", "open"), ("sat,sun 09:00-17:00", "closed"), ("mon-fri 11:00-17:00 UTC", "closed"),
-    ("mon-fri 09:00-17:00 Asia/Tokyo", "closed"),  # 19:00 in Tokyo
-    ("fri-tue 22:00-06:00", "closed"), ("whenever", "unknown"),
-])
-def test_deployment_window_state(window, expected):
-    assert window_state(window, NOW) == expected
+REGISTRY = """
+stacks:
+  qa1:
+    owner: qa-team
+    type: persistent
+    profile: qa1
+    schedule: "0 6 * * *"
+    windows:
+      timezone: UTC
+      allow: [{days: [mon, tue], hours: "06:00-08:00"}]
+  prod:
+    owner: release
+    type: production
+    profile: production
+    schedule: null
+    source: {healthy_on: qa1, for_hours: 24}
+    triggerers: {roles: [release-managers]}
+"""
 
 
-def test_stack_specs_parse_defensively_and_persistent_view_has_next_rollout():
-    specs, problems = parse_stack_specs({"stacks": [
-        {"name": "qa1", "owner": "qa-team", "cadence": "0 6 * * *", "window": {"days": ["mon", "tue"], "start": "06:00", "end": "08:00"}},
-        {"name": "prod", "type": "production", "schedule": "not a cron"},
-        {"owner": "nobody"}, {"name": "x", "type": "ephemeral"},
-    ]})
-    assert [s.name for s in specs] == ["qa1", "prod"] and len(problems) == 2
-    view = {s["name"]: s for s in persistent_view(specs, None, {}, NOW)}
+def test_persistent_view_uses_the_rollouts_window_rule_and_next_cadence():
+    from stackyard.domain.stack_registry import load_registry
+
+    registry = load_registry(REGISTRY)
+    assert registry.errors == {}
+    specs = [StackSpec(s.name, s.kind.value, s.owner, s.profile, s.schedule, windows=s.windows, declared=True)
+             for s in registry.stacks.values()]
+    undeclared = ClusterState((ns("legacy", "persistent"),), (), NOW)
+    view = {s["name"]: s for s in persistent_view(specs, undeclared, {}, NOW)}
     assert view["qa1"]["next_rollout"] == "2026-03-05T06:00:00Z"
-    assert view["qa1"]["window_state"] == "closed"
-    assert "next_rollout" not in view["prod"]
-    assert parse_stack_specs({"qa2": {"owner": "o"}})[0] == [StackSpec("qa2", owner="o")]
+    assert view["qa1"]["window_state"] == "closed" and view["qa1"]["window_reason"]
+    assert view["prod"]["window_state"] == "open" and "next_rollout" not in view["prod"]
+    assert view["legacy"]["window_state"] == "unknown"  # on the cluster, not in the registry

@@ -23,14 +23,15 @@ anything else (by mistake, a secret) is never passed through to the page.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
 from stackyard.domain.charts import split_chart
 from stackyard.domain.manifest import Manifest
+from stackyard.domain.rollout import window_decision
 from stackyard.domain.stacks import (
     ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL,
     LABEL_MANAGED_BY, LABEL_MANIFEST_VERSION, LABEL_OWNER, LABEL_PURPOSE, LABEL_STACK_TYPE,
@@ -46,8 +47,6 @@ FAILED_OUTCOMES = frozenset({"failed", "rolled_back", "canary_aborted", "error",
 _COLUMN_ORDER = {"l3": 0, StackType.PRODUCTION.value: 1, StackType.PERSISTENT.value: 2, StackType.EPHEMERAL.value: 3}
 _CANDIDATE_VERSION = re.compile(r"^([0-9]+)\.0\.0(?:-candidate-([0-9a-f]+))?$")
 _RUN_REF = re.compile(r"^([A-Za-z0-9_.-]+)/(.+)$")
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_CLOCK = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
 
 
 class CellState(str, Enum):
@@ -110,9 +109,10 @@ class StackSpec:
     owner: str | None = None
     profile: str | None = None
     cadence: str | None = None  # cron expression, or None for manual only
-    window: str | None = None  # "always", "never", or "mon-fri 09:00-17:00 Europe/Berlin"
+    window: str | None = None  # the deployment windows in words, e.g. "mon-fri 09:00-17:00 Europe/Berlin"
     namespace: str | None = None  # when it differs from the name
-    windows: Any = field(default=None, compare=False)  # the stack registry's Windows, if loaded by it
+    windows: Any = field(default=None, compare=False)  # the stack registry's Windows (None: always open)
+    declared: bool = False  # in the stack registry (else only seen on the cluster or in records)
 
 
 @dataclass(frozen=True)
@@ -611,99 +611,13 @@ def next_run(cadence: str | None, now: datetime) -> datetime | None:
         return None
 
 
-def window_state(window: str | None, now: datetime) -> str:
-    """``open``/``closed`` at ``now``, or ``unknown`` if ``window`` does not parse.
-
-    A window is ``always``, ``never``, or ``DAYS HH:MM-HH:MM [TZ]`` with DAYS like ``mon-fri`` or
-    ``mon,wed,fri``; no window means always open.
-    """
-    if window is None or window.strip().lower() == "always":
-        return "open"
-    if window.strip().lower() == "never":
-        return "closed"
-    try:
-        days, start, end, zone = _parse_window(window)
-    except (ValueError, KeyError):
-        return "unknown"
-    local = now.astimezone(zone)
-    inside = start <= local.time() < end if start <= end else (local.time() >= start or local.time() < end)
-    return "open" if _DAYS[local.weekday()] in days and inside else "closed"
-
-
-def _parse_window(window: str) -> tuple[set[str], time, time, Any]:
-    from zoneinfo import ZoneInfo
-
-    parts = window.split()
-    if len(parts) not in (2, 3):
-        raise ValueError(window)
-    days: set[str] = set()
-    for chunk in parts[0].lower().split(","):
-        first, _, last = chunk.partition("-")
-        a, b = _DAYS.index(first[:3]), _DAYS.index((last or first)[:3])
-        days.update(_DAYS[i % 7] for i in range(a, (b if b >= a else b + 7) + 1))
-    start_text, _, end_text = parts[1].partition("-")
-    start, end = (_clock(t) for t in (start_text, end_text))
-    zone = ZoneInfo(parts[2]) if len(parts) == 3 else timezone.utc
-    return days, start, end, zone
-
-
-def _clock(text: str) -> time:
-    match = _CLOCK.match(text)
-    if not match:
-        raise ValueError(text)
-    return time(int(match[1]), int(match[2]))
-
-
-def parse_stack_specs(doc: object) -> tuple[list[StackSpec], list[str]]:
-    """Persistent/production stacks from ``include/stacks.yaml``, and a problem per entry skipped.
-
-    Accepts ``{stacks: [{name: …}, …]}``, ``{stacks: {name: {…}}}`` or ``{name: {…}}``; each
-    stack has optional ``type`` (persistent | production), ``owner``, ``profile``, ``cadence``
-    (or ``schedule``) and ``window`` (a string, or ``{days, start, end, timezone}``).
-    """
-    problems: list[str] = []
-    if doc is None:
-        return [], problems
-    body = doc.get("stacks", doc) if isinstance(doc, Mapping) else doc
-    if isinstance(body, Mapping):
-        items = [{"name": name, **(value if isinstance(value, Mapping) else {})} for name, value in body.items()]
-    elif isinstance(body, list):
-        items = [item for item in body if isinstance(item, Mapping)]
-    else:
-        return [], [f"expected a list or mapping of stacks, got {type(body).__name__}"]
-    specs = []
-    for item in items:
-        name = item.get("name")
-        if not isinstance(name, str) or not name:
-            problems.append(f"a stack without a name: {sorted(item)}")
-            continue
-        kind = str(item.get("type") or item.get("stack_type") or StackType.PERSISTENT.value)
-        if kind not in (StackType.PERSISTENT.value, StackType.PRODUCTION.value):
-            problems.append(f"{name}: type {kind!r} is not persistent or production")
-            continue
-        specs.append(StackSpec(
-            name=name, type=kind, owner=_text(item.get("owner")), profile=_text(item.get("profile")),
-            cadence=_text(item.get("cadence") or item.get("schedule")), window=_window_text(item.get("window")),
-        ))
-    return specs, problems
-
-
-def _window_text(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, Mapping):
-        days = value.get("days", "mon-sun")
-        days = ",".join(days) if isinstance(days, list) else str(days)
-        zone = value.get("timezone") or value.get("tz") or ""
-        return f"{days} {value.get('start', '00:00')}-{value.get('end', '24:00')} {zone}".strip()
-    return str(value)
-
-
 def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
-                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime,
-                    decide_window: Callable[[Any, datetime], tuple[bool, str]] | None = None) -> list[dict[str, Any]]:
-    """``decide_window(windows, now)`` answers for stacks the stack registry loaded (its rules:
-    time zones, freezes); otherwise :func:`window_state` reads the ``window`` text."""
+                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime) -> list[dict[str, Any]]:
+    """Persistent and production stacks: the registry's, plus any the cluster or the records know.
+
+    The deployment window is decided by the rollout's own rule (:func:`window_decision`), so the
+    view says exactly what a rollout started now would do; a stack the registry does not declare
+    has an ``unknown`` window."""
     by_name = {spec.name: spec for spec in specs}
     for ns in (cluster.namespaces if cluster else ()):
         kind = stack_type_of(ns)
@@ -716,10 +630,10 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
     for spec in sorted(by_name.values(), key=lambda s: (_COLUMN_ORDER.get(s.type, 9), s.name)):
         records = sorted(rollouts.get(spec.name, ()), key=lambda r: r.recorded, reverse=True)
         upcoming = next_run(spec.cadence, now)
-        state, reason = window_state(spec.window, now), None
-        if spec.windows is not None and decide_window is not None:
-            is_open, reason = decide_window(spec.windows, now)
-            state = "open" if is_open else "closed"
+        state, reason = "unknown", None
+        if spec.declared:
+            decision = window_decision(spec.windows, now)
+            state, reason = ("open" if decision.open else "closed"), decision.reason
         out.append(_compact({
             "name": spec.name,
             "type": spec.type,

@@ -3,7 +3,7 @@ delegates to :mod:`stackyard.gate`; XCom carries manifests (pins only) and names
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
@@ -15,8 +15,6 @@ from stackyard.domain.manifest import Manifest
 from stackyard.domain.stacks import (
     ANNOTATION_LAST_ACTIVITY, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name, timestamp,
 )
-from stackyard.domain.manifest import SERVICE_NAME_PATTERN
-from stackyard.domain.versions import SEMVER_PATTERN
 from stackyard.exceptions import ConflictError, InputError
 from stackyard.hooks.helm import HelmHook
 from stackyard.hooks.stacks import StackHook
@@ -24,18 +22,13 @@ from stackyard.hooks.stores import manifest_store_for, registry_for
 from stackyard.operators.helm import TEST_OUTPUT_XCOM_KEY
 from stackyard.publishing import load_umbrella_template
 from stackyard.settings import Settings
+from stackyard.operators._context import pulled, utc_now
 
 RELEASE = gate_steps.RELEASE
 PROFILE = gate_steps.PROFILE
 KEEP_ON_FAILURE_TTL = "1d"
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _xcom(task_id: str, key: str = "return_value") -> Any:
-    return get_current_context()["ti"].xcom_pull(task_ids=task_id, key=key)
 
 
 @task(retries=0)
@@ -48,7 +41,7 @@ def validate() -> dict[str, Any]:
         with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
             candidate = gate_steps.validate(
                 request, store=manifest_store_for(settings), registry=registry_for(settings, helm),
-                now=_now(), run_id=context["run_id"],
+                now=utc_now(), run_id=context["run_id"],
             )
     except InputError as exc:
         raise AirflowFailException(str(exc)) from None
@@ -76,7 +69,7 @@ def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
     name = gate_stack_name(manifest.candidate_id)
     metadata = ephemeral_stack_metadata(
         owner=manifest.provenance.requested_by or "l3-gate", purpose=Purpose.L3_GATE,
-        manifest_version=manifest.version, created=_now(), created_by=f"l3_gate/{context['run_id']}",
+        manifest_version=manifest.version, created=utc_now(), created_by=f"l3_gate/{context['run_id']}",
     )
     created = StackHook(Settings.from_env().kubernetes_conn_id).create(name, metadata)
     print(f"{'created' if created else 'reusing'} ephemeral stack {name}")
@@ -99,16 +92,16 @@ def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
 
 @task.short_circuit(trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False)
 def needs_retest() -> bool:
-    return bool(_xcom("promote", "conflict"))
+    return bool(pulled("promote", "conflict"))
 
 
 @task(trigger_rule="one_failed")
 def reject(candidate: dict[str, Any]) -> dict[str, Any]:
     """Records the rejected candidate with its test output; L3 is untouched."""
-    if _xcom("build_candidate") is None:
+    if pulled("build_candidate") is None:
         raise AirflowSkipException("nothing was built, so nothing to reject")
     manifest = Manifest.from_dict(candidate)
-    test_run = _xcom("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
+    test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
     failed = gate_steps.failed_tests(test_run.get("output", ""))
     if test_run and not test_run.get("passed"):
         reason = f"system tests failed: {', '.join(failed) or 'see the system_tests log'}"
@@ -125,14 +118,14 @@ def reject(candidate: dict[str, Any]) -> dict[str, Any]:
 @task(trigger_rule="all_done")
 def teardown(**context: Any) -> dict[str, Any]:
     """Always removes the stack (a gone one is fine), unless asked to keep a failed one a day."""
-    stack = _xcom("create_stack")
+    stack = pulled("create_stack")
     if not stack:
         return {"action": "none", "reason": "no stack was created"}
     name = stack["namespace"]
     hook = StackHook(Settings.from_env().kubernetes_conn_id)
-    rejected = _xcom("promote") is None and _xcom("promote", "conflict") is None  # a requeue is no failure
+    rejected = pulled("promote") is None and pulled("promote", "conflict") is None  # a requeue is no failure
     if context["params"].get("keep_stack_on_failure") and rejected:
-        hook.annotate(name, {ANNOTATION_TTL: KEEP_ON_FAILURE_TTL, ANNOTATION_LAST_ACTIVITY: timestamp(_now())})
+        hook.annotate(name, {ANNOTATION_TTL: KEEP_ON_FAILURE_TTL, ANNOTATION_LAST_ACTIVITY: timestamp(utc_now())})
         print(f"kept stack {name} for inspection; the reaper removes it after {KEEP_ON_FAILURE_TTL}")
         return {"action": "kept", "namespace": name, "ttl": KEEP_ON_FAILURE_TTL}
     with HelmHook(Settings.from_env().kubernetes_conn_id).helm() as helm:
@@ -148,9 +141,9 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
     if candidate is None:
         raise AirflowFailException("the request was invalid: see the validate task's log")
     manifest = Manifest.from_dict(candidate)
-    promoted, rejected = _xcom("promote"), _xcom("reject")
-    conflict = _xcom("promote", "conflict")
-    test_run = _xcom("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
+    promoted, rejected = pulled("promote"), pulled("reject")
+    conflict = pulled("promote", "conflict")
+    test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
     started = context["dag_run"].start_date
     outcome = "promoted" if promoted else "requeued" if conflict else "rejected"
     report = {
@@ -159,12 +152,12 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
         "before": {"version": manifest.parent},
         "after": {"version": promoted["version"] if promoted else manifest.parent},
         "candidate_id": manifest.candidate_id,
-        "candidate_package": (_xcom("build_candidate") or {}).get("chart_ref"),
+        "candidate_package": (pulled("build_candidate") or {}).get("chart_ref"),
         "tests": {"passed": test_run.get("passed"), "failed": (rejected or {}).get("failed_tests", [])},
         "reason": (rejected or {}).get("reason") or conflict,
-        "teardown": _xcom("teardown"),
+        "teardown": pulled("teardown"),
         "run_id": context["run_id"],
-        "duration_seconds": round((_now() - started).total_seconds(), 1) if started else None,
+        "duration_seconds": round((utc_now() - started).total_seconds(), 1) if started else None,
     }
     manifest_store_for(Settings.from_env()).record_report(
         promoted["version"] if promoted else manifest.candidate_id, report

@@ -11,7 +11,7 @@ first failure stops the run and the later services stay as they were.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
@@ -23,13 +23,14 @@ from stackyard.domain.rollout import (
     CanaryState, PlanStep, RolloutStatus, advance, canary_release, canary_values, check_url, failed_before,
     make_plan, rollout_record, rollouts_stream, stack_namespace_metadata, window_decision,
 )
-from stackyard.domain.stack_registry import HealthySource, Stack, StackKind
+from stackyard.domain.stack_registry import HealthySource, Stack
 from stackyard.exceptions import InputError, StackyardError
 from stackyard.hooks.helm import HelmHook
 from stackyard.hooks.stores import manifest_store_for, record_store_for
 from stackyard.operators.helm import HelmUpgradeOperator
 from stackyard.settings import Settings
-from stackyard.tools.helm import DEFAULT_TIMEOUT, Helm
+from stackyard.tools.helm import DEFAULT_TIMEOUT
+from stackyard.operators._context import utc_now
 
 OUTCOME_XCOM_KEY = "outcome"
 NOT_ATTEMPTED = "not_attempted"
@@ -37,9 +38,6 @@ NOT_ATTEMPTED = "not_attempted"
 WAIT_SECONDS = 3
 DECISION_XCOM_KEY = "decision"
 
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def _stack(name: str) -> Stack:
@@ -100,7 +98,7 @@ def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
         raise AirflowFailException(str(exc)) from None
     check_triggerer(stack, context)
     ti = context["ti"]
-    decision = window_decision(stack.windows, _now())
+    decision = window_decision(stack.windows, utc_now())
     if not decision.open:
         ti.xcom_push(key=DECISION_XCOM_KEY, value={"changed": False, "reason": decision.reason})
         print(f"{stack.dag_id}: changing nothing: {decision.reason}")
@@ -111,7 +109,7 @@ def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
     from stackyard.domain.rollout import deployed_services
 
     targets, held = steps.targets_for(stack, manifests=manifest_store_for(settings),
-                                      records=record_store_for(settings), now=_now())
+                                      records=record_store_for(settings), now=utc_now())
     result = make_plan(stack, targets, deployed_services(deployed.values()), held=held,
                        allow_downgrade=not isinstance(stack.source, HealthySource))
     print(result.summary())
@@ -135,7 +133,7 @@ def ensure_namespace(stack: Stack, context: Any) -> None:
     existing = hook.get(stack.namespace)
     if existing is None:
         hook.create(stack.namespace, stack_namespace_metadata(
-            stack, created=_now(), created_by=f"{stack.dag_id}/{context['run_id']}"))
+            stack, created=utc_now(), created_by=f"{stack.dag_id}/{context['run_id']}"))
         print(f"created namespace {stack.namespace} for stack {stack.name}")
     elif existing.labels.get(LABEL_STACK_TYPE) == StackType.EPHEMERAL.value:
         raise AirflowFailException(f"namespace {stack.namespace} is an ephemeral stack (the reaper would delete it); "
@@ -165,7 +163,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         stack, step = self.stack_config, PlanStep.from_dict(self.step)
         self.kubernetes_conn_id = stack.connection
         self._guard(context, stack, step)
-        started = _now()
+        started = utc_now()
         canary: dict[str, Any] | None = None
         try:
             if step.canary:
@@ -190,10 +188,10 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
                    for index in range(max(ti.map_index, 0))]
         if any(outcome is None for outcome in earlier):
             self.log.info("%s waits: an earlier service of this run is not finished", step.service)
-            raise AirflowRescheduleException(_now() + timedelta(seconds=WAIT_SECONDS))
+            raise AirflowRescheduleException(utc_now() + timedelta(seconds=WAIT_SECONDS))
         why = failed_before(earlier)
         if why is None:
-            decision = window_decision(stack.windows, _now())
+            decision = window_decision(stack.windows, utc_now())
             why = None if decision.open else f"the window closed during the run: {decision.reason}"
         if why:
             ti.xcom_push(key=OUTCOME_XCOM_KEY, value={"service": step.service, "status": NOT_ATTEMPTED, "reason": why})
@@ -295,7 +293,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
     def _record(self, context: Any, stack: Stack, step: PlanStep, status: RolloutStatus, started: datetime,
                 **fields: Any) -> dict[str, Any]:
         record = rollout_record(stack=stack, step=step, status=status, run_id=context["run_id"], started=started,
-                                finished=_now(), triggered_by=_triggered_by(context), **fields)
+                                finished=utc_now(), triggered_by=_triggered_by(context), **fields)
         context["ti"].xcom_push(key=OUTCOME_XCOM_KEY, value=record)
         record_store_for(Settings.from_env()).append(rollouts_stream(stack.name), record)
         print(f"{stack.name}: {step} {status.value}: {record['reason']}")

@@ -10,7 +10,7 @@ and verdicts, never values.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +27,13 @@ from stackyard.hooks.stacks import StackHook
 from stackyard.hooks.stores import manifest_store_for, record_store_for, registry_for
 from stackyard.publishing import load_umbrella_template
 from stackyard.settings import Settings
+from stackyard.operators._context import pulled, utc_now
 
 log = logging.getLogger(__name__)
 RELEASE = stack_steps.RELEASE
 PLAN = "{{ ti.xcom_pull(task_ids='validate') }}"
 
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _xcom(task_id: str, key: str = "return_value") -> Any:
-    return get_current_context()["ti"].xcom_pull(task_ids=task_id, key=key)
 
 
 def _stack_hook() -> StackHook:
@@ -49,7 +44,7 @@ def record_event(stack: str, event: str, **details: Any) -> None:
     """One lifecycle record in ``stacks/<stack>/events``: what happened, by which run, for whom."""
     context = get_current_context()
     data = {"event": event, "stack": stack, "run_id": context["run_id"], "dag_id": context["dag"].dag_id,
-            "at": rules.timestamp(_now()), **details}
+            "at": rules.timestamp(utc_now()), **details}
     record_store_for(Settings.from_env()).append(f"stacks/{stack}/events", data)
 
 
@@ -111,7 +106,7 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
     stack = stack_steps.StackPlan.from_dict(plan)
     metadata = rules.ephemeral_stack_metadata(
         owner=stack.owner, purpose=rules.Purpose.PERSONAL, manifest_version=stack.manifest.version,
-        created=_now(), ttl=stack.ttl, created_by=_created_by(),
+        created=utc_now(), ttl=stack.ttl, created_by=_created_by(),
     )
     hook = _stack_hook()
     try:
@@ -133,7 +128,7 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
 def ready(plan: dict[str, Any], built: dict[str, str], deployed: dict[str, Any]) -> dict[str, Any]:
     """Mark activity, record the deployment and tell the user how to reach the stack."""
     stack = stack_steps.StackPlan.from_dict(plan)
-    _stack_hook().annotate(stack.name, rules.touch_annotations(_now()))
+    _stack_hook().annotate(stack.name, rules.touch_annotations(utc_now()))
     record_event(stack.name, "ready", owner=stack.owner, chart_ref=built["chart_ref"], digest=built["digest"],
                  release=deployed["release"], revision=deployed["revision"], values_digest=deployed["values_digest"])
     print(stack_steps.access_instructions(name=stack.name, release=deployed["release"], context=_kube_context()))
@@ -144,7 +139,7 @@ def ready(plan: dict[str, Any], built: dict[str, str], deployed: dict[str, Any])
 @task(trigger_rule="one_failed", retries=1)
 def clean_up_failed() -> dict[str, Any]:
     """A stack that did not become ready is removed, so the name is free for another try."""
-    made = _xcom("create_namespace")
+    made = pulled("create_namespace")
     if not made:
         raise AirflowSkipException("no namespace was created by this run")
     name = made["namespace"]
@@ -210,7 +205,7 @@ def destroy(stack: dict[str, Any]) -> dict[str, Any]:
 
 @task
 def touch(stack: dict[str, Any]) -> dict[str, Any]:
-    name, now = stack["namespace"], _now()
+    name, now = stack["namespace"], utc_now()
     ttl = rules.ttl_from_days(stack["ttl_days"]) if stack.get("ttl_days") else None
     _stack_hook().annotate(name, rules.touch_annotations(now, ttl))
     current = _stack_hook().get(name)
@@ -229,7 +224,7 @@ def plan_reaping() -> dict[str, Any]:
     context = get_current_context()
     params, ti = context["params"], context["ti"]
     namespaces = _stack_hook().list(rules.EPHEMERAL_SELECTOR)
-    verdicts = rules.plan(namespaces, _now())
+    verdicts = rules.plan(namespaces, utc_now())
     for verdict in verdicts:
         for warning in verdict.warnings:
             log.warning("%s: %s", verdict.name, warning)
@@ -275,12 +270,12 @@ def report() -> dict[str, Any]:
     deletion failed."""
     context = get_current_context()
     params = context["params"]
-    verdicts = [rules.Verdict.from_dict(v) for v in (_xcom("plan_reaping", "verdicts") or [])]
-    outcomes = {name: (rules.Outcome(o), detail) for name, (o, detail) in (_xcom("reap") or {}).items()}
-    error = _xcom("plan_reaping", "error")
-    if error is None and _xcom("plan_reaping") is None:
+    verdicts = [rules.Verdict.from_dict(v) for v in (pulled("plan_reaping", "verdicts") or [])]
+    outcomes = {name: (rules.Outcome(o), detail) for name, (o, detail) in (pulled("reap") or {}).items()}
+    error = pulled("plan_reaping", "error")
+    if error is None and pulled("plan_reaping") is None:
         error = "listing the namespaces failed: see the plan_reaping log"
-    result = rules.reaper_report(verdicts, outcomes, now=_now(), dry_run=bool(params["dry_run"]),
+    result = rules.reaper_report(verdicts, outcomes, now=utc_now(), dry_run=bool(params["dry_run"]),
                                  max_deletions=params["max_deletions"], run_id=context["run_id"], error=error)
     record_store_for(Settings.from_env()).append("reaper/runs", result)
     _announce(result, dag_id=context["dag"].dag_id, run_id=context["run_id"])

@@ -42,7 +42,11 @@ class HelmConfig:
             HELM_CACHE_HOME=str(self.home / "cache"),
             HELM_CONFIG_HOME=str(self.home / "config"),
             HELM_DATA_HOME=str(self.home / "data"),
+            # client-go's discovery cache; by default under $HOME/.kube, or under the working
+            # directory when HOME is unset. Private per task: no stale discovery between clusters.
+            KUBECACHEDIR=str(self.home / "kube-cache"),
         )
+        env.setdefault("HOME", str(self.home))
         if self.kubeconfig:
             env["KUBECONFIG"] = self.kubeconfig
         return env
