@@ -138,7 +138,12 @@ def test_qa_stack_catches_up_from_l3_v1_to_v3_one_service_at_a_time(local_stack,
     assert len(rollouts.rollouts(stack)) == 5
 
 
-def test_a_failing_upgrade_stops_the_run_and_rolls_back_only_that_service(local_stack, rollouts, capfd):
+def test_a_failing_upgrade_stops_the_run_and_rolls_back_only_that_service(local_stack, rollouts, capfd, monkeypatch):
+    from tests.test_notify import Receiver
+
+    receiver = Receiver()
+    monkeypatch.setenv("AIRFLOW_CONN_STACKYARD_WEBHOOK", json.dumps(
+        {"conn_type": "http", "host": f"http://127.0.0.1:{receiver.port}", "extra": {"format": "json"}}))
     local_stack.seed()
     stack = rollouts.name("qa")
     bag = rollouts.dagbag(**{stack: qa(stack, services=["catalog", "orders", "storefront"])})
@@ -165,6 +170,10 @@ def test_a_failing_upgrade_stops_the_run_and_rolls_back_only_that_service(local_
     out = capfd.readouterr().out
     assert f"rollout of {stack} stopped at orders (1.0.0 -> 1.1.0): rolled_back" in out
     assert "not attempted: storefront" in out
+    receiver.server.shutdown()
+    [(_, _, alert)] = receiver.requests  # the stack's owner hears of the rollback, once
+    assert alert["kind"] == "rollout_failed" and alert["fields"]["service"] == "orders"
+    assert alert["fields"]["after failure"] == "rolled back to 1.0.0" and alert["dag_id"] == dag_id
 
 
 def test_plan_only_changes_nothing(local_stack, rollouts, capfd):

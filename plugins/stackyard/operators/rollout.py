@@ -18,6 +18,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
 
+from stackyard import metrics, notify
 from stackyard import rollout as steps
 from stackyard.domain.rollout import (
     CanaryState, PlanStep, RolloutStatus, advance, canary_release, canary_values, check_url, failed_before,
@@ -297,6 +298,13 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         context["ti"].xcom_push(key=OUTCOME_XCOM_KEY, value=record)
         record_store_for(Settings.from_env()).append(rollouts_stream(stack.name), record)
         print(f"{stack.name}: {step} {status.value}: {record['reason']}")
+        metrics.rollout_finished(stack.name, status.value)
+        if status is not RolloutStatus.SUCCEEDED:
+            notify.send(notify.rollout_failed(
+                stack.name, step.service, step.to_version, from_version=step.from_version,
+                rolled_back=status in (RolloutStatus.ROLLED_BACK, RolloutStatus.CANARY_ABORTED),
+                reason=record["reason"], dag_id=stack.dag_id, run_id=context["run_id"], owner=stack.owner,
+            ))
         return record
 
 
