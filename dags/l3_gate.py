@@ -4,7 +4,8 @@
 A new service chart version becomes part of the **L3 manifest** only if the whole stack, with
 that one change, deploys and passes its system tests.
 
-`validate` → `build_candidate` → `create_stack` → `deploy` → `system_tests` → `promote`,
+`validate` → `build_candidate` → `create_stack` → `deploy` → `system_tests` (every service's
+`helm test`) → `system_test_suite` (the pod of `include/gate.yaml`, when configured) → `promote`,
 with `reject` on failure, `teardown` always, and `summary` last (it fails the run unless the
 candidate was promoted). If L3 moved while this run tested, `needs_retest` queues a new run on
 the new L3: an untested combination is never promoted.
@@ -23,11 +24,15 @@ from airflow.sdk import Param, dag
 from stackyard.assets import L3_MANIFEST
 from stackyard.domain.manifest import SERVICE_NAME_PATTERN
 from stackyard.domain.versions import SEMVER_PATTERN
+from stackyard.gate import SystemTestSuite
 from stackyard.operators import gate
 from stackyard.operators.helm import HelmTestOperator, HelmUpgradeOperator
+from stackyard.settings import Settings
 
 CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
+MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
+SUITE = SystemTestSuite.from_config(Settings.from_env().gate_config)  # include/gate.yaml: optional
 
 
 @dag(
@@ -71,8 +76,14 @@ def l3_gate():
     torn_down = gate.teardown()
     report = gate.summary(candidate)
 
-    package >> stack >> deploy >> system_tests >> promoted
-    [deploy, system_tests] >> rejected
+    checks = [system_tests]
+    if SUITE:
+        checks.append(gate.system_test_suite(SUITE, namespace=NAMESPACE, manifest_version=MANIFEST_VERSION))
+    package >> stack >> deploy >> checks[0]
+    for earlier, later in zip(checks, checks[1:]):
+        earlier >> later
+    checks[-1] >> promoted
+    [deploy, *checks] >> rejected
     promoted >> gate.needs_retest() >> requeue
     [promoted, rejected, requeue] >> torn_down >> report
 

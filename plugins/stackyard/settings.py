@@ -64,5 +64,10 @@ class Settings:
         return self.include_dir / "umbrella"
 
     @property
+    def gate_config(self) -> Path:
+        """The L3 gate's optional system-test suite (``STACKYARD_GATE_CONFIG``, ``include/gate.yaml``)."""
+        return Path(os.environ.get("STACKYARD_GATE_CONFIG") or self.include_dir / "gate.yaml")
+
+    @property
     def cache_dir(self) -> Path:
         return self.home / "cache" / "charts"

@@ -6,6 +6,7 @@ import pytest
 
 from stackyard.domain.stacks import LABEL_STACK_TYPE
 
+from tests.conftest import ROOT
 from tests.e2e.conftest import fresh_dag, run_dag
 from tests.support.secrets import example_plaintexts
 
@@ -29,6 +30,7 @@ def test_good_bump_is_promoted_and_the_stack_removed(local_stack, dagbag, capfd,
     assert latest.services["orders"].chart_version == "1.1.0"
     assert latest.provenance.requested_by == "alice"
     assert tasks["reject"] == "skipped" and tasks["requeue"] == "skipped"
+    assert tasks["system_test_suite"] == "success"  # include/gate.yaml configures one
     assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
     assert ephemeral_namespaces(local_stack) == []
     # `dags test` output is never masked by Airflow: stackyard itself must not emit plaintext.
@@ -51,6 +53,36 @@ def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):
     assert rejection.reason == "system tests failed: l3-catalog-test"
     assert "l3-catalog-test" in rejection.report["test_output"]
     assert ephemeral_namespaces(local_stack) == []
+
+
+def test_a_failing_system_test_suite_rejects(local_stack, dagbag, tmp_path, monkeypatch):
+    config = tmp_path / "gate.yaml"
+    config.write_text(
+        "system_tests:\n  image: example/suite:1\n  cmds: [pytest]\n"
+        "  annotations: {sandbox.stackyard.io/outcome: fail}\n"  # the sandbox fails such pods
+    )
+    monkeypatch.setenv("STACKYARD_GATE_CONFIG", str(config))
+    seeded = local_stack.seed()
+    local_stack.publish("orders", "1.3.0")
+
+    state, tasks = run_dag(dagbag, "l3_gate", {"service": "orders", "chart_version": "1.3.0"})
+
+    assert state == "failed"
+    assert tasks["system_tests"] == "success" and tasks["system_test_suite"] == "failed"
+    assert tasks["promote"] == "upstream_failed" and tasks["reject"] == "success"
+    assert local_stack.store.latest() == seeded
+    assert local_stack.store.rejections()[0].reason == "the system test suite failed (see the system_test_suite log)"
+    assert ephemeral_namespaces(local_stack) == []
+
+
+def test_an_invalid_gate_config_is_an_import_error_naming_the_field(tmp_path, monkeypatch):
+    from airflow.dag_processing.dagbag import DagBag
+
+    config = tmp_path / "gate.yaml"
+    config.write_text("system_tests:\n  cmds: [pytest]\n")
+    monkeypatch.setenv("STACKYARD_GATE_CONFIG", str(config))
+    bag = DagBag(dag_folder=str(ROOT / "dags" / "l3_gate.py"))
+    assert "system_tests.image: the test suite's container image is required" in "".join(bag.import_errors.values())
 
 
 def test_keep_stack_on_failure_shortens_its_ttl_instead(local_stack, dagbag):

@@ -95,6 +95,23 @@ def needs_retest() -> bool:
     return bool(pulled("promote", "conflict"))
 
 
+def system_test_suite(suite: gate_steps.SystemTestSuite, *, namespace: str, manifest_version: str):
+    """The suite's pod in the candidate's stack; its logs stream into the task log."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    return KubernetesPodOperator(
+        task_id="system_test_suite", kubernetes_conn_id=Settings.from_env().kubernetes_conn_id,
+        namespace=namespace, name="system-tests", image=suite.image, cmds=list(suite.cmds) or None,
+        arguments=list(suite.arguments) or None,
+        env_vars={"STACKYARD_STACK": namespace, "STACKYARD_MANIFEST_VERSION": manifest_version},
+        labels={"app.kubernetes.io/managed-by": "stackyard", "stackyard.io/purpose": "system-tests"},
+        annotations=dict(suite.annotations) or None,
+        get_logs=True, on_finish_action="delete_pod", startup_timeout_seconds=300,
+        startup_check_interval_seconds=2, poll_interval=2, active_deadline_seconds=suite.timeout_seconds,
+        retries=0,
+    )
+
+
 @task(trigger_rule="one_failed")
 def reject(candidate: dict[str, Any]) -> dict[str, Any]:
     """Records the rejected candidate with its test output; L3 is untouched."""
@@ -105,6 +122,8 @@ def reject(candidate: dict[str, Any]) -> dict[str, Any]:
     failed = gate_steps.failed_tests(test_run.get("output", ""))
     if test_run and not test_run.get("passed"):
         reason = f"system tests failed: {', '.join(failed) or 'see the system_tests log'}"
+    elif test_run.get("passed"):
+        reason = "the system test suite failed (see the system_test_suite log)"
     else:
         reason = "deploy failed: the candidate did not become ready (see the deploy log)"
     store = manifest_store_for(Settings.from_env())
