@@ -21,7 +21,6 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,19 +30,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "plugins"))
+sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
 from stackyard.domain import stacks as S  # noqa: E402
-
-
-def start_sandbox(tmp: Path) -> tuple[subprocess.Popen, str, Path]:
-    kubeconfig = tmp / "kubeconfig"
-    proc = subprocess.Popen([sys.executable, "-m", "kube_sandbox", "--port", "0", "--kubeconfig", str(kubeconfig),
-                             "--ready-delay", "0.05"], stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    url = proc.stdout.readline().split()[-1]
-    proc.stdout.readline()
-    return proc, url, kubeconfig
+from tests.support.sandbox_process import start_sandbox_process  # noqa: E402
 
 
 def namespace_body(i: int, now: datetime, stale_every: int) -> dict:
@@ -127,7 +117,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-reaper-") as tmp:
-        proc, url, kubeconfig = start_sandbox(Path(tmp))
+        proc, url, kubeconfig = start_sandbox_process(Path(tmp))
         try:
             os.environ["AIRFLOW_CONN_STACKYARD_KUBE"] = json.dumps(
                 {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig)}})

@@ -33,16 +33,9 @@ from urllib.parse import quote, urlsplit
 
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS = ROOT / "include" / "charts"
+sys.path.insert(0, str(ROOT))
 
-
-def start_sandbox(tmp: Path) -> tuple[subprocess.Popen, str, Path]:
-    kubeconfig = tmp / "kubeconfig"
-    proc = subprocess.Popen([sys.executable, "-m", "kube_sandbox", "--port", "0", "--kubeconfig", str(kubeconfig),
-                             "--ready-delay", "0.05"], stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
-    url = proc.stdout.readline().split()[-1]
-    proc.stdout.readline()
-    return proc, url, kubeconfig
+from tests.support.sandbox_process import start_sandbox_process  # noqa: E402
 
 
 def rss_mb(pid: int) -> float:
@@ -173,7 +166,7 @@ def main() -> int:
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as d:
         tmp = Path(d)
-        proc, url, kubeconfig = start_sandbox(tmp)
+        proc, url, kubeconfig = start_sandbox_process(tmp)
         try:
             results["rss_mb_idle"] = round(rss_mb(proc.pid), 1)
             env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": str(tmp / "hc"),
