@@ -70,13 +70,12 @@ def build_manifest_package(
     """
     charts = []
     for name, pin in sorted(manifest.services.items()):
-        data = registry.fetch(name, pin.chart_version).read_bytes()
         ref = registry.resolve(name, pin.chart_version)
         if pin.digest and pin.digest != ref.digest:
             raise InputError(
                 f"{name} {pin.chart_version}: the registry serves {ref.digest} but L3 v{manifest.version} "
                 f"pins {pin.digest}; published artifacts must not change"
             )
-        charts.append(VendoredChart(name, pin.chart_version, data))
+        charts.append(VendoredChart(name, pin.chart_version, registry.cache.blob(ref.digest).read_bytes()))
     version = umbrella_version(manifest.version, manifest.candidate_id if candidate else None)
     return version, build_umbrella(template, version, charts)

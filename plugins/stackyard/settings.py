@@ -27,6 +27,7 @@ class Settings:
     aws_conn_id: str = "aws_default"
     registry_plain_http: bool = False
     stacks_registry: str | None = None  # STACKYARD_STACKS: the stack registry file (default below)
+    gate_config_file: str | None = None  # STACKYARD_GATE_CONFIG: the gate's suite (default below)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,6 +45,7 @@ class Settings:
             aws_conn_id=env.get("STACKYARD_AWS_CONN_ID", cls.aws_conn_id),
             registry_plain_http=env.get("STACKYARD_REGISTRY_PLAIN_HTTP", "").lower() in ("1", "true", "yes"),
             stacks_registry=env.get("STACKYARD_STACKS") or None,
+            gate_config_file=env.get("STACKYARD_GATE_CONFIG") or None,
         )
 
     @property
@@ -66,7 +68,7 @@ class Settings:
     @property
     def gate_config(self) -> Path:
         """The L3 gate's optional system-test suite (``STACKYARD_GATE_CONFIG``, ``include/gate.yaml``)."""
-        return Path(os.environ.get("STACKYARD_GATE_CONFIG") or self.include_dir / "gate.yaml")
+        return Path(self.gate_config_file) if self.gate_config_file else self.include_dir / "gate.yaml"
 
     @property
     def cache_dir(self) -> Path:
