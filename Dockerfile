@@ -40,7 +40,6 @@ RUN pip install --no-cache-dir -r /opt/stackyard/requirements.txt -c /opt/stacky
 
 COPY --chown=airflow:0 pyproject.toml /opt/stackyard/src/
 COPY --chown=airflow:0 plugins/ /opt/stackyard/src/plugins/
-COPY --chown=airflow:0 kube_sandbox/ /opt/stackyard/src/kube_sandbox/
 RUN pip install --no-cache-dir --no-deps /opt/stackyard/src
 
 # The same files Airflow reads locally; compose mounts the working copy over them.

@@ -36,7 +36,8 @@ setup: ## create .venv, install pinned Python deps, tools and the Airflow DB (id
 env: ## print export lines for a local-mode shell: eval "$(make -s env)"
 	@$(PYTHON) $(ROOT)/scripts/local_env.py
 
-test: setup ## setup, then the whole test suite in local mode (end-to-end tests on kube sandboxes)
+test: setup ## setup, the layer rules (lint-imports), then the whole test suite in local mode
+	@$(IN_ENV) $(VENV_BIN)/lint-imports --no-cache --config $(ROOT)/.importlinter
 	@$(call run_pytest,$(ROOT)/tests)
 
 test-cluster: setup ## setup, then pytest -m cluster against the caller's KUBECONFIG
@@ -48,11 +49,11 @@ demo: setup ## setup, then `stackyard demo` in local mode
 	@$(IN_ENV) $(VENV_BIN)/stackyard demo
 
 up: setup ## Airflow standalone on http://localhost:8080 + kube sandbox + local stores, in the foreground (Ctrl-C stops)
-	@$(IN_ENV) $(VENV_BIN)/python -m stackyard.local
+	@$(IN_ENV) $(VENV_BIN)/python -m dev.local
 
 sandbox: setup ## run the kube sandbox in the foreground on 127.0.0.1:6443
 	@mkdir -p $(SANDBOX)
-	@$(IN_ENV) $(VENV_BIN)/kube-sandbox --host 127.0.0.1 --port 6443 \
+	@$(IN_ENV) $(VENV_BIN)/python -m kube_sandbox --host 127.0.0.1 --port 6443 \
 		--kubeconfig $(SANDBOX)/kubeconfig --snapshot $(SANDBOX)/snapshot.json
 
 bench: setup ## run every bench/*/run.py, each printing its report

@@ -22,7 +22,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag
 
-from stackyard.operators import stacks
+from stackyard.airflow.operators import personal_stacks
 
 
 @dag(
@@ -41,7 +41,7 @@ from stackyard.operators import stacks
     },
 )
 def ephemeral_reaper():
-    stacks.reap(stacks.plan_reaping()) >> stacks.report()
+    personal_stacks.reap(personal_stacks.plan_reaping()) >> personal_stacks.report()
 
 
 ephemeral_reaper()

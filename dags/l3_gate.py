@@ -21,12 +21,12 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag
 
-from stackyard.assets import L3_MANIFEST
-from stackyard.domain.manifest import SERVICE_NAME_PATTERN
-from stackyard.domain.versions import SEMVER_PATTERN
-from stackyard.gate import SystemTestSuite
-from stackyard.operators import gate
-from stackyard.operators.helm import HelmTestOperator, HelmUpgradeOperator
+from stackyard.airflow.assets import L3_MANIFEST
+from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.versions import SEMVER_PATTERN
+from stackyard.steps.gate import SystemTestSuite
+from stackyard.airflow.operators import gate
+from stackyard.airflow.operators.helm import HelmTestOperator, HelmUpgradeOperator
 from stackyard.settings import Settings
 
 CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"

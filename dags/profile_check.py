@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag
 
-from stackyard.domain.manifest import SERVICE_NAME_PATTERN
-from stackyard.domain.versions import SEMVER_PATTERN
-from stackyard.operators.charts import SopsDecryptOperator
-from stackyard.operators.render import HelmRenderOperator
+from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.versions import SEMVER_PATTERN
+from stackyard.airflow.operators.charts import SopsDecryptOperator
+from stackyard.airflow.operators.render import HelmRenderOperator
 
 CHART_REF = "{{ params.service }}:{{ params.chart_version }}"
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from airflow.sdk import DAG
 
-from stackyard.domain.stack_registry import StackKind
-from stackyard.operators import rollout
-from stackyard.rollout import StackDagSpec, registry_for_parsing
+from stackyard.core.stack_registry import StackKind
+from stackyard.airflow.operators import rollouts
+from stackyard.steps.rollouts import StackDagSpec, registry_for_parsing
 
 #: What a role listed under `triggerers.roles` gets on its stack's DAG (FAB auth manager).
 TRIGGER_PERMISSIONS = {"DAGs": {"can_read", "can_edit"}, "DAG Runs": {"can_read", "can_create"}}
@@ -43,14 +43,14 @@ def rollout_dag(stack: StackDagSpec) -> DAG:
         # builds hundreds (bench/dag_parse). "Plan only" is the run conf {"plan_only": true}.
         access_control={role: TRIGGER_PERMISSIONS for role in stack.roles} or None,
     ) as dag:
-        steps = rollout.RolloutPlanOperator(stack_name=stack.name, owner=stack.owner).output
-        upgrades = rollout.ServiceRolloutOperator.partial(
+        steps = rollouts.RolloutPlanOperator(stack_name=stack.name, owner=stack.owner).output
+        upgrades = rollouts.ServiceRolloutOperator.partial(
             task_id="upgrade", stack_name=stack.name, retries=0, owner=stack.owner,
             timeout="15m0s" if stack.kind == StackKind.PRODUCTION.value else "10m0s",
             max_active_tis_per_dagrun=1,  # one service at a time, in map-index (= plan) order
             map_index_template="{{ task.step['service'] }}",
         ).expand(step=steps)
-        upgrades >> rollout.RolloutSummaryOperator(stack_name=stack.name, owner=stack.owner)
+        upgrades >> rollouts.RolloutSummaryOperator(stack_name=stack.name, owner=stack.owner)
     return dag
 
 

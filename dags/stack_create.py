@@ -19,11 +19,11 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from stackyard.domain.manifest import SERVICE_NAME_PATTERN
-from stackyard.domain.stacks import MAX_TTL_DAYS
-from stackyard.operators import stacks
-from stackyard.operators.helm import HelmUpgradeOperator
-from stackyard.stacks import DEFAULT_PROFILE, PROFILE_PATTERN
+from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.ephemeral import MAX_TTL_DAYS
+from stackyard.airflow.operators import personal_stacks
+from stackyard.airflow.operators.helm import HelmUpgradeOperator
+from stackyard.steps.personal_stacks import DEFAULT_PROFILE, PROFILE_PATTERN
 
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_namespace')['namespace'] }}"
 
@@ -50,19 +50,19 @@ NAMESPACE = "{{ ti.xcom_pull(task_ids='create_namespace')['namespace'] }}"
     },
 )
 def stack_create():
-    plan = stacks.validate()
-    built = stacks.build_umbrella(plan)
-    namespace = stacks.create_namespace(plan)
+    plan = personal_stacks.validate()
+    built = personal_stacks.build_umbrella(plan)
+    namespace = personal_stacks.create_namespace(plan)
     built >> namespace  # a plan that cannot be built (e.g. a missing profile) creates nothing
     deploy = HelmUpgradeOperator(
-        task_id="deploy", release=stacks.RELEASE, namespace=NAMESPACE, stack=NAMESPACE,
+        task_id="deploy", release=personal_stacks.RELEASE, namespace=NAMESPACE, stack=NAMESPACE,
         chart_ref="{{ ti.xcom_pull(task_ids='build_umbrella')['chart_ref'] }}",
         profile="{{ ti.xcom_pull(task_ids='validate')['profile'] }}", timeout="10m0s",
     )
-    done = stacks.ready(plan, built, deploy.output)
+    done = personal_stacks.ready(plan, built, deploy.output)
     [built, namespace] >> deploy
     # ``ready`` stays a leaf so a failed create fails the run even after the clean-up succeeds.
-    [built, namespace, deploy] >> stacks.clean_up_failed()
+    [built, namespace, deploy] >> personal_stacks.clean_up_failed()
     return done
 
 

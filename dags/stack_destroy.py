@@ -12,8 +12,8 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from stackyard.domain.manifest import SERVICE_NAME_PATTERN
-from stackyard.operators import stacks
+from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.airflow.operators import personal_stacks
 
 
 @dag(
@@ -29,7 +29,7 @@ from stackyard.operators import stacks
     },
 )
 def stack_destroy():
-    stacks.destroy(stacks.check_ephemeral.override(task_id="check")("destroy"))
+    personal_stacks.destroy(personal_stacks.check_ephemeral.override(task_id="check")("destroy"))
 
 
 stack_destroy()

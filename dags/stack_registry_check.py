@@ -8,7 +8,7 @@ would stop the other stacks' rollouts too (measured; see docs/rollouts.md).
 
 from __future__ import annotations
 
-from stackyard.rollout import registry_for_parsing
+from stackyard.steps.rollouts import registry_for_parsing
 
 _path, _registry = registry_for_parsing()
 if _registry.errors:

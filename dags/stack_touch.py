@@ -11,9 +11,9 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from stackyard.domain.manifest import SERVICE_NAME_PATTERN
-from stackyard.domain.stacks import MAX_TTL_DAYS
-from stackyard.operators import stacks
+from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.ephemeral import MAX_TTL_DAYS
+from stackyard.airflow.operators import personal_stacks
 
 
 @dag(
@@ -30,7 +30,7 @@ from stackyard.operators import stacks
     },
 )
 def stack_touch():
-    stacks.touch(stacks.check_ephemeral.override(task_id="check")("touch"))
+    personal_stacks.touch(personal_stacks.check_ephemeral.override(task_id="check")("touch"))
 
 
 stack_touch()

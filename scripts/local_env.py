@@ -50,7 +50,9 @@ def local_env(root: Path = ROOT, kubeconfig: str | None = None) -> dict[str, str
         "AIRFLOW__CORE__DAGS_FOLDER": str(root / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(root / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "PYTHONPATH": str(root),
+        # plugins/ first, as in the image: the checkout's own package wins over any installed copy
+        # (a git worktree sharing one venv imports its own code).
+        "PYTHONPATH": os.pathsep.join([str(root / "plugins"), str(root)]),
         "KUBECONFIG": kube,
         "AIRFLOW_CONN_STACKYARD_KUBE": _conn("kubernetes", {"kube_config_path": kube_first}),
         "AIRFLOW_CONN_STACKYARD_SOPS": _conn(

@@ -220,9 +220,15 @@ def test_the_venv_holds_exactly_the_locked_versions():
     assert wrong == {}
 
 
-def test_the_project_console_scripts_are_installed():
-    for script in ("stackyard", "kube-sandbox"):
-        assert (VENV_BIN / script).is_file()
+def test_the_project_console_script_is_installed_and_the_emulator_is_not_part_of_the_package():
+    assert (VENV_BIN / "stackyard").is_file()
+    # The kube sandbox and dev/ are dev-only: run from the checkout (python -m kube_sandbox),
+    # never installed with the package the production image ships.
+    assert not (VENV_BIN / "kube-sandbox").exists()
+    proc = subprocess.run([VENV_BIN / "python", "-c", "import importlib.util as u; print(u.find_spec('kube_sandbox'))"],
+                          capture_output=True, text=True, env={"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/")},
+                          cwd="/", timeout=60)
+    assert proc.stdout.strip() == "None", proc.stdout + proc.stderr
 
 
 # --- setup idempotency and the Airflow home --------------------------------------------------
@@ -268,7 +274,7 @@ def test_env_has_every_variable_local_mode_needs():
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == str(ROOT / "dags")
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == str(ROOT / "plugins")
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
-    assert env["PYTHONPATH"] == str(ROOT)
+    assert env["PYTHONPATH"] == f"{ROOT / 'plugins'}:{ROOT}"
     assert env["KUBECONFIG"] == str(home / "sandbox" / "kubeconfig")
     assert env["STACKYARD_REGISTRY"] == f"dir://{home / 'registry'}"
     assert env["STACKYARD_MANIFEST_STORE"] == f"file://{home / 'manifests'}"

@@ -80,7 +80,7 @@ def child_gate(versions: list[str]) -> None:
     """Run the gate once per version with dag.test(); report wall, per-task and tool time, RSS."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from stackyard.tools import runner as runner_module
+    from stackyard.adapters import runner as runner_module
 
     tool_seconds: dict[str, float] = {}
     original = runner_module.ToolRunner.run
@@ -119,9 +119,9 @@ def child_gate(versions: list[str]) -> None:
 class Bench:
     def __init__(self, tmp: Path, sandbox) -> None:
         from stackyard.settings import Settings
-        from stackyard.stores.manifest_store import open_manifest_store
-        from stackyard.stores.registry import open_registry
-        from stackyard.tools.helm import Helm, HelmConfig
+        from stackyard.adapters.manifest_store import open_manifest_store
+        from stackyard.adapters.chart_registry import open_registry
+        from stackyard.adapters.helm import Helm, HelmConfig
 
         self.tmp, self.sandbox = tmp, sandbox
         home = tmp / "stackyard"
@@ -146,9 +146,9 @@ class Bench:
         self.store = open_manifest_store(self.settings.manifest_store_url)
 
     def seed(self, versions: list[str]) -> None:
-        from stackyard.demo import chart_variant
-        from stackyard.domain.manifest import Manifest, Provenance, ServicePin
-        from stackyard.publishing import publish_chart
+        from dev.demo import chart_variant
+        from stackyard.core.manifest import Manifest, Provenance, ServicePin
+        from stackyard.steps.publishing import publish_chart
 
         pins = {}
         for chart in sorted(p for p in CHARTS.iterdir() if (p / "Chart.yaml").is_file()):
@@ -173,7 +173,7 @@ class Bench:
         import psutil
 
         from stackyard.cli.gate import AirflowApi
-        from stackyard.local import AirflowServer, free_port
+        from dev.local import AirflowServer, free_port
 
         server = AirflowServer(home=self.tmp / "airflow", env=self.env, port=free_port(), parallelism=2)
         started = time.perf_counter()
@@ -208,10 +208,10 @@ class Bench:
 
     def by_hand(self, version: str, index: int) -> dict:
         """The gate's helm/sops/kubectl work for L3 + orders ``version``, without Airflow."""
-        from stackyard.domain.deployment import deployment_layers
-        from stackyard.domain.manifest import Provenance, propose
-        from stackyard.domain.values import compose
-        from stackyard.publishing import build_manifest_package, load_umbrella_template
+        from stackyard.core.deployment import deployment_layers
+        from stackyard.core.manifest import Provenance, propose
+        from stackyard.core.values import compose
+        from stackyard.steps.publishing import build_manifest_package, load_umbrella_template
 
         steps: dict[str, float] = {}
 
@@ -295,8 +295,8 @@ def generated_chart(index: int, rng: random.Random) -> tuple[str, bytes]:
 def release_secret_size(bench: Bench, services: int) -> dict:
     from kubernetes import client, config
 
-    from stackyard.domain.umbrella import VendoredChart, build_umbrella
-    from stackyard.publishing import load_umbrella_template
+    from stackyard.core.umbrella import VendoredChart, build_umbrella
+    from stackyard.steps.publishing import load_umbrella_template
 
     rng = random.Random(services)
     charts = []

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
 
-from stackyard.domain import stacks as S  # noqa: E402
+from stackyard.core import ephemeral as S  # noqa: E402
 from tests.support.sandbox_process import start_sandbox_process  # noqa: E402
 
 
@@ -85,7 +85,7 @@ class CountingHook:
     """A StackHook whose Kubernetes client counts every API call it makes, by method and path."""
 
     def __init__(self):
-        from stackyard.hooks.stacks import StackHook
+        from stackyard.airflow.hooks.namespaces import StackHook
 
         self.hook = StackHook()
         self.calls: Counter = Counter()

@@ -25,11 +25,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins"))
 
-from stackyard.domain.fleet import ClusterState, NamespaceRow, ReleaseRow  # noqa: E402
-from stackyard.domain.manifest import Manifest, Provenance, ServicePin, propose  # noqa: E402
-from stackyard.fleet import Fleet  # noqa: E402
-from stackyard.stores.manifest_store import open_manifest_store  # noqa: E402
-from stackyard.stores.records import open_record_store  # noqa: E402
+from stackyard.core.fleet import ClusterState, NamespaceRow, ReleaseRow  # noqa: E402
+from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose  # noqa: E402
+from stackyard.steps.fleet import Fleet  # noqa: E402
+from stackyard.adapters.manifest_store import open_manifest_store  # noqa: E402
+from stackyard.adapters.record_store import open_record_store  # noqa: E402
 
 SERVICES, STACKS, PERSISTENT = 300, 40, 5
 GOAL_SECONDS = 1.0

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from stackyard.domain.manifest import Manifest, Provenance, ServicePin
-from stackyard.publishing import build_manifest_package, load_umbrella_template
+from stackyard.core.manifest import Manifest, Provenance, ServicePin
+from stackyard.steps.publishing import build_manifest_package, load_umbrella_template
 from stackyard.settings import PROJECT_ROOT
-from stackyard.stores.registry import ChartCache, OciRegistry
-from stackyard.tools.helm import Helm, HelmConfig
+from stackyard.adapters.chart_registry import ChartCache, OciRegistry
+from stackyard.adapters.helm import Helm, HelmConfig
 from tests.support.oci_registry import local_oci_registry
 
 SIZES = [int(n) for n in os.environ.get("BENCH_SERVICES", "50,300").split(",")]

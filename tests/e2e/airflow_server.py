@@ -1,7 +1,7 @@
 """A real Airflow API server for the tests that go through the REST API (``stackyard gate``).
 
 One ``airflow standalone`` per test module that uses it (about 20–25 s to start), started by the same
-:class:`stackyard.local.AirflowServer` as ``make up``, with its own AIRFLOW_HOME, the session's
+:class:`dev.local.AirflowServer` as ``make up``, with its own AIRFLOW_HOME, the session's
 kube sandbox, and a private stackyard state (registry, manifest store) that L3 v1 is seeded into.
 Import the fixture into a test module: ``from tests.e2e.airflow_server import airflow_server``.
 """
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from stackyard.local import AirflowServer, free_port
+from dev.local import AirflowServer, free_port
 from stackyard.settings import Settings
-from stackyard.stores.manifest_store import open_manifest_store
-from stackyard.stores.registry import open_registry
-from stackyard.tools.helm import Helm, HelmConfig
+from stackyard.adapters.manifest_store import open_manifest_store
+from stackyard.adapters.chart_registry import open_registry
+from stackyard.adapters.helm import Helm, HelmConfig
 
 from tests.conftest import EXAMPLE_AGE_KEY
 from tests.e2e.conftest import LocalStack

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from stackyard.demo import chart_variant
-from stackyard.domain.manifest import Manifest, Provenance, ServicePin
-from stackyard.publishing import publish_chart
+from dev.demo import chart_variant
+from stackyard.core.manifest import Manifest, Provenance, ServicePin
+from stackyard.steps.publishing import publish_chart
 from stackyard.settings import Settings
-from stackyard.stores.manifest_store import ManifestStore, open_manifest_store
-from stackyard.stores.registry import ChartRef, ChartRegistry, open_registry
-from stackyard.tools.helm import Helm, HelmConfig
+from stackyard.adapters.manifest_store import ManifestStore, open_manifest_store
+from stackyard.adapters.chart_registry import ChartRef, ChartRegistry, open_registry
+from stackyard.adapters.helm import Helm, HelmConfig
 
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, EXAMPLE_SERVICES, ROOT
 

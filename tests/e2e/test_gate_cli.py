@@ -1,5 +1,5 @@
 """``stackyard gate`` against a real Airflow API server (standalone, LocalExecutor) and the sandbox,
-and ``make up``'s entry point (``python -m stackyard.local``) starting and stopping cleanly."""
+and ``make up``'s entry point (``python -m dev.local``) starting and stopping cleanly."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from stackyard.local import free_port
+from dev.local import free_port
 
 from tests.e2e.airflow_server import airflow_server  # noqa: F401  (session fixture)
 
@@ -40,7 +40,7 @@ def test_make_up_prints_the_login_and_stops_cleanly_on_ctrl_c(tmp_path):
         "AIRFLOW_CONN_STACKYARD_KUBE": json.dumps(
             {"conn_type": "kubernetes", "extra": {"kube_config_path": str(home / "sandbox" / "kubeconfig")}}),
     }
-    up = subprocess.Popen([sys.executable, "-m", "stackyard.local", "--port", str(port), "--sandbox-port", "0"],
+    up = subprocess.Popen([sys.executable, "-m", "dev.local", "--port", str(port), "--sandbox-port", "0"],
                           env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:

@@ -17,12 +17,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
-from stackyard.demo import chart_variant
-from stackyard.domain.manifest import Manifest, Provenance, ServicePin, propose
-from stackyard.domain.stacks import Action, NamespaceSummary, decide, parse_ttl, LABEL_STACK_TYPE
-from stackyard.publishing import publish_chart
-from stackyard.stores.registry import open_registry
-from stackyard.tools.helm import Helm
+from dev.demo import chart_variant
+from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
+from stackyard.core.ephemeral import Action, NamespaceSummary, decide, parse_ttl, LABEL_STACK_TYPE
+from stackyard.steps.publishing import publish_chart
+from stackyard.adapters.chart_registry import open_registry
+from stackyard.adapters.helm import Helm
 
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, EXAMPLE_SERVICES, require_tool
 from tests.e2e.conftest import fresh_dag
@@ -256,7 +256,7 @@ def test_l3_moving_before_promote_requeues_and_never_double_promotes(local_stack
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    from stackyard.operators.helm import HelmTestOperator
+    from stackyard.airflow.operators.helm import HelmTestOperator
 
     seeded = local_stack.seed()
     local_stack.publish("orders", "1.1.0")

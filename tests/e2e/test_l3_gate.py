@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stackyard.domain.stacks import LABEL_STACK_TYPE
+from stackyard.core.ephemeral import LABEL_STACK_TYPE
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import fresh_dag, run_dag

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stackyard.demo import chart_variant
-from stackyard.domain.manifest import Manifest, Provenance, ServicePin, propose
-from stackyard.domain.rollout import format_time, rollouts_stream
-from stackyard.publishing import publish_chart
-from stackyard.stores.records import open_record_store
+from dev.demo import chart_variant
+from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
+from stackyard.core.rollout import format_time, rollouts_stream
+from stackyard.steps.publishing import publish_chart
+from stackyard.adapters.record_store import open_record_store
 
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, ROOT
 
@@ -139,7 +139,7 @@ def test_qa_stack_catches_up_from_l3_v1_to_v3_one_service_at_a_time(local_stack,
 
 
 def test_a_failing_upgrade_stops_the_run_and_rolls_back_only_that_service(local_stack, rollouts, capfd, monkeypatch):
-    from tests.test_notify import Receiver
+    from tests.support.webhook import Receiver
 
     receiver = Receiver()
     monkeypatch.setenv("AIRFLOW_CONN_STACKYARD_WEBHOOK", json.dumps(

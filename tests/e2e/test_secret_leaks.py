@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from stackyard.cli.gate import AirflowApi
-from stackyard.publishing import publish_chart
+from stackyard.steps.publishing import publish_chart
 
 from tests.conftest import CHARTS
 from tests.e2e.airflow_server import airflow_server  # noqa: F401 (fixture)

@@ -6,10 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stackyard import stacks as stack_steps
-from stackyard.domain import stacks as S
-from stackyard.publishing import load_umbrella_template
-from stackyard.stores.records import open_record_store
+from stackyard.steps import personal_stacks as stack_steps
+from stackyard.core import ephemeral as S
+from stackyard.steps.publishing import load_umbrella_template
+from stackyard.adapters.record_store import open_record_store
 
 from tests.e2e.conftest import fresh_dag, run_dag
 
@@ -307,7 +307,7 @@ def test_one_failed_deletion_does_not_stop_the_others(local_stack, dagbag, mixed
 
 def test_a_stack_touched_after_listing_is_kept(local_stack, dagbag, mixed_stacks, sandbox):
     # Between the list and the delete someone touches r-stale: the conditional delete keeps it.
-    from stackyard.hooks.stacks import StackHook
+    from stackyard.airflow.hooks.namespaces import StackHook
 
     hook = StackHook()
     [listed] = [ns for ns in hook.list(S.EPHEMERAL_SELECTOR) if ns.name == "r-stale"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
-from stackyard.domain.secrets import secret_leaves
+from stackyard.core.secrets import secret_leaves
 
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, EXAMPLE_SERVICES
 from tests.e2e.conftest import dagbag, local_stack, sandbox  # noqa: F401 (fixtures)

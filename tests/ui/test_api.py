@@ -16,12 +16,12 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from stackyard.domain.manifest import Provenance, propose
-from stackyard.domain.stacks import Purpose, ephemeral_stack_metadata, LABEL_MANAGED_BY, LABEL_STACK_TYPE
-from stackyard.local import free_port
-from stackyard.publishing import build_manifest_package, load_umbrella_template
+from stackyard.core.manifest import Provenance, propose
+from stackyard.core.ephemeral import Purpose, ephemeral_stack_metadata, LABEL_MANAGED_BY, LABEL_STACK_TYPE
+from dev.local import free_port
+from stackyard.steps.publishing import build_manifest_package, load_umbrella_template
 from stackyard.settings import Settings
-from stackyard.stores.records import open_record_store
+from stackyard.adapters.record_store import open_record_store
 from stackyard.ui.app import create_app
 from stackyard.ui.sources import airflow_fleet
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from stackyard.local import AirflowServer, free_port
+from dev.local import AirflowServer, free_port
 
 from tests.conftest import ROOT
 

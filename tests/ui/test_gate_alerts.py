@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.e2e.conftest import run_dag
-from tests.test_notify import Receiver
+from tests.support.webhook import Receiver
 
 pytestmark = pytest.mark.slow
 

@@ -7,11 +7,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stackyard.domain import stacks as S
+from stackyard.core import ephemeral as S
 
 from tests.e2e.conftest import run_dag
 from tests.e2e.test_stacks import EPHEMERAL, make_namespace, remove
-from tests.test_notify import Receiver
+from tests.support.webhook import Receiver
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from stackyard.domain.manifest import Manifest
+from stackyard.core.manifest import Manifest
 from stackyard.settings import Settings
-from stackyard.stores.registry import ChartRegistry, open_registry
-from stackyard.tools.helm import Helm, HelmConfig
-from stackyard.tools.runner import ToolRunner
+from stackyard.adapters.chart_registry import ChartRegistry, open_registry
+from stackyard.adapters.helm import Helm, HelmConfig
+from stackyard.adapters.runner import ToolRunner
 
 
 @contextmanager

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from stackyard.cli._common import cli_helm, registry_for_cli
-from stackyard.publishing import publish_chart
+from stackyard.steps.publishing import publish_chart
 from stackyard.settings import Settings
 
 

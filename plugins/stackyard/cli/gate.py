@@ -20,7 +20,7 @@ import urllib.request
 from typing import Any
 
 from stackyard.exceptions import InputError, StackyardError
-from stackyard.gate import GateRequest
+from stackyard.steps.gate import GateRequest
 from stackyard.settings import Settings
 
 DAG_ID = "l3_gate"

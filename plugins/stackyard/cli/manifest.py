@@ -8,10 +8,10 @@ import os
 from datetime import datetime, timezone
 
 from stackyard.cli._common import cli_helm, print_manifest, registry_for_cli
-from stackyard.domain.manifest import Manifest, Provenance, ServicePin, diff
+from stackyard.core.manifest import Manifest, Provenance, ServicePin, diff
 from stackyard.exceptions import InputError
 from stackyard.settings import Settings
-from stackyard.stores.manifest_store import open_manifest_store
+from stackyard.adapters.manifest_store import open_manifest_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:

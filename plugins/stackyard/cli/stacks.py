@@ -13,13 +13,13 @@ import os
 from typing import Any
 
 from stackyard.cli._common import cli_helm
-from stackyard.domain.fleet import seconds_text
-from stackyard.domain.stacks import validate_stack_name
+from stackyard.core.fleet import seconds_text
+from stackyard.core.ephemeral import validate_stack_name
 from stackyard.exceptions import InputError
-from stackyard.fleet import Fleet, kube_cluster_reader
+from stackyard.steps.fleet import Fleet, kube_cluster_reader
 from stackyard.settings import Settings
-from stackyard.stores.manifest_store import open_manifest_store
-from stackyard.stores.records import open_record_store
+from stackyard.adapters.manifest_store import open_manifest_store
+from stackyard.adapters.record_store import open_record_store
 
 
 def register(sub: argparse._SubParsersAction) -> None:

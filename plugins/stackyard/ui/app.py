@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from stackyard.domain.stacks import validate_stack_name
+from stackyard.core.ephemeral import validate_stack_name
 from stackyard.exceptions import InputError
-from stackyard.fleet import HISTORY_LIMIT, Fleet
+from stackyard.steps.fleet import HISTORY_LIMIT, Fleet
 
 PAGE = Path(__file__).with_name("page.html")
 
@@ -49,7 +49,7 @@ def create_app(fleet_factory: Callable[[], Fleet] | None = None) -> FastAPI:
         from stackyard.ui.sources import airflow_fleet as fleet_factory
 
     # Answers are JSONResponse (plain json.dumps): FastAPI's generic encoder costs ~0.5 s on a
-    # 300 x 40 matrix. The documents are plain JSON already (stackyard.domain.fleet builds them).
+    # 300 x 40 matrix. The documents are plain JSON already (stackyard.core.fleet builds them).
     app = FastAPI(
         title="stackyard Stacks view",
         description="What is deployed where: L3, persistent, production and ephemeral stacks.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stackyard.fleet import CachedClusterReader, Fleet, kube_cluster_reader
+from stackyard.steps.fleet import CachedClusterReader, Fleet, kube_cluster_reader
 from stackyard.settings import Settings
 
 #: Cluster reads are reused this long (seconds); the page shows when they were made.
@@ -11,9 +11,9 @@ CLUSTER_CACHE_SECONDS = 15.0
 
 def airflow_fleet(settings: Settings | None = None) -> Fleet:
     """A :class:`Fleet` over the configured stores and the ``stackyard_kube`` connection's cluster."""
-    from stackyard.hooks.helm import HelmHook
-    from stackyard.hooks.stacks import StackHook
-    from stackyard.hooks.stores import manifest_store_for, record_store_for
+    from stackyard.airflow.hooks.helm import HelmHook
+    from stackyard.airflow.hooks.namespaces import StackHook
+    from stackyard.airflow.stores import manifest_store_for, record_store_for
 
     settings = settings or Settings.from_env()
     conn_id = settings.kubernetes_conn_id

@@ -1,0 +1,1 @@
+"""Dev-only code (local mode, the demo): never in the production image."""

@@ -1,0 +1,234 @@
+"""The helm 4 CLI: the only module that builds helm command lines.
+
+Values reach helm only as files (``-f``), never as ``--set`` (argv is logged). Upgrades pass
+``--server-side=true`` explicitly: helm 4 otherwise remembers the apply method per release.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stackyard.core.charts import split_chart
+from stackyard.exceptions import NotFoundError, ToolError
+from stackyard.adapters.runner import ToolResult, ToolRunner
+
+DEFAULT_TIMEOUT = "5m0s"
+_PUSH_DIGEST = re.compile(r"Digest:\s*(sha256:[0-9a-f]{64})")
+
+
+@dataclass(frozen=True)
+class HelmConfig:
+    """Where helm runs: binary, cluster access and a private home for its cache and config.
+
+    ``home`` isolates ``HELM_CACHE_HOME``/``HELM_CONFIG_HOME``/``HELM_DATA_HOME`` per task, so
+    concurrent tasks never share registry logins or repository caches.
+    """
+
+    home: Path
+    binary: str = "helm"
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    plain_http: bool = False
+    base_env: Mapping[str, str] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in self.base_env.items() if k in ("PATH", "HOME", "TMPDIR", "LANG", "SSL_CERT_FILE")}
+        env.update(
+            HELM_CACHE_HOME=str(self.home / "cache"),
+            HELM_CONFIG_HOME=str(self.home / "config"),
+            HELM_DATA_HOME=str(self.home / "data"),
+            # client-go's discovery cache; by default under $HOME/.kube, or under the working
+            # directory when HOME is unset. Private per task: no stale discovery between clusters.
+            KUBECACHEDIR=str(self.home / "kube-cache"),
+        )
+        env.setdefault("HOME", str(self.home))
+        if self.kubeconfig:
+            env["KUBECONFIG"] = self.kubeconfig
+        return env
+
+
+@dataclass(frozen=True)
+class Release:
+    """One row of ``helm list``/``helm status``: what is deployed, not how it was configured."""
+
+    name: str
+    namespace: str
+    revision: int
+    status: str
+    chart: str
+    app_version: str | None = None
+
+    @property
+    def chart_name(self) -> str:
+        return split_chart(self.chart)[0]
+
+    @property
+    def chart_version(self) -> str:
+        return split_chart(self.chart)[1] or ""
+
+
+@dataclass(frozen=True)
+class TestRun:
+    passed: bool
+    output: str
+
+
+class Helm:
+    def __init__(self, config: HelmConfig, runner: ToolRunner | None = None) -> None:
+        self.config = config
+        self.runner = runner or ToolRunner()
+
+    # -- artifacts ---------------------------------------------------------------------------
+    def package(self, chart_dir: str | Path, dest: str | Path, *, version: str | None = None) -> Path:
+        argv = ["package", str(chart_dir), "--destination", str(dest)]
+        if version:
+            argv += ["--version", version]
+        out = self._run(argv).output_tail
+        match = re.search(r"saved it to: (\S+\.tgz)", out)
+        if not match:
+            raise ToolError("helm", 0, out, summary="helm package did not say where it saved the chart")
+        return Path(match.group(1))
+
+    def push(self, tgz: str | Path, oci_repo: str) -> str:
+        """Push to ``oci://host/path``; returns the manifest digest helm reports."""
+        out = self._run(["push", str(tgz), oci_repo, *self._http_flags()]).output_tail
+        match = _PUSH_DIGEST.search(out)
+        if not match:
+            raise ToolError("helm", 0, out, summary="helm push did not report a digest")
+        return match.group(1)
+
+    def pull(self, oci_ref: str, version: str, dest: str | Path) -> Path:
+        dest = Path(dest)
+        try:
+            self._run(["pull", oci_ref, "--version", version, "--destination", str(dest), *self._http_flags()])
+        except ToolError as exc:
+            if "not found" in exc.output_tail or "manifest unknown" in exc.output_tail:
+                raise NotFoundError(f"{oci_ref} version {version} is not in the registry") from None
+            raise
+        name = oci_ref.rstrip("/").rsplit("/", 1)[-1]
+        return dest / f"{name}-{version}.tgz"
+
+    def registry_login(self, host: str, username: str, password: str) -> None:
+        # The password goes through stdin: argv is logged and visible in the process table.
+        self._run(["registry", "login", host, "--username", username, "--password-stdin", *self._http_flags(login=True)],
+                  stdin=password.encode())
+
+    def dependency_build(self, chart_dir: str | Path) -> None:
+        self._run(["dependency", "build", str(chart_dir), *self._http_flags()])
+
+    def lint(self, chart: str | Path, values_files: Sequence[str | Path] = ()) -> None:
+        self._run(["lint", str(chart), *self._values_args(values_files)])
+
+    def template(
+        self, release: str, chart: str | Path, *, namespace: str, values_files: Sequence[str | Path] = ()
+    ) -> str:
+        argv = ["template", release, str(chart), "--namespace", namespace, *self._values_args(values_files)]
+        return self._run(argv, stdout_is_data=True).stdout
+
+    # -- releases ----------------------------------------------------------------------------
+    def upgrade_install(
+        self,
+        release: str,
+        chart: str | Path,
+        *,
+        namespace: str,
+        values_files: Sequence[str | Path] = (),
+        wait: bool = True,
+        timeout: str = DEFAULT_TIMEOUT,
+        rollback_on_failure: bool = True,
+        create_namespace: bool = False,
+    ) -> Release:
+        argv = [
+            "upgrade", release, str(chart), "--install",
+            "--namespace", namespace,
+            "--server-side=true",
+            "--timeout", timeout,
+            *self._values_args(values_files),
+        ]
+        if wait:
+            argv.append("--wait=watcher")
+        if rollback_on_failure:
+            argv.append("--rollback-on-failure")
+        if create_namespace:
+            argv.append("--create-namespace")
+        self._run(argv, kube=True)
+        return self.status(release, namespace=namespace)
+
+    def uninstall(self, release: str, *, namespace: str, timeout: str = DEFAULT_TIMEOUT) -> bool:
+        """Uninstall; returns False (not an error) when the release is already gone."""
+        try:
+            self._run(["uninstall", release, "--namespace", namespace, "--timeout", timeout], kube=True)
+        except ToolError as exc:
+            if "not found" in exc.output_tail:
+                return False
+            raise
+        return True
+
+    def test(self, release: str, *, namespace: str, timeout: str = DEFAULT_TIMEOUT) -> TestRun:
+        result = self._run(
+            ["test", release, "--namespace", namespace, "--logs", "--timeout", timeout], kube=True, check=False
+        )
+        return TestRun(passed=result.exit_code == 0, output=result.output_tail)
+
+    def rollback(self, release: str, revision: int | None = None, *, namespace: str, wait: bool = True,
+                 timeout: str = DEFAULT_TIMEOUT) -> None:
+        argv = ["rollback", release]
+        if revision is not None:
+            argv.append(str(revision))
+        argv += ["--namespace", namespace, "--timeout", timeout, "--server-side=true"]
+        if wait:
+            argv.append("--wait=watcher")
+        self._run(argv, kube=True)
+
+    def history(self, release: str, *, namespace: str) -> list[dict[str, Any]]:
+        return self._json(["history", release, "--namespace", namespace, "--output", "json"])
+
+    def list(self, *, namespace: str | None = None, selector: str | None = None) -> list[Release]:
+        # Every state but superseded/uninstalled: a pending or failed release is still "what is deployed".
+        argv = ["list", "--output", "json", "--deployed", "--failed", "--pending"]
+        argv += ["--namespace", namespace] if namespace else ["--all-namespaces"]
+        if selector:
+            argv += ["--selector", selector]
+        return [
+            Release(
+                name=row["name"], namespace=row["namespace"], revision=int(row["revision"]),
+                status=row["status"], chart=row["chart"], app_version=row.get("app_version") or None,
+            )
+            for row in self._json(argv)
+        ]
+
+    def status(self, release: str, *, namespace: str) -> Release:
+        for row in self.list(namespace=namespace):
+            if row.name == release:
+                return row
+        raise NotFoundError(f"release {release} not found in namespace {namespace}")
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def kill(self) -> None:
+        self.runner.kill()
+
+    def _values_args(self, values_files: Sequence[str | Path]) -> list[str]:
+        return [arg for path in values_files for arg in ("--values", str(path))]
+
+    def _http_flags(self, login: bool = False) -> list[str]:
+        if not self.config.plain_http:
+            return []
+        return ["--insecure"] if login else ["--plain-http"]
+
+    def _json(self, argv: list[str]) -> Any:
+        out = self._run(argv, kube=True, stdout_is_data=True).stdout
+        return json.loads(out or "[]")
+
+    def _run(self, argv: list[str], *, kube: bool = False, stdin: bytes | None = None,
+             stdout_is_data: bool = False, check: bool = True) -> ToolResult:
+        if kube and self.config.kube_context:
+            argv = [*argv, "--kube-context", self.config.kube_context]
+        return self.runner.run(
+            "helm", [self.config.binary, *argv], env=self.config.env(), stdin=stdin,
+            stdout_is_data=stdout_is_data, check=check,
+        )

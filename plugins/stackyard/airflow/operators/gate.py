@@ -1,0 +1,189 @@
+"""The L3 gate's Python tasks. Each opens what it needs from settings and connections and
+delegates to :mod:`stackyard.steps.gate`; XCom carries manifests (pins only) and names, never values."""
+
+from __future__ import annotations
+
+
+from typing import Any
+
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import get_current_context, task
+
+from stackyard.steps import gate as gate_steps
+from stackyard.adapters import metrics
+from stackyard.airflow import notify
+from stackyard.core.manifest import Manifest
+from stackyard.core.ephemeral import (
+    ANNOTATION_LAST_ACTIVITY, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name, timestamp,
+)
+from stackyard.exceptions import ConflictError, InputError
+from stackyard.airflow.hooks.helm import HelmHook
+from stackyard.airflow.hooks.namespaces import StackHook
+from stackyard.airflow.stores import manifest_store_for, registry_for
+from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY
+from stackyard.steps.publishing import load_umbrella_template
+from stackyard.settings import Settings
+from stackyard.airflow.operators._context import pulled, utc_now
+
+RELEASE = gate_steps.RELEASE
+PROFILE = gate_steps.PROFILE
+KEEP_ON_FAILURE_TTL = "1d"
+
+
+
+
+@task(retries=0)
+def validate() -> dict[str, Any]:
+    """Refuses bad requests before anything exists: the error names the field."""
+    context = get_current_context()
+    settings = Settings.from_env()
+    try:
+        request = gate_steps.GateRequest.from_params(context["params"])
+        with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
+            candidate = gate_steps.validate(
+                request, store=manifest_store_for(settings), registry=registry_for(settings, helm),
+                now=utc_now(), run_id=context["run_id"],
+            )
+    except InputError as exc:
+        raise AirflowFailException(str(exc)) from None
+    print(f"candidate L3 v{candidate.version} = L3 v{candidate.parent} + {candidate.change} (id {candidate.candidate_id})")
+    return candidate.to_dict()
+
+
+@task
+def build_candidate(candidate: dict[str, Any]) -> dict[str, str]:
+    settings = Settings.from_env()
+    with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
+        built = gate_steps.build_candidate(
+            Manifest.from_dict(candidate), registry=registry_for(settings, helm),
+            template=load_umbrella_template(settings.umbrella_template_dir),
+        )
+    print(f"candidate package {built['chart_ref']} {built['digest']}")
+    return built
+
+
+@task
+def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
+    """The namespace ``l3-<id>``, labelled so the nightly reaper can always remove it."""
+    manifest = Manifest.from_dict(candidate)
+    context = get_current_context()
+    name = gate_stack_name(manifest.candidate_id)
+    metadata = ephemeral_stack_metadata(
+        owner=manifest.provenance.requested_by or "l3-gate", purpose=Purpose.L3_GATE,
+        manifest_version=manifest.version, created=utc_now(), created_by=f"l3_gate/{context['run_id']}",
+    )
+    created = StackHook(Settings.from_env().kubernetes_conn_id).create(name, metadata)
+    print(f"{'created' if created else 'reusing'} ephemeral stack {name}")
+    return {"namespace": name}
+
+
+@task
+def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
+    """Compare-and-swap onto L3; if L3 moved meanwhile, hand over to ``needs_retest``."""
+    manifest = Manifest.from_dict(candidate)
+    try:
+        promoted = manifest_store_for(Settings.from_env()).promote(manifest)
+    except ConflictError as exc:
+        context["ti"].xcom_push(key="conflict", value=str(exc))
+        raise AirflowSkipException(f"not promoted: {exc}; a new gate run will test on the new L3") from None
+    context["outlet_events"][context["task"].outlets[0]].extra = {"version": promoted.version}
+    print(f"promoted: L3 is now v{promoted.version} ({promoted.change})")
+    return {"version": promoted.version}
+
+
+@task.short_circuit(trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False)
+def needs_retest() -> bool:
+    return bool(pulled("promote", "conflict"))
+
+
+def system_test_suite(suite: gate_steps.SystemTestSuite, *, namespace: str, manifest_version: str):
+    """The suite's pod in the candidate's stack; its logs stream into the task log."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    return KubernetesPodOperator(
+        task_id="system_test_suite", kubernetes_conn_id=Settings.from_env().kubernetes_conn_id,
+        namespace=namespace, name="system-tests", image=suite.image, cmds=list(suite.cmds) or None,
+        arguments=list(suite.arguments) or None,
+        env_vars={"STACKYARD_STACK": namespace, "STACKYARD_MANIFEST_VERSION": manifest_version},
+        labels={"app.kubernetes.io/managed-by": "stackyard", "stackyard.io/purpose": "system-tests"},
+        annotations=dict(suite.annotations) or None,
+        get_logs=True, on_finish_action="delete_pod", startup_timeout_seconds=300,
+        startup_check_interval_seconds=2, poll_interval=2, active_deadline_seconds=suite.timeout_seconds,
+        retries=0,
+    )
+
+
+@task(trigger_rule="one_failed")
+def reject(candidate: dict[str, Any]) -> dict[str, Any]:
+    """Records the rejected candidate with its test output; L3 is untouched."""
+    if pulled("build_candidate") is None:
+        raise AirflowSkipException("nothing was built, so nothing to reject")
+    manifest = Manifest.from_dict(candidate)
+    test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
+    failed = gate_steps.failed_tests(test_run.get("output", ""))
+    if test_run and not test_run.get("passed"):
+        reason = f"system tests failed: {', '.join(failed) or 'see the system_tests log'}"
+    elif test_run.get("passed"):
+        reason = "the system test suite failed (see the system_test_suite log)"
+    else:
+        reason = "deploy failed: the candidate did not become ready (see the deploy log)"
+    store = manifest_store_for(Settings.from_env())
+    store.record_rejection(manifest, reason, {"failed_tests": failed, "test_output": test_run.get("output", "")})
+    print(f"rejected {manifest.change}: {reason}; L3 stays v{manifest.parent}")
+    # Best effort: a webhook outage never fails the gate (send logs and returns False).
+    notify.send(notify.gate_rejected(manifest, reason, failed, run_id=get_current_context()["run_id"]))
+    return {"reason": reason, "failed_tests": failed}
+
+
+@task(trigger_rule="all_done")
+def teardown(**context: Any) -> dict[str, Any]:
+    """Always removes the stack (a gone one is fine), unless asked to keep a failed one a day."""
+    stack = pulled("create_stack")
+    if not stack:
+        return {"action": "none", "reason": "no stack was created"}
+    name = stack["namespace"]
+    hook = StackHook(Settings.from_env().kubernetes_conn_id)
+    rejected = pulled("promote") is None and pulled("promote", "conflict") is None  # a requeue is no failure
+    if context["params"].get("keep_stack_on_failure") and rejected:
+        hook.annotate(name, {ANNOTATION_TTL: KEEP_ON_FAILURE_TTL, ANNOTATION_LAST_ACTIVITY: timestamp(utc_now())})
+        print(f"kept stack {name} for inspection; the reaper removes it after {KEEP_ON_FAILURE_TTL}")
+        return {"action": "kept", "namespace": name, "ttl": KEEP_ON_FAILURE_TTL}
+    with HelmHook(Settings.from_env().kubernetes_conn_id).helm() as helm:
+        helm.uninstall(RELEASE, namespace=name)
+    deleted = hook.delete(name)
+    print(f"{'deleted' if deleted else 'already gone:'} stack {name}")
+    return {"action": "deleted", "namespace": name}
+
+
+@task(trigger_rule="all_done", retries=0)
+def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
+    """The report kept with the manifest history; fails the run unless the candidate was promoted."""
+    if candidate is None:
+        raise AirflowFailException("the request was invalid: see the validate task's log")
+    manifest = Manifest.from_dict(candidate)
+    promoted, rejected = pulled("promote"), pulled("reject")
+    conflict = pulled("promote", "conflict")
+    test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
+    started = context["dag_run"].start_date
+    outcome = "promoted" if promoted else "requeued" if conflict else "rejected"
+    report = {
+        "outcome": outcome,
+        "change": manifest.change.to_dict() if manifest.change else None,
+        "before": {"version": manifest.parent},
+        "after": {"version": promoted["version"] if promoted else manifest.parent},
+        "candidate_id": manifest.candidate_id,
+        "candidate_package": (pulled("build_candidate") or {}).get("chart_ref"),
+        "tests": {"passed": test_run.get("passed"), "failed": (rejected or {}).get("failed_tests", [])},
+        "reason": (rejected or {}).get("reason") or conflict,
+        "teardown": pulled("teardown"),
+        "run_id": context["run_id"],
+        "duration_seconds": round((utc_now() - started).total_seconds(), 1) if started else None,
+    }
+    manifest_store_for(Settings.from_env()).record_report(
+        promoted["version"] if promoted else manifest.candidate_id, report
+    )
+    metrics.gate_finished(outcome, report["duration_seconds"])
+    print(f"L3 gate: {outcome} {manifest.change} — L3 v{report['before']['version']} → v{report['after']['version']}")
+    if outcome != "promoted":
+        raise AirflowFailException(f"L3 gate {outcome}: {report['reason']}")
+    return report

@@ -1,0 +1,688 @@
+"""What is deployed where: the Stacks view's data, assembled from plain inputs.
+
+Pure: no Airflow, no Kubernetes client, no store, no clock. :mod:`stackyard.steps.fleet` reads the
+sources (manifest store, record store, cluster, ``include/stacks.yaml``) and hands them here; the
+UI plugin and ``stackyard stacks`` print what these functions return.
+
+The four views:
+
+- :func:`fleet_matrix`: rows are services, columns are stacks (the L3 column first, then
+  production, persistent, ephemeral). A cell is the chart version deployed there and its
+  :class:`CellState` relative to the latest L3, derived by :func:`cell_state` alone.
+- :func:`l3_history`: every manifest version with its one change and gate result, and every
+  rejected candidate, newest first.
+- :func:`ephemeral_view`: ephemeral stacks, their time left before the reaper takes them, and the
+  last reaper run.
+- :func:`persistent_view`: persistent and production stacks: owner, cadence, next rollout,
+  deployment window, last rollout.
+
+Only named fields are copied out of records and namespaces: a record or annotation that carries
+anything else (by mistake, a secret) is never passed through to the page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any
+
+from stackyard.core.charts import split_chart
+from stackyard.core.manifest import Manifest
+from stackyard.core.rollout import window_decision
+from stackyard.core.ephemeral import (
+    ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL,
+    LABEL_MANAGED_BY, LABEL_MANIFEST_VERSION, LABEL_OWNER, LABEL_PURPOSE, LABEL_STACK_TYPE,
+    MANAGED_BY, Action, NamespaceSummary, StackType, decide, format_ttl, timestamp,
+)
+from stackyard.core.umbrella import UMBRELLA_NAME
+from stackyard.core.versions import compare_semver, is_semver
+
+L3_COLUMN = "L3"
+GATE_DAG_ID = "l3_gate"
+#: Outcomes of a rollout record that count as "failed last rollout" in the matrix.
+FAILED_OUTCOMES = frozenset({"failed", "rolled_back", "canary_aborted", "error", "timeout"})
+_COLUMN_ORDER = {"l3": 0, StackType.PRODUCTION.value: 1, StackType.PERSISTENT.value: 2, StackType.EPHEMERAL.value: 3}
+_CANDIDATE_VERSION = re.compile(r"^([0-9]+)\.0\.0(?:-candidate-([0-9a-f]+))?$")
+_RUN_REF = re.compile(r"^([A-Za-z0-9_.-]+)/(.+)$")
+
+
+class CellState(str, Enum):
+    """How a deployed version relates to the latest L3 pin of its service."""
+
+    SAME = "same"
+    BEHIND = "behind"  # older than the L3 pin; ``behind`` says by how many L3 versions of it
+    AHEAD = "ahead"  # newer than the L3 pin (a candidate or a hand-made deploy)
+    NOT_DEPLOYED = "not-deployed"
+    FAILED = "failed"  # the last rollout of this service here failed, or helm says failed
+    UNKNOWN = "unknown"  # the cluster could not be read: nothing is claimed
+    NOT_IN_L3 = "not-in-l3"  # deployed, but L3 does not pin the service at all
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    """One helm release as ``helm list`` shows it."""
+
+    name: str
+    namespace: str
+    status: str
+    chart: str  # name-version, as helm prints it
+    revision: int = 0
+
+
+@dataclass(frozen=True)
+class NamespaceRow:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """The stackyard namespaces and the helm releases in them, read at ``read_at``."""
+
+    namespaces: tuple[NamespaceRow, ...]
+    releases: tuple[ReleaseRow, ...]
+    read_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    """A record-store record: when, and its JSON data (read only through named fields)."""
+
+    recorded: datetime
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """A persistent or production stack as ``include/stacks.yaml`` declares it."""
+
+    name: str
+    type: str = StackType.PERSISTENT.value
+    owner: str | None = None
+    profile: str | None = None
+    cadence: str | None = None  # cron expression, or None for manual only
+    window: str | None = None  # the deployment windows in words, e.g. "mon-fri 09:00-17:00 Europe/Berlin"
+    namespace: str | None = None  # when it differs from the name
+    windows: Any = field(default=None, compare=False)  # the stack registry's Windows (None: always open)
+    declared: bool = False  # in the stack registry (else only seen on the cluster or in records)
+
+
+@dataclass(frozen=True)
+class GateReport:
+    """The fields of a gate report the history shows (never the test output)."""
+
+    outcome: str | None
+    duration_seconds: float | None
+    run_id: str | None
+    failed_tests: tuple[str, ...] = ()
+    reason: str | None = None
+
+    @classmethod
+    def from_report(cls, report: Mapping[str, Any]) -> GateReport:
+        tests = report.get("tests") if isinstance(report.get("tests"), Mapping) else {}
+        failed = report.get("failed_tests") or tests.get("failed") or ()
+        return cls(
+            outcome=_text(report.get("outcome")),
+            duration_seconds=_number(report.get("duration_seconds")),
+            run_id=_text(report.get("run_id")),
+            failed_tests=tuple(str(name) for name in failed if isinstance(name, str)),
+            reason=_text(report.get("reason")),
+        )
+
+
+@dataclass(frozen=True)
+class Rejection:
+    candidate: Manifest
+    reason: str
+    recorded: datetime
+    failed_tests: tuple[str, ...] = ()
+    duration_seconds: float | None = None
+
+
+# --- small shared helpers -------------------------------------------------------------------------
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return timestamp(moment) if moment else None
+
+
+def run_link(dag_id: str | None, run_id: str | None) -> dict[str, str] | None:
+    """A reference to an Airflow DAG run; the UI turns it into ``/dags/<dag>/runs/<run>``."""
+    return {"dag_id": dag_id, "run_id": run_id} if dag_id and run_id else None
+
+
+def parse_run_ref(text: object) -> dict[str, str] | None:
+    """``dag_id/run_id`` (the ``created-by`` annotation) as a run link."""
+    match = _RUN_REF.match(text) if isinstance(text, str) else None
+    return run_link(match[1], match[2]) if match else None
+
+
+def stack_type_of(ns: NamespaceRow) -> str | None:
+    if ns.labels.get(LABEL_MANAGED_BY) != MANAGED_BY:
+        return None
+    value = ns.labels.get(LABEL_STACK_TYPE)
+    return value if value in {t.value for t in StackType} else None
+
+
+def is_failed_outcome(data: Mapping[str, Any]) -> bool:
+    outcome = rollout_outcome(data)
+    return outcome is not None and outcome.lower() in FAILED_OUTCOMES
+
+
+def rollout_outcome(data: Mapping[str, Any]) -> str | None:
+    """A rollout record's outcome: ``status`` (the record store's documented field) or ``outcome``."""
+    return _text(data.get("status")) or _text(data.get("outcome"))
+
+
+def rollout_version(data: Mapping[str, Any]) -> str | None:
+    for key in ("to_version", "chart_version", "version"):
+        value = _text(data.get(key))
+        if value:
+            return value
+    return None
+
+
+def rollout_summary(record: RecordRow) -> dict[str, Any]:
+    """The named fields of a rollout record the page shows."""
+    data = record.data
+    return _compact({
+        "service": _text(data.get("service")),
+        "from_version": _text(data.get("from_version")),
+        "version": rollout_version(data),
+        "outcome": rollout_outcome(data),
+        "failed": is_failed_outcome(data),
+        "manifest_version": data.get("manifest_version") if isinstance(data.get("manifest_version"), int) else None,
+        "reason": _text(data.get("reason")),
+        "at": _iso(record.recorded),
+        "run": run_link(_text(data.get("dag_id")), _text(data.get("run_id"))),
+    })
+
+
+def _compact(entry: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in entry.items() if value is not None}
+
+
+# --- the L3 lineage of each service ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceLineage:
+    """Every version L3 has pinned for one service, oldest first, and who put the current one."""
+
+    versions: tuple[str, ...]
+    current: str | None
+    introduced_by: dict[str, str] | None  # run link of the manifest that set the current pin
+
+    def behind(self, deployed: str) -> int:
+        """How many L3 versions of this service are newer than ``deployed`` (up to the current)."""
+        return sum(1 for version in self.versions
+                   if compare_semver(version, deployed) > 0 and compare_semver(version, self.current) <= 0)
+
+
+def lineages(history: Sequence[Manifest]) -> dict[str, ServiceLineage]:
+    """Per service of the latest manifest (history in any order)."""
+    ordered = sorted(history, key=lambda m: m.version)
+    if not ordered:
+        return {}
+    seen: dict[str, list[str]] = {}
+    introduced: dict[str, dict[str, str] | None] = {}
+    for manifest in ordered:
+        link = run_link(GATE_DAG_ID, manifest.provenance.dag_run_id)
+        for service, pin in manifest.services.items():
+            versions = seen.setdefault(service, [])
+            if pin.chart_version not in versions:
+                versions.append(pin.chart_version)
+            if manifest.version == 1 or (manifest.change and manifest.change.service == service):
+                introduced[service] = link
+    latest = ordered[-1]
+    return {
+        service: ServiceLineage(tuple(seen[service]), pin.chart_version, introduced.get(service))
+        for service, pin in latest.services.items()
+    }
+
+
+# --- the fleet matrix -----------------------------------------------------------------------------
+
+
+def cell_state(deployed: str | None, lineage: ServiceLineage | None, *, failed: bool,
+               cluster_known: bool = True) -> tuple[CellState, int | None]:
+    """The one rule for a cell's colour, in order: unknown cluster → UNKNOWN; failed last rollout →
+    FAILED; nothing deployed → NOT_DEPLOYED; service not in L3 → NOT_IN_L3; same precedence as the
+    L3 pin → SAME; older → BEHIND by the number of L3 versions in between; newer → AHEAD."""
+    if not cluster_known:
+        return CellState.UNKNOWN, None
+    if failed:
+        return CellState.FAILED, None
+    if deployed is None:
+        return CellState.NOT_DEPLOYED, None
+    if lineage is None or lineage.current is None:
+        return CellState.NOT_IN_L3, None
+    if not is_semver(deployed):
+        return CellState.UNKNOWN, None
+    order = compare_semver(deployed, lineage.current)
+    if order == 0:
+        return CellState.SAME, None
+    if order > 0:
+        return CellState.AHEAD, None
+    return CellState.BEHIND, max(1, lineage.behind(deployed))
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    owner: str | None = None
+    on_cluster: bool = True
+    manifest_version: int | None = None
+    namespace: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _compact({"name": self.name, "type": self.type, "owner": self.owner,
+                         "on_cluster": None if self.on_cluster else False, "manifest_version": self.manifest_version})
+
+
+def needs_candidates(cluster: ClusterState | None, manifests: Mapping[int, Manifest]) -> bool:
+    """True if some umbrella release runs a candidate that is not a stored manifest (only then
+    are rejected candidates worth reading)."""
+    for release in (cluster.releases if cluster else ()):
+        name, version = split_chart(release.chart)
+        parsed = umbrella_manifest_version(version) if name == UMBRELLA_NAME and version else None
+        if parsed and parsed[1] is not None:
+            stored = manifests.get(parsed[0])
+            if stored is None or not stored.candidate_id.startswith(parsed[1]):
+                return True
+    return False
+
+
+def umbrella_manifest_version(chart_version: str) -> tuple[int, str | None] | None:
+    """``N.0.0`` → (N, None); ``N.0.0-candidate-<id>`` → (N, id prefix); else None."""
+    match = _CANDIDATE_VERSION.match(chart_version)
+    return (int(match[1]), match[2]) if match else None
+
+
+def deployed_services(
+    releases: Iterable[ReleaseRow], manifests: Mapping[int, Manifest], candidates: Iterable[Manifest] = (),
+    *, by_candidate: Mapping[str, Manifest] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """What a namespace's releases deploy, per service: version and helm status.
+
+    A service release (chart = service) deploys its own version. The L3 umbrella release deploys
+    every pin of the manifest its version names (``N.0.0``), or of the candidate whose id its
+    version carries; a candidate that is in neither store is reported with unknown pins.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    if by_candidate is None:  # candidate_id is a hash: callers with many namespaces pass it in
+        by_candidate = {c.candidate_id: c for c in candidates}
+    for release in releases:
+        name, version = split_chart(release.chart)
+        if version is None:
+            continue
+        if name == UMBRELLA_NAME:
+            parsed = umbrella_manifest_version(version)
+            manifest = None
+            if parsed:
+                number, prefix = parsed
+                if prefix is None:
+                    manifest = manifests.get(number)
+                else:
+                    stored = manifests.get(number)
+                    if stored is not None and stored.candidate_id.startswith(prefix):
+                        manifest = stored
+                    else:
+                        manifest = next((c for cid, c in by_candidate.items() if cid.startswith(prefix)), None)
+            for service, pin in (manifest.services.items() if manifest else ()):
+                out.setdefault(service, {"version": pin.chart_version, "status": release.status,
+                                         "release": release.name})
+        else:
+            # A service's own release wins over the umbrella's pin of it.
+            out[name] = {"version": version, "status": release.status, "release": release.name}
+    return out
+
+
+def _columns(cluster: ClusterState | None, specs: Sequence[StackSpec],
+             rollout_stacks: Iterable[str]) -> list[Column]:
+    columns: dict[str, Column] = {}
+    namespaces = {ns.name: ns for ns in cluster.namespaces} if cluster else {}
+    by_namespace = {}
+    for spec in specs:
+        where = spec.namespace or spec.name
+        columns[spec.name] = Column(spec.name, spec.type, spec.owner, on_cluster=where in namespaces if cluster else True,
+                                    namespace=where)
+        by_namespace[where] = spec.name
+    for ns in namespaces.values():
+        kind = stack_type_of(ns)
+        if kind is None:
+            continue
+        owner = ns.annotations.get(ANNOTATION_OWNER) or ns.labels.get(LABEL_OWNER)
+        version = ns.labels.get(LABEL_MANIFEST_VERSION)
+        name = by_namespace.get(ns.name, ns.name)
+        previous = columns.get(name)
+        columns[name] = Column(
+            name, previous.type if previous else kind, (previous.owner if previous else None) or owner,
+            manifest_version=int(version) if version and version.isdigit() else None, namespace=ns.name,
+        )
+    for name in rollout_stacks:
+        columns.setdefault(name, Column(name, StackType.PERSISTENT.value, on_cluster=name in namespaces if cluster else True))
+    return sorted(columns.values(), key=lambda c: (_COLUMN_ORDER.get(c.type, 9), c.name))
+
+
+def fleet_matrix(
+    *, history: Sequence[Manifest], cluster: ClusterState | None, rollouts: Mapping[str, Sequence[RecordRow]],
+    specs: Sequence[StackSpec] = (), candidates: Iterable[Manifest] = (),
+) -> dict[str, Any]:
+    """Rows = services (L3's and any deployed), columns = L3 then stacks; see :func:`cell_state`.
+
+    ``cluster`` None means it could not be read: stack cells are UNKNOWN (the last rollout
+    record is still shown as what it is: a record, with its time).
+    """
+    manifests = {m.version: m for m in history}
+    latest = max(history, key=lambda m: m.version) if history else None
+    lineage = lineages(history)
+    columns = _columns(cluster, specs, rollouts.keys())
+    by_namespace: dict[str, list[ReleaseRow]] = {}
+    for release in (cluster.releases if cluster else ()):
+        by_namespace.setdefault(release.namespace, []).append(release)
+    by_candidate = {c.candidate_id: c for c in candidates}
+    deployed = {c.name: deployed_services(by_namespace.get(c.namespace or c.name, ()), manifests,
+                                          by_candidate=by_candidate) for c in columns}
+    namespace_rows = {ns.name: ns for ns in (cluster.namespaces if cluster else ())}
+    last_rollout = {stack: _last_rollout_per_service(records) for stack, records in rollouts.items()}
+    services = sorted(set(lineage) | {s for d in deployed.values() for s in d} |
+                      {s for d in last_rollout.values() for s in d})
+    rows = []
+    for service in services:
+        line = lineage.get(service)
+        l3_cell = _compact({"version": line.current, "state": CellState.SAME.value, "run": line.introduced_by}) \
+            if line else {"state": CellState.NOT_DEPLOYED.value}
+        cells = [l3_cell]
+        for column in columns:
+            here = deployed[column.name].get(service)
+            record = last_rollout.get(column.name, {}).get(service)
+            failed = bool(record and record.get("failed")) or bool(here and here["status"] == "failed")
+            state, behind = cell_state(here["version"] if here else None, line, failed=failed,
+                                       cluster_known=cluster is not None)
+            cells.append(_compact({
+                "version": here["version"] if here else None,
+                "state": state.value,
+                "behind": behind,
+                "status": here["status"] if here and here["status"] != "deployed" else None,
+                "run": _cell_run(column, here, record, namespace_rows),
+                "last_rollout": record,
+            }))
+        rows.append({"service": service, "cells": cells})
+    l3_column = Column(L3_COLUMN, "l3", manifest_version=latest.version if latest else None)
+    return {
+        "l3_version": latest.version if latest else None,
+        "columns": [l3_column.to_dict()] + [c.to_dict() for c in columns],
+        "rows": rows,
+        "counts": _state_counts(rows),
+    }
+
+
+def _last_rollout_per_service(records: Sequence[RecordRow]) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for record in sorted(records, key=lambda r: r.recorded, reverse=True):
+        service = _text(record.data.get("service"))
+        if service and service not in latest:
+            latest[service] = rollout_summary(record)
+    return latest
+
+
+def _cell_run(column: Column, here: dict[str, Any] | None, record: dict[str, Any] | None,
+              namespaces: Mapping[str, NamespaceRow]) -> dict[str, str] | None:
+    """The run that put the cell's version there: the rollout that deployed it, else the stack's
+    creator (gate and personal stacks), else nothing claimed."""
+    if here is None:
+        return record.get("run") if record else None
+    if record and record.get("version") == here["version"]:
+        return record.get("run")
+    ns = namespaces.get(column.namespace or column.name)
+    return parse_run_ref(ns.annotations.get(ANNOTATION_CREATED_BY)) if ns else None
+
+
+def _state_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        for cell in row["cells"][1:]:
+            counts[cell["state"]] = counts.get(cell["state"], 0) + 1
+    return counts
+
+
+# --- L3 history -----------------------------------------------------------------------------------
+
+
+def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
+               rejections: Sequence[Rejection]) -> list[dict[str, Any]]:
+    """Every manifest (promoted or seeded) and every rejected candidate, newest first."""
+    entries: list[tuple[datetime, dict[str, Any]]] = []
+    for manifest in history:
+        report = reports.get(manifest.version)
+        entries.append((manifest.created, _compact({
+            "kind": "seeded" if manifest.version == 1 else "promoted",
+            "version": manifest.version,
+            "change": manifest.change.to_dict() if manifest.change else None,
+            "requested_by": manifest.provenance.requested_by,
+            "ci_url": manifest.provenance.ci_url,
+            "at": _iso(manifest.created),
+            "result": "seeded" if manifest.version == 1 else (report.outcome if report and report.outcome else "promoted"),
+            "duration_seconds": report.duration_seconds if report else None,
+            "run": run_link(GATE_DAG_ID, (report.run_id if report else None) or manifest.provenance.dag_run_id),
+            "services": len(manifest.services),
+        })))
+    for rejection in rejections:
+        candidate = rejection.candidate
+        entries.append((rejection.recorded, _compact({
+            "kind": "rejected",
+            "candidate_id": candidate.candidate_id,
+            "version": candidate.version,
+            "parent": candidate.parent,
+            "change": candidate.change.to_dict() if candidate.change else None,
+            "requested_by": candidate.provenance.requested_by,
+            "ci_url": candidate.provenance.ci_url,
+            "at": _iso(rejection.recorded),
+            "result": "rejected",
+            "reason": rejection.reason,
+            "failed_tests": list(rejection.failed_tests),
+            "duration_seconds": rejection.duration_seconds,
+            "run": run_link(GATE_DAG_ID, candidate.provenance.dag_run_id),
+        })))
+    return [entry for _, entry in sorted(entries, key=lambda pair: pair[0], reverse=True)]
+
+
+# --- ephemeral stacks -----------------------------------------------------------------------------
+
+
+def time_left(ns: NamespaceRow, now: datetime, created: datetime | None = None) -> tuple[str | None, int | None, str | None]:
+    """(TTL text, seconds left before the reaper may take the stack, a note if it will not or
+    is unsure), by the reaper's own rule (:func:`stackyard.core.ephemeral.decide`)."""
+    verdict = decide(NamespaceSummary(ns.name, ns.labels, ns.annotations, created=created, phase=ns.phase), now)
+    ttl = format_ttl(verdict.ttl) if verdict.ttl else ns.annotations.get(ANNOTATION_TTL)
+    if verdict.action is Action.KEEP and verdict.time_left is not None:
+        return ttl, int(verdict.time_left.total_seconds()), None
+    if verdict.action is Action.DELETE:
+        return ttl, 0, verdict.reason
+    return ttl, None, verdict.reason
+
+
+def _parse_time(text: object) -> datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(timezone.utc) if parsed.tzinfo else None
+
+
+def _overrides(data: Mapping[str, Any]) -> dict[str, str] | None:
+    """Service → version overrides of a stack (only version strings: values are never shown)."""
+    raw = data.get("overrides")
+    if isinstance(raw, Mapping):
+        found = {str(k): v for k, v in raw.items() if isinstance(v, str) and is_semver(v)}
+        return found or None
+    return None
+
+
+def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[RecordRow]],
+                   reaper_runs: Sequence[RecordRow], now: datetime) -> dict[str, Any]:
+    stacks = []
+    for ns in (cluster.namespaces if cluster else ()):
+        if stack_type_of(ns) != StackType.EPHEMERAL.value:
+            continue
+        created_event = next((r for r in sorted(events.get(ns.name, ()), key=lambda r: r.recorded)
+                              if r.data.get("event") == "created"), None)
+        last_event = max(events.get(ns.name, ()), key=lambda r: r.recorded, default=None)
+        created = _parse_time(ns.annotations.get(ANNOTATION_CREATED))
+        ttl, left, note = time_left(ns, now, created)
+        version = ns.labels.get(LABEL_MANIFEST_VERSION)
+        stacks.append(_compact({
+            "name": ns.name,
+            "owner": ns.annotations.get(ANNOTATION_OWNER) or ns.labels.get(LABEL_OWNER),
+            "purpose": ns.labels.get(LABEL_PURPOSE),
+            "manifest_version": int(version) if version and version.isdigit() else None,
+            "overrides": _overrides(created_event.data) if created_event else None,
+            "created": _iso(created),
+            "created_by": parse_run_ref(ns.annotations.get(ANNOTATION_CREATED_BY)),
+            "last_activity": _iso(_parse_time(ns.annotations.get(ANNOTATION_LAST_ACTIVITY))),
+            "last_event": _event_summary(last_event) if last_event else None,
+            "ttl": ttl,
+            "seconds_left": left,
+            "note": note,
+            "terminating": ns.phase == "Terminating" or None,
+        }))
+    stacks.sort(key=lambda s: (s.get("seconds_left") is None, s.get("seconds_left") or 0, s["name"]))
+    return {"stacks": stacks, "last_reaper_run": reaper_summary(reaper_runs[0]) if reaper_runs else None}
+
+
+def _event_summary(record: RecordRow) -> dict[str, Any]:
+    data = record.data
+    return _compact({"event": _text(data.get("event")), "who": _text(data.get("who")), "at": _iso(record.recorded),
+                     "run": run_link(_text(data.get("dag_id")), _text(data.get("run_id")))})
+
+
+def reaper_summary(record: RecordRow) -> dict[str, Any]:
+    """What a reaper run deleted and why (and what it failed to delete)."""
+    data = record.data
+
+    def entries(key: str) -> list[dict[str, Any]]:
+        items = data.get(key) if isinstance(data.get(key), list) else []
+        return [_compact({"name": _text(i.get("name") or i.get("stack")), "reason": _text(i.get("reason")),
+                          "detail": _text(i.get("detail"))}) for i in items if isinstance(i, Mapping)]
+
+    return _compact({
+        "at": _iso(record.recorded),
+        "run": run_link(_text(data.get("dag_id")) or "stack_reaper", _text(data.get("run_id"))),
+        "dry_run": data.get("dry_run") if isinstance(data.get("dry_run"), bool) else None,
+        "deleted": entries("deleted"),
+        "would_delete": entries("would_delete") or None,
+        "failed": entries("failed") or None,
+        "error": _text(data.get("error")),
+    })
+
+
+# --- persistent stacks ----------------------------------------------------------------------------
+
+
+def next_run(cadence: str | None, now: datetime) -> datetime | None:
+    """The next time a cron ``cadence`` fires after ``now`` (None: manual, or not a cron)."""
+    if not cadence:
+        return None
+    try:
+        from croniter import croniter
+
+        return croniter(cadence, now).get_next(datetime).astimezone(timezone.utc)
+    except (ValueError, KeyError, ImportError):
+        return None
+
+
+def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
+                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime) -> list[dict[str, Any]]:
+    """Persistent and production stacks: the registry's, plus any the cluster or the records know.
+
+    The deployment window is decided by the rollout's own rule (:func:`window_decision`), so the
+    view says exactly what a rollout started now would do; a stack the registry does not declare
+    has an ``unknown`` window."""
+    by_name = {spec.name: spec for spec in specs}
+    for ns in (cluster.namespaces if cluster else ()):
+        kind = stack_type_of(ns)
+        if kind in (StackType.PERSISTENT.value, StackType.PRODUCTION.value) and ns.name not in by_name:
+            by_name[ns.name] = StackSpec(ns.name, kind, ns.annotations.get(ANNOTATION_OWNER) or ns.labels.get(LABEL_OWNER))
+    for name in rollouts:
+        by_name.setdefault(name, StackSpec(name))
+    namespaces = {ns.name for ns in cluster.namespaces} if cluster else None
+    out = []
+    for spec in sorted(by_name.values(), key=lambda s: (_COLUMN_ORDER.get(s.type, 9), s.name)):
+        records = sorted(rollouts.get(spec.name, ()), key=lambda r: r.recorded, reverse=True)
+        upcoming = next_run(spec.cadence, now)
+        state, reason = "unknown", None
+        if spec.declared:
+            decision = window_decision(spec.windows, now)
+            state, reason = ("open" if decision.open else "closed"), decision.reason
+        out.append(_compact({
+            "name": spec.name,
+            "type": spec.type,
+            "owner": spec.owner,
+            "profile": spec.profile,
+            "cadence": spec.cadence or "manual",
+            "next_rollout": _iso(upcoming),
+            "window": spec.window or "always",
+            "window_state": state,
+            "window_reason": reason,
+            "on_cluster": ((spec.namespace or spec.name) in namespaces) if namespaces is not None else None,
+            "last_rollout": rollout_summary(records[0]) if records else None,
+            "recent_failures": sum(1 for r in records[:20] if is_failed_outcome(r.data)),
+        }))
+    return out
+
+
+# --- one stack ------------------------------------------------------------------------------------
+
+
+def stack_status(name: str, matrix: Mapping[str, Any], rollouts: Sequence[RecordRow],
+                 events: Sequence[RecordRow]) -> dict[str, Any] | None:
+    """One column of the matrix as a list of services, with the stack's recent records."""
+    names = [c["name"] for c in matrix["columns"]]
+    if name not in names[1:]:
+        return None
+    index = names.index(name)
+    services = []
+    for row in matrix["rows"]:
+        cell = row["cells"][index]
+        l3 = row["cells"][0].get("version")
+        if cell["state"] == CellState.NOT_DEPLOYED.value and "last_rollout" not in cell:
+            continue
+        services.append({"service": row["service"], "l3": l3, **cell})
+    return {
+        "stack": matrix["columns"][index],
+        "l3_version": matrix["l3_version"],
+        "services": services,
+        "rollouts": [rollout_summary(r) for r in sorted(rollouts, key=lambda r: r.recorded, reverse=True)],
+        "events": [_event_summary(r) for r in sorted(events, key=lambda r: r.recorded, reverse=True)],
+    }
+
+
+def seconds_text(seconds: int | None) -> str:
+    """``3d4h`` / ``2h15m`` / ``overdue``, for terminals and the page."""
+    if seconds is None:
+        return "-"
+    if seconds <= 0:
+        return "overdue"
+    delta = timedelta(seconds=seconds)
+    days, rest = delta.days, delta.seconds
+    return f"{days}d{rest // 3600}h" if days else f"{rest // 3600}h{rest % 3600 // 60}m"

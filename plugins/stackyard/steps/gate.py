@@ -1,0 +1,138 @@
+"""The L3 gate's steps, as plain functions over the stores (the DAG wires them to tasks).
+
+validate → build candidate → create stack → deploy → system tests → promote | reject, then
+teardown and summary. Each step is safe to retry: the candidate package is byte-identical for the
+same candidate, promotion is a compare-and-swap that recognises its own earlier success, and
+removing a stack that is gone is success.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stackyard.core.manifest import Manifest, Provenance, check_candidate, propose, validate_service_name
+from stackyard.core.umbrella import UmbrellaTemplate
+from stackyard.core.versions import is_semver
+from stackyard.exceptions import InputError, NotFoundError
+from stackyard.steps.publishing import build_manifest_package
+from stackyard.adapters.manifest_store import ManifestStore
+from stackyard.adapters.chart_registry import ChartRegistry
+
+#: The umbrella is deployed as one release. Its release Secret (rendered manifests + values; helm
+#: does not store subcharts' files) measured in bench/gate_overhead with generated services that
+#: compress independently: 67 KiB at 50 services, 199 KiB at 150, 394 KiB at 300 (38% of helm's
+#: 1 MiB cap; ~1.3 KiB per service, the cap near 780 services). One install of 300 services takes
+#: ~5 s on the sandbox; one release per service ~7x longer (helm-4-facts). See docs/l3-gate.md.
+RELEASE = "l3"
+PROFILE = "ephemeral"
+_FAILED_TEST = re.compile(r"TEST SUITE:\s+(\S+)\s*\n(?:.*\n)*?Phase:\s+(\w+)")
+
+
+@dataclass(frozen=True)
+class SystemTestSuite:
+    """The optional system-test pod of ``include/gate.yaml`` (``system_tests``)."""
+
+    image: str
+    cmds: tuple[str, ...] = ()
+    arguments: tuple[str, ...] = ()
+    timeout_seconds: int = 900
+    annotations: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def from_config(cls, path: Path) -> SystemTestSuite | None:
+        """None when the file or its ``system_tests`` entry is absent; InputError naming the field."""
+        if not path.is_file():
+            return None
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"{path}: not valid YAML: {exc}") from None
+        suite = doc.get("system_tests") if isinstance(doc, Mapping) else None
+        if suite is None:
+            return None
+        where = f"{path}: system_tests"
+        if not isinstance(suite, Mapping) or not isinstance(suite.get("image"), str) or not suite["image"]:
+            raise InputError(f"{where}.image: the test suite's container image is required")
+        unknown = sorted(set(suite) - {"image", "cmds", "arguments", "timeout_seconds", "annotations"})
+        if unknown:
+            raise InputError(f"{where}: unknown field(s) {', '.join(unknown)}")
+        for key in ("cmds", "arguments"):
+            value = suite.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                raise InputError(f"{where}.{key}: expected a list of strings")
+        timeout = suite.get("timeout_seconds", 900)
+        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+            raise InputError(f"{where}.timeout_seconds: expected a positive number of seconds")
+        annotations = suite.get("annotations", {})
+        if not isinstance(annotations, Mapping) or not all(isinstance(v, str) for v in annotations.values()):
+            raise InputError(f"{where}.annotations: expected a mapping of strings")
+        return cls(suite["image"], tuple(suite.get("cmds", [])), tuple(suite.get("arguments", [])), timeout,
+                   tuple(sorted((str(k), v) for k, v in annotations.items())))
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    service: str
+    chart_version: str
+    requested_by: str | None = None
+    ci_url: str | None = None
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> GateRequest:
+        """Checks each field and names the one that is wrong."""
+        missing = [key for key in ("service", "chart_version") if not params.get(key)]
+        if missing:
+            raise InputError(f"missing required parameter(s): {', '.join(missing)}")
+        service = validate_service_name(str(params["service"]).strip(), "service")
+        version = str(params["chart_version"]).strip()
+        if not is_semver(version):
+            raise InputError(f"chart_version: {version!r} is not a semantic version like 1.4.2")
+        return cls(
+            service=service, chart_version=version,
+            requested_by=(params.get("requested_by") or None), ci_url=(params.get("ci_url") or None),
+        )
+
+
+def validate(request: GateRequest, *, store: ManifestStore, registry: ChartRegistry, now: datetime,
+             run_id: str | None) -> Manifest:
+    """The candidate (current L3 + this one change), or an InputError naming what is wrong."""
+    current = store.latest()
+    if current is None:
+        raise InputError("there is no L3 manifest yet: seed version 1 first (stackyard manifest seed)")
+    try:
+        ref = registry.resolve(request.service, request.chart_version)
+    except NotFoundError:
+        raise NotFoundError(
+            f"chart_version: {request.service} {request.chart_version} is not in the registry {registry.url}; "
+            "publish it first (stackyard chart publish)"
+        ) from None
+    candidate = propose(
+        current, request.service, request.chart_version, ref.digest, created=now,
+        provenance=Provenance(dag_run_id=run_id, requested_by=request.requested_by, ci_url=request.ci_url),
+    )
+    check_candidate(current, candidate)
+    return candidate
+
+
+def build_candidate(candidate: Manifest, *, registry: ChartRegistry, template: UmbrellaTemplate) -> dict[str, str]:
+    """Publish the candidate umbrella (immutable; a rebuild of the same candidate is a no-op)."""
+    version, data = build_manifest_package(candidate, registry=registry, template=template, candidate=True)
+    with tempfile.TemporaryDirectory(prefix="stackyard-candidate-") as tmp:
+        package = Path(tmp) / f"l3-{version}.tgz"
+        package.write_bytes(data)
+        ref = registry.publish(package)
+    return {"chart_ref": f"{ref.name}:{ref.version}", "digest": ref.digest}
+
+
+def failed_tests(helm_test_output: str) -> list[str]:
+    """Names of the test pods helm reported as not Succeeded."""
+    return [name for name, phase in _FAILED_TEST.findall(helm_test_output) if phase != "Succeeded"]
+

@@ -1,0 +1,220 @@
+"""Rollout steps over the stores, helm and the network, as plain functions (the operators in
+:mod:`stackyard.airflow.operators.rollouts` wire them to tasks; the decisions are in
+:mod:`stackyard.core.rollout`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+from stackyard.core import stack_registry
+from stackyard.core.rollout import Deployed, Target, qualified_targets, rollouts_stream
+from stackyard.core.stack_registry import (
+    CanaryCheck, HealthySource, Registry, Stack, load_registry, parse_document, registry_from_document,
+)
+from stackyard.exceptions import InputError, NotFoundError
+from stackyard.adapters.manifest_store import ManifestStore
+from stackyard.adapters.record_store import RecordStore
+from stackyard.adapters.helm import Helm
+
+#: Records read to decide what qualifies for production: enough for weeks of hourly stage rollouts.
+QUALITY_RECORDS = 2000
+
+
+def load_stacks(path: Path, cache_dir: Path | None = None) -> Registry:
+    """The registry at ``path``. With ``cache_dir``, the parsed YAML is kept as JSON named by the
+    file's sha256, so re-parsing an unchanged registry skips YAML (most of a 200-stack parse);
+    validation always runs. An unwritable cache is simply not used."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"stack registry {path} does not exist (set STACKYARD_STACKS or create it)") from None
+    if cache_dir is None:
+        return load_registry(data.decode(), origin=str(path))
+    cached = cache_dir / f"{hashlib.sha256(data).hexdigest()}.json"
+    try:
+        document = json.loads(cached.read_bytes())
+    except (OSError, ValueError):
+        document = parse_document(data.decode(), origin=str(path))
+        _write_cache(cached, document)
+    return registry_from_document(document, origin=str(path))
+
+
+def _write_cache(path: Path, document: object) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(document, default=str))  # YAML dates become the ISO text the schema accepts
+        os.replace(temporary, path)
+    except (OSError, TypeError, ValueError):
+        pass
+
+
+def load_stack(path: Path, name: str) -> Stack:
+    """One valid stack, or InputError with the entry's own error."""
+    registry = load_stacks(path)
+    if name in registry.errors:
+        raise InputError(registry.errors[name])
+    if name not in registry.stacks:
+        raise NotFoundError(f"stack {name} is not in the registry {path}")
+    return registry.stacks[name]
+
+
+def deployed_on(helm: Helm, namespace: str) -> dict[str, Deployed]:
+    """The stack's helm releases (release name = service name), whatever their state."""
+    return {
+        release.name: Deployed(release.name, release.chart_name, release.chart_version, release.revision, release.status)
+        for release in helm.list(namespace=namespace)
+    }
+
+
+def deployed_revision(helm: Helm, release: str, namespace: str) -> int | None:
+    """The revision helm currently marks ``deployed`` (what a rollback returns to), or None."""
+    try:
+        history = helm.history(release, namespace=namespace)
+    except Exception as exc:  # helm says "release: not found" for a release never installed
+        if "not found" in str(exc):
+            return None
+        raise
+    deployed = [int(row["revision"]) for row in history if row.get("status") == "deployed"]
+    return max(deployed) if deployed else None
+
+
+def latest_revision(helm: Helm, release: str, namespace: str) -> int | None:
+    try:
+        history = helm.history(release, namespace=namespace)
+    except Exception as exc:
+        if "not found" in str(exc):
+            return None
+        raise
+    return max((int(row["revision"]) for row in history), default=None)
+
+
+def targets_for(stack: Stack, *, manifests: ManifestStore, records: RecordStore,
+                now: datetime) -> tuple[dict[str, Target], dict[str, str]]:
+    """What the stack's source says each service should run, and services held back (why)."""
+    services = [entry.name for entry in stack.services] if stack.services is not None else None
+    if isinstance(stack.source, HealthySource):
+        data = [record.data for record in records.list(rollouts_stream(stack.source.stack), limit=QUALITY_RECORDS)]
+        return qualified_targets(data, stack.source, now=now, services=services)
+    latest = manifests.latest()
+    if latest is None:
+        raise NotFoundError("there is no L3 manifest yet: seed version 1 first (stackyard manifest seed)")
+    return {name: Target(pin.chart_version, latest.version) for name, pin in latest.services.items()}, {}
+
+
+# --- canary checks -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    passed: bool
+    detail: str
+
+
+def _check_none(check: CanaryCheck, url: str | None) -> CheckResult:
+    return CheckResult(True, "no extra check configured (chart tests only)")
+
+
+def _check_http(check: CanaryCheck, url: str | None) -> CheckResult:
+    """GET ``url``; passes on the expected status. No retries: the chart tests already waited."""
+    request = urllib.request.Request(url or "", headers={"User-Agent": "stackyard-canary-check"})
+    try:
+        with urllib.request.urlopen(request, timeout=check.timeout_seconds) as response:  # noqa: S310 - http(s) only, validated
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        return CheckResult(False, f"http check {url}: {getattr(exc, 'reason', exc)}")
+    passed = status == check.expect_status
+    return CheckResult(passed, f"http check {url}: status {status}, expected {check.expect_status}")
+
+
+#: The pluggable checks; ``stackyard.core.stack_registry.CHECK_TYPES`` names the same keys.
+CHECKS: dict[str, Callable[[CanaryCheck, str | None], CheckResult]] = {"none": _check_none, "http": _check_http}
+
+
+def run_check(check: CanaryCheck, url: str | None) -> CheckResult:
+    return CHECKS[check.type](check, url)
+
+
+def registry_roles(path: Path | None = None) -> list[str]:
+    """Every role the registry's ``triggerers.roles`` name. Under the FAB auth manager each must
+    exist before the DAGs are parsed (the compose init creates them from this list)."""
+    from stackyard.settings import Settings
+
+    registry = load_stacks(path or Settings.from_env().stacks_file)
+    return sorted({role for stack in registry.stacks.values() for role in stack.triggerers.roles})
+
+
+@dataclass(frozen=True)
+class StackDagSpec:
+    """What a rollout DAG is built from at parse time: no service lists, no windows."""
+
+    name: str
+    dag_id: str
+    owner: str
+    kind: str
+    schedule: str | None
+    description: str
+    roles: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ParseView:
+    """The registry as DAG files need it: valid stacks' DAG specs, invalid entries' errors."""
+
+    stacks: dict[str, StackDagSpec]
+    errors: dict[str, str]
+
+    def error_report(self, origin: str) -> str:
+        return Registry(stacks={}, errors=self.errors).error_report(origin)
+
+
+#: Validation rules change with the code: a cached verdict is valid only for the code that made it.
+_RULES_VERSION = hashlib.sha256(Path(stack_registry.__file__).read_bytes()).hexdigest()[:16]
+
+
+def registry_for_parsing() -> tuple[Path, ParseView]:
+    """The registry as the DAG files read it at parse time.
+
+    The DAG processor re-parses every file on a timer, nearly always with an unchanged registry;
+    validating hundreds of stacks each time is most of a parse (bench/dag_parse). So the verdict
+    (DAG specs and errors) is cached as JSON named by the registry's sha256 and the validation
+    code's version: a changed file or changed rules re-validate fully. Tasks never use this view;
+    they load and validate the entry they run (``load_stack``).
+    """
+    from stackyard.settings import Settings
+
+    settings = Settings.from_env()
+    path, cache_dir = settings.stacks_file, settings.home / "cache" / "stack-registry"
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise NotFoundError(f"stack registry {path} does not exist (set STACKYARD_STACKS or create it)") from None
+    cached = cache_dir / f"view-{hashlib.sha256(data).hexdigest()}-{_RULES_VERSION}.json"
+    try:
+        view = json.loads(cached.read_bytes())
+        return path, ParseView({n: StackDagSpec(**{**spec, "roles": tuple(spec["roles"])})
+                                for n, spec in view["stacks"].items()}, view["errors"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    registry = load_stacks(path, cache_dir)
+    specs = {
+        name: StackDagSpec(
+            name=name, dag_id=stack.dag_id, owner=stack.owner, kind=stack.kind.value, schedule=stack.schedule,
+            description=stack.description or f"Service rollouts to {name} ({stack.source.describe()})",
+            roles=tuple(stack.triggerers.roles),
+        )
+        for name, stack in registry.stacks.items()
+    }
+    _write_cache(cached, {"stacks": {n: asdict(spec) for n, spec in specs.items()}, "errors": registry.errors})
+    return path, ParseView(specs, dict(registry.errors))

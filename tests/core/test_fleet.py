@@ -1,0 +1,149 @@
+"""The Stacks view's pure rules (stackyard.core.fleet), one named case per rule."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from stackyard.core.charts import split_chart
+from stackyard.core.fleet import (
+    CellState, ClusterState, NamespaceRow, RecordRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
+    deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view,
+)
+from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
+
+NOW = datetime(2026, 3, 4, 10, 0, tzinfo=timezone.utc)  # a Wednesday
+
+
+def history(*bumps: tuple[str, str]) -> list[Manifest]:
+    seed = Manifest.initial({"catalog": ServicePin("1.0.0"), "orders": ServicePin("1.0.0")}, NOW, Provenance(None, "t", None))
+    out = [seed]
+    for index, (service, version) in enumerate(bumps):
+        out.append(propose(out[-1], service, version, None, NOW + timedelta(minutes=index), Provenance(f"run-{index}", "bob", None)))
+    return out
+
+
+LINE = ServiceLineage(("1.0.0", "1.1.0", "1.2.0"), "1.2.0", None)
+
+
+@pytest.mark.parametrize("deployed, lineage, failed, known, expected", [
+    ("1.2.0", LINE, False, False, (CellState.UNKNOWN, None)),      # unknown cluster beats everything
+    ("1.2.0", LINE, True, True, (CellState.FAILED, None)),         # failed last rollout beats versions
+    (None, LINE, False, True, (CellState.NOT_DEPLOYED, None)),
+    ("1.0.0", None, False, True, (CellState.NOT_IN_L3, None)),
+    ("1.2.0+build7", LINE, False, True, (CellState.SAME, None)),   # build metadata has no precedence
+    ("1.0.0", LINE, False, True, (CellState.BEHIND, 2)),           # behind by the L3 versions in between
+    ("1.1.5", LINE, False, True, (CellState.BEHIND, 1)),           # a version L3 never pinned
+    ("2.0.0", LINE, False, True, (CellState.AHEAD, None)),
+])
+def test_cell_state_rules(deployed, lineage, failed, known, expected):
+    assert cell_state(deployed, lineage, failed=failed, cluster_known=known) == expected
+
+
+@pytest.mark.parametrize("chart, expected", [
+    ("orders-1.2.0", ("orders", "1.2.0")),
+    ("my-service-10.0.1", ("my-service", "10.0.1")),
+    ("l3-6.0.0-candidate-ab12cd34ef56", ("l3", "6.0.0-candidate-ab12cd34ef56")),
+    ("weird", ("weird", None)),
+])
+def test_split_chart_handles_hyphens_in_names_and_versions(chart, expected):
+    assert split_chart(chart) == expected
+
+
+def test_lineage_counts_versions_and_remembers_who_introduced_the_pin():
+    line = lineages(history(("orders", "1.1.0"), ("catalog", "1.1.0"), ("orders", "1.2.0")))
+    assert line["orders"].versions == ("1.0.0", "1.1.0", "1.2.0")
+    assert line["orders"].introduced_by == {"dag_id": "l3_gate", "run_id": "run-2"}
+    assert line["catalog"].introduced_by == {"dag_id": "l3_gate", "run_id": "run-1"}
+
+
+def test_umbrella_release_expands_to_the_pins_of_its_manifest_or_candidate():
+    hist = history(("orders", "1.1.0"))
+    candidate = propose(hist[-1], "catalog", "2.0.0", None, NOW, Provenance("r", None, None))
+    releases = [
+        ReleaseRow("l3", "a", "deployed", "l3-2.0.0"),
+        ReleaseRow("l3", "b", "failed", f"l3-3.0.0-candidate-{candidate.candidate_id[:12]}"),
+        ReleaseRow("orders", "a", "deployed", "orders-1.3.0"),  # a service's own release wins
+    ]
+    manifests = {m.version: m for m in hist}
+    a = deployed_services([r for r in releases if r.namespace == "a"], manifests)
+    b = deployed_services([r for r in releases if r.namespace == "b"], manifests, [candidate])
+    assert a == {"catalog": {"version": "1.0.0", "status": "deployed", "release": "l3"},
+                 "orders": {"version": "1.3.0", "status": "deployed", "release": "orders"}}
+    assert b["catalog"] == {"version": "2.0.0", "status": "failed", "release": "l3"}
+
+
+def ns(name, kind, **annotations):
+    return NamespaceRow(name, {"app.kubernetes.io/managed-by": "stackyard", "stackyard.io/stack-type": kind,
+                               "stackyard.io/owner": "alice"}, annotations)
+
+
+def test_matrix_l3_column_first_then_production_persistent_ephemeral_and_failed_rollouts():
+    hist = history(("orders", "1.1.0"))
+    cluster = ClusterState(
+        (ns("zz-eph", "ephemeral"), ns("qa1", "persistent"), ns("prod", "production")),
+        (ReleaseRow("orders", "qa1", "deployed", "orders-1.0.0"), ReleaseRow("catalog", "prod", "deployed", "catalog-1.0.0")),
+        NOW,
+    )
+    rollouts = {"qa1": [RecordRow(NOW, {"service": "catalog", "to_version": "1.1.0", "status": "rolled_back",
+                                        "dag_id": "rollout", "run_id": "r9"})]}
+    matrix = fleet_matrix(history=hist, cluster=cluster, rollouts=rollouts)
+    assert [c["name"] for c in matrix["columns"]] == ["L3", "prod", "qa1", "zz-eph"]
+    rows = {row["service"]: row["cells"] for row in matrix["rows"]}
+    assert rows["orders"][0] == {"version": "1.1.0", "state": "same", "run": {"dag_id": "l3_gate", "run_id": "run-0"}}
+    assert rows["orders"][2]["state"] == "behind" and rows["orders"][2]["behind"] == 1
+    assert rows["catalog"][2]["state"] == "failed"
+    assert rows["catalog"][2]["last_rollout"]["run"] == {"dag_id": "rollout", "run_id": "r9"}
+    assert rows["catalog"][1]["state"] == "same" and rows["orders"][3]["state"] == "not-deployed"
+
+
+def test_matrix_without_a_cluster_claims_nothing_about_stacks():
+    matrix = fleet_matrix(history=history(), cluster=None, rollouts={}, specs=[StackSpec("qa1")])
+    assert {cell["state"] for row in matrix["rows"] for cell in row["cells"][1:]} == {"unknown"}
+
+
+def test_ephemeral_view_time_left_and_last_reaper_run():
+    cluster = ClusterState((ns("alice-demo", "ephemeral", **{"stackyard.io/ttl": "1d", "stackyard.io/last-activity": "2026-03-04T04:00:00Z"}),
+                            ns("bad-ttl", "ephemeral", **{"stackyard.io/ttl": "forever"})), (), NOW)
+    reaper = [RecordRow(NOW, {"run_id": "r1", "deleted": [{"name": "old", "reason": "idle 8d0h", "values": "x"}], "failed": []})]
+    view = ephemeral_view(cluster, {}, reaper, NOW)
+    stacks = {s["name"]: s for s in view["stacks"]}
+    assert stacks["alice-demo"]["seconds_left"] == 18 * 3600
+    assert "does not parse" in stacks["bad-ttl"]["note"] and "seconds_left" not in stacks["bad-ttl"]
+    assert view["last_reaper_run"]["deleted"] == [{"name": "old", "reason": "idle 8d0h"}]  # only named fields
+
+
+REGISTRY = """
+stacks:
+  qa1:
+    owner: qa-team
+    type: persistent
+    profile: qa1
+    schedule: "0 6 * * *"
+    windows:
+      timezone: UTC
+      allow: [{days: [mon, tue], hours: "06:00-08:00"}]
+  prod:
+    owner: release
+    type: production
+    profile: production
+    schedule: null
+    source: {healthy_on: qa1, for_hours: 24}
+    triggerers: {roles: [release-managers]}
+"""
+
+
+def test_persistent_view_uses_the_rollouts_window_rule_and_next_cadence():
+    from stackyard.core.stack_registry import load_registry
+
+    registry = load_registry(REGISTRY)
+    assert registry.errors == {}
+    specs = [StackSpec(s.name, s.kind.value, s.owner, s.profile, s.schedule, windows=s.windows, declared=True)
+             for s in registry.stacks.values()]
+    undeclared = ClusterState((ns("legacy", "persistent"),), (), NOW)
+    view = {s["name"]: s for s in persistent_view(specs, undeclared, {}, NOW)}
+    assert view["qa1"]["next_rollout"] == "2026-03-05T06:00:00Z"
+    assert view["qa1"]["window_state"] == "closed" and view["qa1"]["window_reason"]
+    assert view["prod"]["window_state"] == "open" and "next_rollout" not in view["prod"]
+    assert view["legacy"]["window_state"] == "unknown"  # on the cluster, not in the registry
