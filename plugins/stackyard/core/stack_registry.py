@@ -47,10 +47,11 @@ from typing import Annotated, Any, Literal, NamedTuple, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError
 
 from stackyard.core import names
 from stackyard.core.names import RELEASE_NAME_MAX as MAX_RELEASE_NAME
+from stackyard.core.schema import Schema, field_path, problems
 from stackyard.exceptions import InputError
 
 DEFAULT_CONNECTION = "stackyard_kube"
@@ -277,14 +278,6 @@ def _stack_and_field(path: tuple[Any, ...]) -> tuple[str, str]:
     return "", field_path(path)
 
 
-def field_path(loc: tuple[Any, ...]) -> str:
-    """``('windows', 'freeze', 0)`` → ``windows.freeze[0]``."""
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def load_registry(text: str, origin: str = "stacks.yaml") -> Registry:
     """Parse and validate the registry text. Raises InputError only if nothing can be read."""
     return registry_from_document(parse_document(text, origin), origin)
@@ -456,25 +449,21 @@ _Label = Annotated[str, _is(names.is_dns_label, "{value!r} is not a DNS-1123 lab
 _Name = Annotated[str, _is(names.is_role_or_user, "{value!r} is not a role or user name")]
 
 
-class _Schema(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class HealthySourceSchema(_Schema):
+class HealthySourceSchema(Schema):
     healthy_on: Annotated[str, _is(names.is_dns_label, "expected a stack name, got {value!r}")]
     for_hours: Annotated[float, Field(ge=0, le=MAX_FOR_HOURS)]
 
 
-class ServiceSchema(_Schema):
+class ServiceSchema(Schema):
     name: str
     canary: bool = False
 
 
-class NoCheckSchema(_Schema):
+class NoCheckSchema(Schema):
     type: Literal["none"]
 
 
-class HttpCheckSchema(_Schema):
+class HttpCheckSchema(Schema):
     type: Literal["http"]
     url: Annotated[str, AfterValidator(_http_url_template)]
     expect_status: Annotated[int, Field(ge=100, le=599)] = 200
@@ -498,13 +487,13 @@ def _shape_tag(value: Any) -> str | None:
 _ServiceItem = Union[str, ServiceSchema]
 
 
-class CanarySchema(_Schema):
+class CanarySchema(Schema):
     weight: Annotated[int, Field(ge=1, le=MAX_CANARY_WEIGHT)] = 10
     check: Annotated[Union[Annotated[NoCheckSchema, Tag("type=none")], Annotated[HttpCheckSchema, Tag("type=http")]],
                      Discriminator(_check_tag)] | None = None
 
 
-class AllowSchema(_Schema):
+class AllowSchema(Schema):
     days: Annotated[list[Literal[DAYS]], Field(min_length=1)] = list(DAYS)  # type: ignore[valid-type]
     hours: Annotated[str, AfterValidator(_hours)] = "00:00-24:00"
 
@@ -515,18 +504,18 @@ def _some_allowed(allow: list[AllowSchema] | None) -> list[AllowSchema] | None:
     return allow
 
 
-class WindowsSchema(_Schema):
+class WindowsSchema(Schema):
     timezone: Annotated[str, AfterValidator(_timezone)]
     allow: Annotated[list[AllowSchema] | None, AfterValidator(_some_allowed)] = None
     freeze: list[Annotated[Union[str, date], AfterValidator(_freeze)]] = []
 
 
-class TriggerersSchema(_Schema):
+class TriggerersSchema(Schema):
     roles: list[_Name] = []
     users: list[_Name] = []
 
 
-class StackEntrySchema(_Schema):
+class StackEntrySchema(Schema):
     """One entry of ``stacks:`` as the file writes it (see the module docstring)."""
 
     owner: _Text
@@ -577,55 +566,14 @@ _EXPECTED = {
     "description": f"expected text of at most {MAX_DESCRIPTION} characters",
 }
 #: Where pydantic's error locations name a union member rather than a field.
-_CHECK_TAGS = frozenset(f"type={kind}" for kind in CHECK_TYPES)
-_UNION_MEMBERS = frozenset({"~text", "~mapping", "~list", "str", "ServiceSchema"}) | _CHECK_TAGS
-_TYPE_WORDS = {"string_type": "a string", "bool_type": "true or false", "int_type": "a whole number",
-               "float_type": "a number", "list_type": "a list", "model_type": "a mapping", "dict_type": "a mapping"}
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+_UNION_MEMBERS = frozenset({"~text", "~mapping", "~list", "str", "ServiceSchema"} | {f"type={t}" for t in CHECK_TYPES})
 
 
 def _translate(stack: str, error: ValidationError) -> InputError:
     """Pydantic's errors as ``stack <name>: <field path>: <problem>``, one clause per problem."""
-    problems: list[str] = []  # unknown fields first: a misspelt key is the usual cause of the rest
-    unknown: dict[tuple[str, str], list[str]] = {}
-    for item in error.errors(include_url=False):
-        if "str" in item["loc"] and isinstance(item.get("input"), Mapping):
-            continue  # a {name, canary} item: its errors are those of the mapping form
-        loc = tuple(part for part in item["loc"] if part not in _UNION_MEMBERS)
-        tags = [part.split("=", 1)[1] for part in item["loc"] if part in _CHECK_TAGS]
-        kind, value = item["type"], item.get("input")
-        if kind == "extra_forbidden":
-            parent, name = field_path(loc[:-1]), str(loc[-1])
-            unknown.setdefault((parent, f" for type {tags[-1]}:" if tags else ""), []).append(name)
-            continue
-        where = field_path(loc)
-        shape = re.sub(r"\[\d+\]", "[]", where)
-        if kind == "missing":
-            problems.append(f"{where}: is required")
-        elif kind in ("union_tag_invalid", "union_tag_not_found") and isinstance(value, Mapping):
-            problems.append(f"{where}.type: {value.get('type')!r} is not one of {', '.join(CHECK_TYPES)}")
-        elif kind == "value_error":
-            problems.append(f"{where}: {item['ctx']['error']}")
-        elif shape in _EXPECTED:
-            problems.append(f"{where}: {_EXPECTED[shape]}, got {_shown(value)}")
-        elif kind == "literal_error":
-            expected = item["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
-            problems.append(f"{where}: {_shown(value)} is not one of {expected}")
-        elif kind in _TYPE_WORDS:
-            problems.append(f"{where}: expected {_TYPE_WORDS[kind]}, got {_shown(value)}")
-        else:
-            problems.append(f"{where}: {item['msg']}, got {_shown(value)}")
-    for (parent, qualifier), fields in reversed(unknown.items()):
-        if parent:
-            problems.insert(0, f"{parent}: unknown field(s){qualifier} {', '.join(fields)}")
-        else:
-            known = ", ".join(StackEntrySchema.model_fields)
-            problems.insert(0, f"{', '.join(fields)}: unknown field (known: {known})")
-    return InputError(f"stack {stack}: " + "; ".join(dict.fromkeys(problems)))
+    clauses = problems(error, expected=_EXPECTED, members=_UNION_MEMBERS, missing_each=True,
+                        unknown_suffix=f" (known: {', '.join(StackEntrySchema.model_fields)})")
+    return InputError(f"stack {stack}: " + "; ".join(clauses))
 
 
 # --- one entry -----------------------------------------------------------------------------------

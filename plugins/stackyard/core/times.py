@@ -34,7 +34,7 @@ def as_utc(moment: object, where: str = "timestamp") -> datetime:
     if not isinstance(moment, datetime):
         raise InputError(f"{where}: expected a timezone-aware datetime, got {moment!r}")
     if moment.tzinfo is None or moment.utcoffset() is None:
-        raise InputError(f"{where}: {moment.isoformat()!r} has no time zone (write it in UTC with a 'Z')")
+        raise InputError(f"{where}: expected a timezone-aware timestamp, got {moment.isoformat()!r} (no time zone: write it in UTC with a 'Z')")
     try:
         return moment.astimezone(timezone.utc)
     except OverflowError:
