@@ -22,7 +22,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Param, dag
 
 from stackyard.airflow.assets import L3_MANIFEST
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.names import SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.steps.gate import system_test_suite
 from stackyard.airflow.operators import gate

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag
 
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.names import PROFILE_NAME_PATTERN, SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.airflow.operators.charts import SopsDecryptOperator
 from stackyard.airflow.operators.render import HelmRenderOperator
@@ -30,7 +30,7 @@ CHART_REF = "{{ params.service }}:{{ params.chart_version }}"
                          description="Name of the published service chart."),
         "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
                                description="A published version, e.g. 1.4.2."),
-        "profile": Param("ephemeral", type="string", pattern=SERVICE_NAME_PATTERN, title="Profile",
+        "profile": Param("ephemeral", type="string", pattern=PROFILE_NAME_PATTERN, title="Profile",
                          description="The stack type to check: ephemeral, qa1, stage, production…"),
     },
 )

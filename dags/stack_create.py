@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.names import STACK_NAME_PATTERN
 from stackyard.core.ephemeral import MAX_TTL_DAYS
 from stackyard.airflow.operators import personal_stacks
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
@@ -36,7 +36,7 @@ NAMESPACE = "{{ ti.xcom_pull(task_ids='create_namespace')['namespace'] }}"
     tags=["stackyard", "stacks"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     params={
-        "name": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Stack name",
+        "name": Param(type="string", pattern=STACK_NAME_PATTERN, title="Stack name",
                       description="Namespace name (DNS-1123 label), unique among stacks, e.g. alice-dev."),
         "owner": Param(type="string", minLength=1, title="Owner", description="Who the stack belongs to."),
         "ttl_days": Param(7, type="integer", minimum=1, maximum=MAX_TTL_DAYS, title="TTL (days)",

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.names import STACK_NAME_PATTERN
 from stackyard.core.ephemeral import MAX_TTL_DAYS
 from stackyard.airflow.operators import personal_stacks
 
@@ -24,7 +24,7 @@ from stackyard.airflow.operators import personal_stacks
     tags=["stackyard", "stacks"],
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     params={
-        "name": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Stack name"),
+        "name": Param(type="string", pattern=STACK_NAME_PATTERN, title="Stack name"),
         "ttl_days": Param(None, type=["null", "integer"], minimum=1, maximum=MAX_TTL_DAYS, title="New TTL (days)",
                           description="Empty: keep the current TTL."),
     },
