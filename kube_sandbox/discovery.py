@@ -12,14 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from .patch import MERGE_KEYS, PRIMITIVE_SETS
-from .resources import Registry, ResourceType
+from .resources import Registry, ResourceType, data
 
 log = logging.getLogger(__name__)
-VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"],
-             "finalize": ["update"], "token": ["create"], "eviction": ["create"], "exec": ["create", "get"],
-             "attach": ["create", "get"], "portforward": ["create", "get"], "proxy": ["get"],
-             "ephemeralcontainers": ["get", "patch", "update"]}
 AGG_CT = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 VERSION = {"major": "1", "minor": "35", "emulationMajor": "1", "emulationMinor": "35",
            "minCompatibilityMajor": "1", "minCompatibilityMinor": "34", "gitVersion": "v1.35.0-kube-sandbox",
@@ -33,7 +28,7 @@ def models() -> dict[str, dict[str, str]]:
     """Field types of every API model; empty (generic schemas, no strict checks) if the data file
     was not installed with the package."""
     try:
-        return json.loads((Path(__file__).with_name("data") / "models.json").read_text())["models"]
+        return data()["models"]
     except FileNotFoundError:
         log.warning("kube_sandbox/data/models.json missing: serving schema-less OpenAPI documents")
         return {}
@@ -67,7 +62,7 @@ def resource_list(reg: Registry, group: str, version: str) -> dict | None:
     res = []
     for t in types:
         r = {"name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
-             "verbs": VERBS, "storageVersionHash": hashlib.sha256(t.plural.encode()).hexdigest()[:12]}
+             "verbs": list(t.verbs), "storageVersionHash": hashlib.sha256(t.plural.encode()).hexdigest()[:12]}
         if t.short_names:
             r["shortNames"] = list(t.short_names)
         if t.categories:
@@ -76,7 +71,7 @@ def resource_list(reg: Registry, group: str, version: str) -> dict | None:
         for s in t.subresources:
             kind = "Scale" if s == "scale" else t.kind
             res.append({"name": f"{t.plural}/{s}", "singularName": "", "namespaced": t.namespaced,
-                        "kind": kind, "verbs": SUB_VERBS.get(s, ["get"])})
+                        "kind": kind, "verbs": list(t.verbs_of(s))})
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": res}
 
@@ -92,14 +87,14 @@ def aggregated(reg: Registry, core: bool) -> dict:
             for t in reg.in_group_version(group, v):
                 r = {"resource": t.plural, "responseKind": {"group": group, "version": v, "kind": t.kind},
                      "scope": "Namespaced" if t.namespaced else "Cluster", "singularResource": t.singular,
-                     "verbs": VERBS}
+                     "verbs": list(t.verbs)}
                 if t.short_names:
                     r["shortNames"] = list(t.short_names)
                 if t.categories:
                     r["categories"] = list(t.categories)
                 if t.subresources:
                     r["subresources"] = [
-                        {"subresource": s, "verbs": SUB_VERBS.get(s, ["get"]),
+                        {"subresource": s, "verbs": list(t.verbs_of(s)),
                          "responseKind": {"group": "autoscaling" if s == "scale" else group,
                                           "version": "v1" if s == "scale" else v,
                                           "kind": "Scale" if s == "scale" else t.kind}}
@@ -143,7 +138,7 @@ def _type_schema(t: str, field: str, need: set[str]) -> dict:
             s.update({"x-kubernetes-patch-merge-key": key, "x-kubernetes-patch-strategy": "merge",
                       "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]})
         return s
-    if t.startswith("dict("):
+    if t.startswith(("dict(", "dict[")):  # the client spells maps dict[str, T]
         inner = t[5:-1].split(",", 1)[1].strip()
         return {"type": "object", "additionalProperties": _type_schema(inner, "", need)}
     prim = {"str": {"type": "string"}, "int": {"type": "integer", "format": "int64"},
@@ -219,6 +214,25 @@ def openapi_doc(reg: Registry, group: str, version: str) -> dict | None:
             "paths": paths, "components": {"schemas": schemas}}
 
 
+def openapi_v2(reg: Registry) -> dict:
+    """Swagger 2.0 JSON: the v3 documents' schemas under ``definitions`` (what ``Accept: application/json``
+    readers of ``/openapi/v2`` get; client-go's protobuf request gets ``protobuf.openapi_v2_stub``)."""
+    paths: dict = {}
+    defs: dict = {}
+    for group, versions in reg.group_versions().items():
+        for v in versions:
+            doc = openapi_doc(reg, group, v)
+            if doc:
+                paths.update(doc["paths"])
+                defs.update(doc["components"]["schemas"])
+    text = json.dumps({"swagger": "2.0", "info": {"title": "Kubernetes (kube-sandbox)", "version": "v1.35.0"},
+                       "paths": {}, "definitions": defs})
+    out = json.loads(text.replace('"#/components/schemas/', '"#/definitions/'))
+    out["paths"] = {p: {m: {k: v for k, v in op.items() if k not in ("requestBody", "responses")}
+                        for m, op in item.items()} for p, item in paths.items()}
+    return out
+
+
 # ----------------------------------------------------------------------------- validation
 class Validator:
     """Finds fields a schema does not declare (what ``fieldValidation=Strict`` rejects)."""
@@ -248,7 +262,7 @@ class Validator:
         if t.startswith("list[") and isinstance(v, list):
             for i, item in enumerate(v):
                 self._walk_type(t[5:-1], item, f"{path}[{i}]", out)
-        elif t.startswith("dict(") and isinstance(v, dict):
+        elif t.startswith(("dict(", "dict[")) and isinstance(v, dict):
             inner = t[5:-1].split(",", 1)[1].strip()
             for k, item in v.items():
                 self._walk_type(inner, item, f"{path}.{k}", out)

@@ -181,6 +181,16 @@ class Handler(BaseHTTPRequestHandler):
                 if hit is not None:
                     return self._send(200, hit, D.AGG_CT if agg else "application/json")
                 self._doc_cache_key = ckey
+            if path == "/openapi/v2":
+                if "protobuf" in accept:
+                    return self._send(200, protobuf.openapi_v2_stub("Kubernetes (kube-sandbox)", "v1.35.0"),
+                                      "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+                ckey = (path, False, reg.generation)
+                hit = self.server.doc_cache.get(ckey)
+                if hit is not None:
+                    return self._send(200, hit)
+                self._doc_cache_key = ckey
+                return self._json(200, D.openapi_v2(reg))
             if path == "/openapi/v3":
                 return self._json(200, D.openapi_index(reg))
             if path.startswith("/openapi/v3/"):
@@ -232,6 +242,8 @@ class Handler(BaseHTTPRequestHandler):
         verb = {"GET": "get" if name else ("watch" if _flag(params.get("watch")) else "list"),
                 "POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection"}[method]
+        if not sub and verb not in rt.verbs:
+            raise ApiError(405, "the server does not allow this method on the requested resource")
         self._faults(verb, rt.plural + (f"/{sub}" if sub else ""), name, ns)
         self._resource(method, verb, rt, ns, name, sub, params, body, accept)
 
@@ -297,7 +309,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self._json(201, {**req, "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
                                         "status": {"token": f"kube-sandbox-token-{ns_}-{name}",
                                                    "expirationTimestamp": exp}})
-            return self._json(201, api.create(rt, ns_, self._decode(body), params, self._manager(params)))
+            if "get" not in rt.verbs and "protobuf" in (self.headers.get("Content-Type") or ""):
+                doc = {}  # a review (kubectl auth can-i): the answer does not depend on what is asked
+            else:
+                doc = self._decode(body)
+            return self._json(201, api.create(rt, ns_, doc, params, self._manager(params)))
         if verb == "update":
             doc = self._decode(body)
             if sub == "scale":
