@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kubeconfig", help="where to write the kubeconfig (context kube-sandbox)")
     p.add_argument("--snapshot", help="state file: loaded at start, written periodically and on exit")
     p.add_argument("--ready-delay", type=float, default=0.5, help="seconds until simulated workloads are ready")
+    p.add_argument("--rules", help="outcome rules file (YAML or JSON list, or {rules: [...]}); see kube_sandbox/rules.py")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -26,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     sb = Sandbox(ready_delay=args.ready_delay, snapshot=args.snapshot, host=args.host, port=args.port,
-                 kubeconfig=args.kubeconfig, verbose=args.verbose)
+                 kubeconfig=args.kubeconfig, verbose=args.verbose, rules=args.rules)
     try:
         sb.start()
     except OSError as exc:

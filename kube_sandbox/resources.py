@@ -9,6 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 
 STATUS = "status"
+# Resources that are another group's objects under other field names, as on a cluster.
+SHARED_STORAGE = {("events.k8s.io", "events"): ("", "events")}
 STANDARD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
@@ -42,8 +44,8 @@ class ResourceType:
 
     @property
     def key(self) -> tuple[str, str]:
-        """Storage key: every version of a group/resource shares one store."""
-        return (self.group, self.plural)
+        """Storage key: every version of a group/resource shares one store (events.k8s.io's with core's)."""
+        return SHARED_STORAGE.get((self.group, self.plural), (self.group, self.plural))
 
     @property
     def gv_path(self) -> str:
@@ -180,3 +182,29 @@ def crd_types(crd: dict) -> list[ResourceType]:
             categories=tuple(names.get("categories") or ()), model=None, crd=True, schema=schema,
             printer_columns=tuple(v.get("additionalPrinterColumns") or ())))
     return out
+
+
+# ----------------------------------------------------------------------------- views of shared storage
+# events.k8s.io/v1 Event field <- core/v1 Event field
+_EVENT_FIELDS = (("regarding", "involvedObject"), ("note", "message"), ("reportingController", "reportingComponent"),
+                 ("deprecatedSource", "source"), ("deprecatedFirstTimestamp", "firstTimestamp"),
+                 ("deprecatedLastTimestamp", "lastTimestamp"), ("deprecatedCount", "count"))
+_EVENT_SAME = ("metadata", "reason", "type", "action", "related", "series", "eventTime", "reportingInstance")
+
+
+def event_to_view(core: dict) -> dict:
+    """A core/v1 Event as events.k8s.io/v1 serves it."""
+    out = {k: core[k] for k in _EVENT_SAME if k in core}
+    out.update({new: core[old] for new, old in _EVENT_FIELDS if old in core})
+    out.setdefault("eventTime", core.get("firstTimestamp"))
+    out.setdefault("reportingController", (core.get("source") or {}).get("component"))
+    return {"kind": "Event", "apiVersion": "events.k8s.io/v1", **{k: v for k, v in out.items() if v is not None}}
+
+
+def event_from_view(ev: dict) -> dict:
+    out = {k: ev[k] for k in _EVENT_SAME if k in ev}
+    out.update({old: ev[new] for new, old in _EVENT_FIELDS if new in ev})
+    return {"kind": "Event", "apiVersion": "v1", **out}
+
+
+VIEWS = {("events.k8s.io", "events"): (event_to_view, event_from_view)}

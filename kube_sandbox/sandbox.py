@@ -15,6 +15,7 @@ from .controllers import Controllers
 from .discovery import Validator
 from .faults import Faults
 from .resources import Registry
+from .rules import Rules
 from .server import SandboxHTTPServer
 from .store import Store
 
@@ -43,7 +44,7 @@ class Sandbox:
 
     def __init__(self, ready_delay: float = 0.5, snapshot: str | os.PathLike | None = None,
                  host: str = "127.0.0.1", port: int = 0, kubeconfig: str | os.PathLike | None = None,
-                 verbose: bool = False):
+                 verbose: bool = False, rules=None):
         self.ready_delay = ready_delay
         self.snapshot = Path(snapshot) if snapshot else None
         self.host, self.port = host, port
@@ -51,6 +52,7 @@ class Sandbox:
         self.kubeconfig_path: Path | None = None
         self.verbose = verbose
         self.faults = Faults()
+        self.rules = rules if isinstance(rules, Rules) else Rules(rules)  # outcome rules (see rules.py)
         self.registry = Registry()
         self.store = Store()
         self.api = Api(self.store, self.registry, Validator())
@@ -69,15 +71,17 @@ class Sandbox:
         return f"http://{host}:{port}"
 
     def start(self) -> "Sandbox":
-        self.controllers = Controllers(self.api, self.registry, self.ready_delay)
+        self.controllers = Controllers(self.api, self.registry, self.ready_delay, self.rules)
         if self.snapshot and self.snapshot.exists():
             self.store.load(json.loads(self.snapshot.read_text()))
             with self.store.lock:  # let controllers resume unfinished work (CRDs, pods, namespaces)
                 for item in self.store.dump()["objects"]:
                     key = (item["group"], item["plural"])
-                    self.controllers.on_event("ADDED", key, item["object"], None)
+                    self.controllers.resume(key, item["object"])
         self._seed()
         self._server = SandboxHTTPServer((self.host, self.port), self.api, self.registry, self.faults, self.verbose)
+        self._server.rules = self.rules
+        self._seed_kubernetes_service()
         self.controllers.start()
         t = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
                              name="kube-sandbox-http", daemon=True)
@@ -130,6 +134,33 @@ class Sandbox:
                     "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "1100"},
                     "nodeInfo": {"kubeletVersion": "v1.35.0-kube-sandbox", "containerRuntimeVersion": "none://",
                                  "operatingSystem": "linux", "architecture": "amd64"}}))
+
+    def _seed_kubernetes_service(self) -> None:
+        """``default/kubernetes``: the API server as in-cluster clients find it (ClusterIP 10.96.0.1:443,
+        endpoints at the address the sandbox listens on)."""
+        host, port = self._server.server_address[:2]
+        with self.store.lock:
+            svc_rt = self.registry.get("", "v1", "services")
+            ep_rt = self.registry.get("", "v1", "endpoints")
+            slice_rt = self.registry.get("discovery.k8s.io", "v1", "endpointslices")
+            ports = [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]
+            if self.store.get(svc_rt.key, "default", "kubernetes") is None:
+                self.api.create(svc_rt, "default", {"metadata": {"name": "kubernetes", "labels": {
+                    "component": "apiserver", "provider": "kubernetes"}}, "spec": {
+                    "type": "ClusterIP", "clusterIP": "10.96.0.1", "ports": ports}}, {}, "kube-apiserver")
+            ep = {"metadata": {"name": "kubernetes", "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                  "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": port,
+                                                                       "protocol": "TCP"}]}]}
+            sl = {"metadata": {"name": "kubernetes", "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                  "addressType": "IPv4", "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+                  "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}
+            for rt, body in ((ep_rt, ep), (slice_rt, sl)):
+                old = self.store.get(rt.key, "default", "kubernetes")
+                if old is None:
+                    self.api.create(rt, "default", body, {}, "kube-apiserver")
+                else:  # a restart may listen on another port
+                    self.api.set_status(rt, "default", "kubernetes", lambda o, b=body: o.update(
+                        {k: v for k, v in b.items() if k != "metadata"}))
 
     def _write_kubeconfig(self) -> None:
         path = self._kubeconfig_arg

@@ -19,12 +19,14 @@ from .api import Api, now_str
 from .errors import ApiError
 from .faults import Faults
 from .logs import container_log
+from .rules import Rules
 from .resources import Registry, ResourceType
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .store import dumps
 
 log = logging.getLogger(__name__)
 BOOKMARK_EVERY = 5.0
+RULES_PATH = "/sandbox/v1/rules"  # outside the Kubernetes API paths
 TERMINAL = ("Succeeded", "Failed")
 
 
@@ -41,6 +43,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.requests = 0
         self.busy_seconds = 0.0  # time spent serving non-streaming requests
         self.doc_cache: dict = {}  # (path, aggregated, registry generation) -> encoded document
+        self.rules = Rules()  # outcome rules, replaced by the Sandbox's
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -153,6 +156,8 @@ class Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str, params: dict, body: bytes) -> None:
         reg = self.server.registry
         accept = self.headers.get("Accept") or ""
+        if path == RULES_PATH or path.startswith(RULES_PATH + "/"):
+            return self._rules(method, path, params, body)
         if method == "GET":
             if path == "/version":
                 return self._json(200, D.VERSION)
@@ -246,6 +251,30 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(405, "the server does not allow this method on the requested resource")
         self._faults(verb, rt.plural + (f"/{sub}" if sub else ""), name, ns)
         self._resource(method, verb, rt, ns, name, sub, params, body, accept)
+
+    def _rules(self, method: str, path: str, params: dict, body: bytes) -> None:
+        """``/sandbox/v1/rules``: GET lists, POST adds (one rule, a list, or ``{"rules": [...]}``),
+        DELETE clears (or removes ``?name=`` / ``/sandbox/v1/rules/<name>``)."""
+        rules = self.server.rules
+        name = path[len(RULES_PATH) + 1:] or params.get("name")
+        if method == "POST":
+            doc = self._decode(body)
+            items = doc.get("rules", [doc]) if isinstance(doc, dict) else doc
+            try:
+                added = [rules.add(r) for r in items or []]
+            except ValueError as exc:
+                raise ApiError.bad_request(str(exc)) from exc
+            return self._json(201, {"rules": added})
+        if method == "DELETE":
+            if name:
+                if not rules.remove(name):
+                    raise ApiError(404, f'rule "{name}" not found')
+            else:
+                rules.clear()
+            return self._json(200, {"rules": rules.list()})
+        if method == "GET":
+            return self._json(200, {"rules": rules.list()})
+        raise ApiError(405, f"method {method} not allowed")
 
     def _faults(self, verb, resource, name, ns) -> None:
         for rule in self.server.faults.take(verb, resource, name, ns):
@@ -480,7 +509,7 @@ class Handler(BaseHTTPRequestHandler):
         if phase == "Pending":
             raise ApiError.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
                                        "ContainerCreating")
-        lines = container_log(pod, container)
+        lines = container_log(pod, container, self.server.rules)
         tail = params.get("tailLines")
         if tail:
             lines = lines[-int(tail):] if int(tail) else []
