@@ -22,7 +22,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 CONTEXT = "kube-sandbox"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-SNAPSHOT_EVERY = 5.0
+SNAPSHOT_EVERY = 1.0  # seconds between checks for changes to save (a SIGKILL loses at most this)
 
 
 def kubeconfig_text(url: str, namespace: str = "default") -> str:

@@ -455,7 +455,7 @@ class Handler(BaseHTTPRequestHandler):
                 except ValueError as exc:
                     raise ApiError.bad_request(f"invalid resource version {rv_param!r}") from exc
                 first = []
-                if last < store.compacted_rv:
+                if last < store.compacted_rv or last > store.rv:  # compacted, or from another incarnation
                     self._start_stream("application/json")
                     gone = ApiError(410, f"too old resource version: {last} ({store.compacted_rv})", "Expired")
                     self._chunk(b'{"type":"ERROR","object":' + dumps(gone.status()) + b"}\n")
