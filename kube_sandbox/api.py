@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 import yaml
 
 from . import patch as P
+from . import schema as S
 from .errors import ApiError
 from .resources import VIEWS, Registry, ResourceType
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
@@ -146,12 +147,31 @@ class Api:
         bad = label_errors(meta.get("labels") or {})
         if bad:
             raise ApiError.invalid(rt, name, bad)
+        if rt.crd and rt.schema:
+            return self._validate_custom(rt, obj, params)
         if self.validator is not None and params.get("fieldValidation", "Strict") != "Ignore":
             unknown = self.validator.unknown_fields(rt, obj)
             if unknown:
                 msg = ", ".join(f'unknown field "{u}"' for u in unknown)
                 if params.get("fieldValidation", "Strict") == "Strict":
                     raise ApiError.bad_request(f"strict decoding error: {msg}")
+
+    def _validate_custom(self, rt: ResourceType, obj: dict, params: dict) -> None:
+        """Custom resources: prune nulls, default, reject (Strict) or prune unknown fields, validate."""
+        prepared = S.prepare(rt.schema, obj, top=True)
+        obj.clear()
+        obj.update(prepared)
+        mode = params.get("fieldValidation", "Strict")
+        unknown = S.unknown(rt.schema, obj, top=True, prune=mode != "Strict")
+        if self.validator is not None and isinstance(obj.get("metadata"), dict):
+            meta_unknown: list[str] = []
+            self.validator._walk_model("V1ObjectMeta", obj["metadata"], "metadata", meta_unknown)
+            unknown = meta_unknown + unknown
+        if unknown and mode == "Strict":
+            raise ApiError.bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+        errs = S.validate(rt.schema, obj, top=True)
+        if errs:
+            raise ApiError.invalid(rt, obj["metadata"].get("name", ""), errs)
 
     def _defaults(self, rt: ResourceType, obj: dict) -> None:
         spec = obj.get("spec")

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from .patch import MERGE_KEYS, PRIMITIVE_SETS
+from .schema import json_path
 from .resources import Registry, ResourceType, data
 
 log = logging.getLogger(__name__)
@@ -168,9 +169,10 @@ def openapi_doc(reg: Registry, group: str, version: str) -> dict | None:
         base = t.gv_path + ("/namespaces/{namespace}" if t.namespaced else "") + f"/{t.plural}"
         ref = {"$ref": f"#/components/schemas/{_schema_name(t.model or t.kind)}"}
         body = {"content": {ct: {"schema": ref} for ct in ("application/json", "application/yaml")}}
+        # custom resources take no strategic merge patch: kubectl reads this to choose merge patch instead
         patch_body = {"content": {ct: {"schema": {"type": "object"}} for ct in (
             "application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json",
-            "application/strategic-merge-patch+json")}}
+            *(() if t.crd else ("application/strategic-merge-patch+json",)))}}
         q = [{"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
              for n in ("dryRun", "fieldManager", "fieldValidation")]
         ok = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
@@ -355,15 +357,38 @@ COLUMNS = {
 }
 
 
-def table(rt: ResourceType, objs: list[dict], rv: str, include: str = "Metadata", cont: str | None = None) -> dict:
+def _printer_cell(col: dict, o: dict):
+    v = json_path(o, col.get("jsonPath", ""))
+    if v is None:
+        return None
+    if col.get("type") == "date" and isinstance(v, str):
+        return _age(v)
+    if isinstance(v, (list, dict)):
+        return ",".join(json.dumps(x) if isinstance(x, (dict, list)) else str(x)
+                        for x in (v if isinstance(v, list) else [v]))
+    return v
+
+
+def _columns(rt: ResourceType):
+    """(column definitions after Name, cells function): a CRD's additionalPrinterColumns, else ours + Age."""
+    if rt.crd and rt.printer_columns:
+        cols = [{"name": c.get("name", ""), "type": "string" if c.get("type") == "date" else c.get("type", "string"),
+                 "format": c.get("format", ""), "description": c.get("description", ""),
+                 "priority": c.get("priority", 0)} for c in rt.printer_columns]
+        return cols, lambda o: [_printer_cell(c, o) for c in rt.printer_columns]
     extra_names, fn = COLUMNS.get(rt.plural, ([], lambda o: []))
-    cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
-    cols += [{"name": n, "type": "string", "format": "", "description": n, "priority": 0} for n in extra_names]
+    cols = [{"name": n, "type": "string", "format": "", "description": n, "priority": 0} for n in extra_names]
     cols.append({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0})
+    return cols, lambda o: [*fn(o), _age((o.get("metadata") or {}).get("creationTimestamp"))]
+
+
+def table(rt: ResourceType, objs: list[dict], rv: str, include: str = "Metadata", cont: str | None = None) -> dict:
+    extra, fn = _columns(rt)
+    cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}, *extra]
     rows = []
     for o in objs:
         meta = o.get("metadata") or {}
-        row: dict = {"cells": [meta.get("name"), *fn(o), _age(meta.get("creationTimestamp"))]}
+        row: dict = {"cells": [meta.get("name"), *fn(o)]}
         if include == "Object":
             row["object"] = o
         elif include != "None":

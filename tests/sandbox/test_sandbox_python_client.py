@@ -164,7 +164,8 @@ def test_controllers_simulate_outcomes(kube_client):
             "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}})
     deadline = time.time() + 10  # the failing job is retried backoffLimit (6) times first
     while time.time() < deadline:
-        conds = {n: {c.type for c in batch.read_namespaced_job(n, "default").status.conditions or ()}
+        # (status is empty until the job controller has seen the job)
+        conds = {n: {c.type for c in getattr(batch.read_namespaced_job(n, "default").status, "conditions", None) or ()}
                  for n in ("ok", "bad")}
         if "Complete" in conds["ok"] and "Failed" in conds["bad"]:
             break
