@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import socket
+import ssl
 import threading
 import time
 from datetime import datetime, timezone
@@ -44,6 +46,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.busy_seconds = 0.0  # time spent serving non-streaming requests
         self.doc_cache: dict = {}  # (path, aggregated, registry generation) -> encoded document
         self.rules = Rules()  # outcome rules, replaced by the Sandbox's
+        self.tokens: set[str] | None = None  # bearer tokens accepted; None: no authentication
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -56,6 +59,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet unless verbose
         if self.server.verbose:
             log.info("%s " + fmt, self.address_string(), *args)
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, TimeoutError):  # a client that left (or spoke plain HTTP to TLS)
+            self.close_connection = True
 
     def do_GET(self):
         self._dispatch("GET")
@@ -134,10 +143,11 @@ class Handler(BaseHTTPRequestHandler):
             qs = parse_qs(url.query, keep_blank_values=True)
             params = {k: (v if k == "dryRun" else v[-1]) for k, v in qs.items()}
             body = self._body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+            self._authenticate(url.path)
             self._route(method, url.path.rstrip("/") or "/", params, body)
         except ApiError as err:
             self._error(err)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):  # the client went away
             self.close_connection = True
         except _Dropped:
             self.close_connection = True
@@ -151,6 +161,14 @@ class Handler(BaseHTTPRequestHandler):
                 self.server.busy_seconds += elapsed
         if self.server.verbose:
             log.info("%s %s %.1fms", method, self.path, elapsed * 1000)
+
+    def _authenticate(self, path: str) -> None:
+        tokens = self.server.tokens
+        if tokens is None or path in ("/healthz", "/livez", "/readyz"):
+            return
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or token.strip() not in tokens:  # (the python client sends "bearer")
+            raise ApiError(401, "Unauthorized")
 
     # ------------------------------------------------------------------ routing
     def _route(self, method: str, path: str, params: dict, body: bytes) -> None:
@@ -335,8 +353,12 @@ class Handler(BaseHTTPRequestHandler):
                 api.get(rt, ns_, name)
                 req = self._decode(body) or {}
                 exp = datetime.fromtimestamp(time.time() + 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                token = f"kube-sandbox-token-{ns_}-{name}"
+                if self.server.tokens is not None:  # tokens it issues authenticate, as on a cluster
+                    token = f"{token}-{secrets.token_urlsafe(16)}"
+                    self.server.tokens.add(token)
                 return self._json(201, {**req, "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-                                        "status": {"token": f"kube-sandbox-token-{ns_}-{name}",
+                                        "status": {"token": token,
                                                    "expirationTimestamp": exp}})
             if "get" not in rt.verbs and "protobuf" in (self.headers.get("Content-Type") or ""):
                 doc = {}  # a review (kubectl auth can-i): the answer does not depend on what is asked
