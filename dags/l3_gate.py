@@ -21,8 +21,9 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag
 
+from stackyard.airflow.params import only_declared_conf
 from stackyard.airflow.assets import L3_MANIFEST
-from stackyard.core.names import SERVICE_NAME_PATTERN
+from stackyard.core.names import HTTP_URL_PATTERN, MAX_FREE_TEXT, MAX_URL, SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.steps.gate import system_test_suite
 from stackyard.airflow.operators import gate
@@ -35,6 +36,21 @@ MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
 SUITE = system_test_suite(Settings.from_env().gate_config)  # include/gate.yaml: optional
 
 
+#: The form; any other conf key is refused before a task runs (stackyard.airflow.params).
+PARAMS = {
+    "service": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Service",
+                     description="Name of the service chart (an L3 service, or a new one)."),
+    "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
+                           description="The published chart version to test, e.g. 1.4.2."),
+    "requested_by": Param(None, type=["null", "string"], maxLength=MAX_FREE_TEXT, title="Requested by",
+                          description="Who asks (a person, or the CI job)."),
+    "ci_url": Param(None, type=["null", "string"], pattern=HTTP_URL_PATTERN, maxLength=MAX_URL, title="CI URL",
+                    description="Link (http or https) to the CI build that published the chart."),
+    "keep_stack_on_failure": Param(False, type="boolean", title="Keep stack on failure",
+                                   description="Keep the ephemeral stack for one day if the gate fails."),
+}
+
+
 @dag(
     dag_id="l3_gate",
     schedule=None,
@@ -42,19 +58,8 @@ SUITE = system_test_suite(Settings.from_env().gate_config)  # include/gate.yaml:
     max_active_runs=1,  # serialized: each candidate is tested against the L3 its predecessor left
     doc_md=__doc__,
     tags=["stackyard", "l3"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
-    params={
-        "service": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Service",
-                         description="Name of the service chart (an L3 service, or a new one)."),
-        "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
-                               description="The published chart version to test, e.g. 1.4.2."),
-        "requested_by": Param(None, type=["null", "string"], title="Requested by",
-                              description="Who asks (a person, or the CI job)."),
-        "ci_url": Param(None, type=["null", "string"], title="CI URL",
-                        description="Link to the CI build that published the chart."),
-        "keep_stack_on_failure": Param(False, type="boolean", title="Keep stack on failure",
-                                       description="Keep the ephemeral stack for one day if the gate fails."),
-    },
+    default_args={"pre_execute": only_declared_conf(PARAMS), "retries": 2, "retry_delay": timedelta(seconds=10)},
+    params=PARAMS,
 )
 def l3_gate():
     candidate = gate.validate()

@@ -62,6 +62,7 @@ class StackRequest:
         owner = params.get("owner")
         if not isinstance(owner, str) or not owner.strip():
             raise InputError("owner: who the stack belongs to is required (a name or an email)")
+        names.free_text(owner, "owner")
         ttl_days = params.get("ttl_days")
         ttl = DEFAULT_TTL if ttl_days is None else ttl_from_days(ttl_days)
         version = params.get("manifest_version")
@@ -90,7 +91,8 @@ def _overrides(value: object) -> dict[str, str]:
     for service, version in sorted(value.items()):
         validate_service_name(service, "overrides")
         if not is_semver(version):
-            raise InputError(f"overrides.{service}: {version!r} is not a semantic version like 1.4.2")
+            raise InputError(f"overrides.{service}: {version!r} is not a semantic version as helm accepts "
+                                 "chart versions (e.g. 1.4.2, v1.19.0)")
         checked[service] = version
     return checked
 
