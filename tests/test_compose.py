@@ -1,9 +1,9 @@
 """docker-compose.yaml and the Dockerfile, checked statically (no Docker engine runs here).
 
 They must describe the production-like stack: the services of Airflow's official 3.x compose
-file (LocalExecutor, no Celery), an image built from our Dockerfile with the same pinned tools
-as `make setup`, credentials mounted read-only and never baked in, and the connection ids the
-code reads.
+file (CeleryExecutor, Redis, scalable workers, Flower under a profile), an image built from our
+Dockerfile with the same pinned tools as `make setup`, credentials mounted read-only and never
+baked in, no unsafe default for any secret, and the connection ids and variables the code reads.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DOCKERIGNORE = (ROOT / ".dockerignore").read_text().split()
 LOCK = json.loads((ROOT / "scripts" / "tools.lock.json").read_text())
 SERVICES = COMPOSE["services"]
 AIRFLOW_SERVICES = ["airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                    "airflow-triggerer"]
+                    "airflow-worker", "airflow-triggerer", "flower"]
 CONNECTIONS = {"stackyard_kube", "stackyard_sops", "aws_default"}
 OPTIONAL_CONNECTIONS = {"stackyard_webhook"}  # alerts: skipped when the connection does not exist
 
@@ -49,12 +49,112 @@ def dockerfile_instructions() -> list[str]:
 
 
 def test_the_services_of_the_official_layout_are_there():
-    assert set(AIRFLOW_SERVICES) | {"postgres"} <= set(SERVICES)
-    for name in ("airflow-worker", "redis", "flower"):
-        assert name not in SERVICES, f"{name}: LocalExecutor set-up, no Celery"
+    assert set(AIRFLOW_SERVICES) | {"postgres", "redis"} <= set(SERVICES)
     commands = {name: SERVICES[name].get("command") for name in AIRFLOW_SERVICES[1:]}
     assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
-                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
+                        "airflow-dag-processor": "dag-processor", "airflow-worker": "celery worker",
+                        "airflow-triggerer": "triggerer", "flower": "celery flower"}
+    assert SERVICES["flower"]["profiles"] == ["flower"], "Flower is optional"
+    assert all("profiles" not in SERVICES[name] for name in AIRFLOW_SERVICES if name != "flower")
+
+
+def test_workers_can_be_scaled():
+    """`docker compose up --scale airflow-worker=N` fails on a fixed container name or host port."""
+    worker = SERVICES["airflow-worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["environment"]["DUMB_INIT_SETSID"] == "0"  # warm shutdown of Celery workers
+    assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+    # Every worker runs tasks, so each has the tools' credentials and the key secret.
+    assert worker["secrets"] == ["stackyard_age_key"]
+    assert mounts_of("airflow-worker") == mounts_of("airflow-scheduler")
+
+
+def test_celery_uses_redis_and_the_metadata_db():
+    env = env_of("airflow-worker")
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:6379/" in env["AIRFLOW__CELERY__BROKER_URL"]
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    assert "@postgres/" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    assert SERVICES["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "ports" not in SERVICES["redis"] and "ports" not in SERVICES["postgres"]
+
+
+#: Secrets compose must refuse to start without: `${VAR:?message}` with a message that says how.
+REQUIRED_SECRETS = {
+    "AIRFLOW_FERNET_KEY": "Fernet.generate_key",
+    "AIRFLOW_JWT_SECRET": "secrets.token_urlsafe",
+    "POSTGRES_PASSWORD": "docs/setup.md",
+    "_AIRFLOW_WWW_USER_PASSWORD": "no default",
+    "STACKYARD_AGE_KEY_FILE": "age-keygen",
+}
+
+
+def _interpolations(text: str) -> dict[str, list[tuple[str, str]]]:
+    """VAR -> [(operator, argument)] for every ${VAR}, ${VAR:-default}, ${VAR:?message} in ``text``."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for match in re.finditer(r"\$\{(\w+)(?:(:?[-?+])([^}]*))?\}", text):
+        found.setdefault(match[1], []).append((match[2] or "", match[3] or ""))
+    return found
+
+
+@pytest.mark.parametrize("variable", sorted(REQUIRED_SECRETS))
+def test_compose_refuses_to_start_without_each_secret(variable):
+    text = (ROOT / "docker-compose.yaml").read_text()
+    uses = _interpolations(text)[variable]
+    assert uses, variable
+    for operator, message in uses:
+        assert operator == ":?", f"${{{variable}}} must be required (:?), not {operator!r} {message!r}"
+        assert variable in message and REQUIRED_SECRETS[variable] in message, message
+
+
+def test_no_secret_has_a_default_anywhere_in_compose():
+    text = (ROOT / "docker-compose.yaml").read_text()
+    for variable, uses in _interpolations(text).items():
+        if re.search(r"PASSWORD|SECRET|FERNET|KEY", variable):
+            assert all(op == ":?" for op, _ in uses), variable
+    assert "airflow:airflow@" not in text and "example-only/age.key}" not in text
+
+
+def test_init_refuses_the_example_only_age_key():
+    init = " ".join(SERVICES["airflow-init"]["command"])
+    check = re.search(r"if cmp -s (\S+) (\S+); then(.*?)exit 1", init, re.S)
+    assert check, "airflow-init compares the key secret with the example-only key"
+    assert check[1] == "/run/secrets/stackyard_age_key"
+    assert check[2] == "/opt/airflow/include/keys/example-only/age.key"
+    assert mounts_of("airflow-init")["/opt/airflow/include"][0] == "./include"  # so it can compare
+    assert "STACKYARD_AGE_KEY_FILE" in check[3]
+
+
+def test_stores_default_to_s3_when_given():
+    from stackyard.settings import Settings
+
+    env = env_of("airflow-scheduler")
+    assert env["STACKYARD_S3_URL"] == "${STACKYARD_S3_URL:-}"
+    assert env["STACKYARD_MANIFEST_STORE"] == "${STACKYARD_MANIFEST_STORE:-}"
+    assert env["STACKYARD_RECORD_STORE"] == "${STACKYARD_RECORD_STORE:-}"
+    # What the code makes of them, as compose hands them over (unset variables arrive empty).
+    given = {"STACKYARD_HOME": env["STACKYARD_HOME"], "STACKYARD_S3_URL": "s3://acme-stackyard/prod",
+             "STACKYARD_MANIFEST_STORE": "", "STACKYARD_RECORD_STORE": ""}
+    settings = Settings.from_env(given)
+    assert settings.manifest_store_url == "s3://acme-stackyard/prod/manifests"
+    assert settings.records_url == "s3://acme-stackyard/prod/records"
+    own = Settings.from_env({**given, "STACKYARD_RECORD_STORE": "s3://other/records"})
+    assert own.records_url == "s3://other/records" and own.manifest_store_url.startswith("s3://acme-stackyard/")
+    volume = Settings.from_env({**given, "STACKYARD_S3_URL": ""})
+    assert volume.manifest_store_url == f"file://{env['STACKYARD_HOME']}/manifests"
+
+
+def test_every_stackyard_variable_the_code_reads_is_set_or_documented():
+    """Each STACKYARD_* the package reads is in compose's environment or named in docs/setup.md."""
+    code = "\n".join(p.read_text() for p in (ROOT / "plugins" / "stackyard").rglob("*.py"))
+    read = set(re.findall(r"\"(STACKYARD_[A-Z0-9_]+)\"", code))
+    assert {"STACKYARD_REGISTRY", "STACKYARD_MANIFEST_STORE", "STACKYARD_S3_URL"} <= read
+    compose_env = set(env_of("airflow-worker"))
+    setup_doc = (ROOT / "docs" / "setup.md").read_text()
+    cli_only = {"STACKYARD_API_URL", "STACKYARD_API_USER", "STACKYARD_API_PASSWORD"}  # CI's side
+    for variable in sorted(read):
+        assert variable in compose_env or variable in setup_doc, f"{variable}: not in compose nor docs/setup.md"
+        if variable in cli_only:
+            assert variable not in compose_env
 
 
 @pytest.mark.parametrize("service", AIRFLOW_SERVICES)
@@ -80,7 +180,7 @@ def test_airflow_services_wait_for_their_dependencies(service):
 @pytest.mark.parametrize("service", AIRFLOW_SERVICES)
 def test_airflow_environment(service):
     env = env_of(service)
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CORE__AUTH_MANAGER"] == \
         "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
