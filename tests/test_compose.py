@@ -297,3 +297,99 @@ def test_dockerfile_bakes_no_credentials():
             assert not re.search(r"\.kube|\.aws|kubeconfig|AWS_(ACCESS|SECRET|SESSION)|age\.key|include/keys",
                                  line, re.I), line
     assert "USER airflow" in DOCKERFILE
+
+
+# ------------------------------------------------------------ the official Airflow Helm chart
+
+HELM_VALUES = yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text())
+RBAC = list(yaml.safe_load_all((ROOT / "deploy" / "helm" / "rbac.yaml").read_text()))
+
+
+def _helm_env() -> dict[str, str]:
+    return {item["name"]: item["value"] for item in HELM_VALUES["env"]}
+
+
+def test_helm_values_run_the_kubernetes_executor_on_the_stackyard_image():
+    assert HELM_VALUES["executor"] == "KubernetesExecutor"
+    airflow_pin = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert HELM_VALUES["airflowVersion"] == HELM_VALUES["defaultAirflowTag"] == airflow_pin
+    images = HELM_VALUES["images"]
+    assert images["pod_template"]["repository"] == images["airflow"]["repository"]
+    assert images["pod_template"]["tag"] == images["airflow"]["tag"]
+    assert "stackyard" in images["airflow"]["repository"] and "apache/airflow" not in images["airflow"]["repository"]
+    assert HELM_VALUES["redis"]["enabled"] is False  # no Celery under the KubernetesExecutor
+    assert HELM_VALUES["config"]["core"]["auth_manager"] == env_of("airflow-scheduler")["AIRFLOW__CORE__AUTH_MANAGER"]
+
+
+def test_helm_values_give_every_connection_the_code_reads_from_secrets():
+    from_secrets = {item["envName"]: item for item in HELM_VALUES["secret"]}
+    ids = {name[len("AIRFLOW_CONN_"):].lower() for name in from_secrets if name.startswith("AIRFLOW_CONN_")}
+    assert ids == CONNECTIONS
+    for item in from_secrets.values():
+        assert item["secretName"] and item["secretKey"]
+    optional = yaml.safe_load(HELM_VALUES["extraEnv"])
+    assert {e["name"][len("AIRFLOW_CONN_"):].lower() for e in optional} == OPTIONAL_CONNECTIONS
+    assert all(e["valueFrom"]["secretKeyRef"]["optional"] is True for e in optional)
+
+
+def test_helm_values_hold_no_secret_and_no_default_user():
+    text = (ROOT / "deploy" / "helm" / "values.yaml").read_text()
+    for key in ("fernetKey", "apiSecretKey", "jwtSecret", "webserverSecretKey"):
+        assert key not in HELM_VALUES, f"{key}: a secret in the values file"
+    for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"):
+        assert HELM_VALUES[key]
+    assert HELM_VALUES["data"]["metadataSecretName"] and "metadataConnection" not in HELM_VALUES["data"]
+    assert HELM_VALUES["createUserJob"]["enabled"] is False
+    assert HELM_VALUES["webserver"]["defaultUser"]["enabled"] is False
+    assert not re.search(r"password\s*[:=]\s*\S|aws_secret|BEGIN .*PRIVATE KEY|AGE-SECRET-KEY", text, re.I)
+
+
+def test_helm_values_set_the_stackyard_settings_the_code_reads():
+    from stackyard.settings import Settings
+
+    env = _helm_env()
+    settings = Settings.from_env(env)
+    assert settings.registry_url.startswith("oci://")
+    assert settings.manifest_store_url.startswith("s3://") and settings.records_url.startswith("s3://")
+    assert env["STACKYARD_ROOT"] == env_of("airflow-scheduler")["STACKYARD_ROOT"]
+    assert env["PYTHONPATH"] == env_of("airflow-scheduler")["PYTHONPATH"]
+
+
+def test_rbac_binds_the_service_accounts_the_values_create():
+    kinds = {(doc["kind"], doc["metadata"]["name"]): doc for doc in RBAC}
+    deployer = kinds[("ClusterRoleBinding", "stackyard-deployer")]
+    viewer = kinds[("ClusterRoleBinding", "stackyard-viewer")]
+    assert [s["name"] for s in deployer["subjects"]] == [HELM_VALUES["workers"]["serviceAccount"]["name"]]
+    assert [s["name"] for s in viewer["subjects"]] == [HELM_VALUES["apiServer"]["serviceAccount"]["name"]]
+    rules = kinds[("ClusterRole", "stackyard-deployer")]["rules"]
+
+    def allowed(group: str, resource: str, verb: str) -> bool:
+        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules)
+
+    # Ephemeral stacks: namespaces made, labelled, listed and deleted (airflow/hooks/namespaces.py).
+    for verb in ("create", "patch", "list", "delete"):
+        assert allowed("", "namespaces", verb)
+    # helm releases are Secrets in the stack's namespace; the example charts' kinds.
+    for group, resource in (("", "secrets"), ("", "services"), ("apps", "deployments"), ("", "pods")):
+        assert allowed(group, resource, "create") and allowed(group, resource, "delete")
+    viewer_rules = kinds[("ClusterRole", "stackyard-viewer")]["rules"]
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in viewer_rules)
+
+
+def test_the_example_charts_kinds_are_all_allowed_to_the_deployer(helm_bin, tmp_path):
+    """Every kind the example charts render (what a service chart typically holds) is in the role."""
+    import subprocess
+
+    rules = {(doc["metadata"]["name"]): doc["rules"] for doc in RBAC if doc["kind"] == "ClusterRole"}["stackyard-deployer"]
+    for chart in sorted((ROOT / "include" / "charts").iterdir()):
+        if not (chart / "Chart.yaml").is_file():
+            continue
+        out = subprocess.run([helm_bin, "template", "x", str(chart)], capture_output=True, text=True, check=True,
+                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HELM_CACHE_HOME": str(tmp_path)}).stdout
+        for doc in yaml.safe_load_all(out):
+            if not doc:
+                continue
+            group = doc["apiVersion"].rsplit("/", 1)[0] if "/" in doc["apiVersion"] else ""
+            resource = doc["kind"].lower() + ("es" if doc["kind"].endswith("s") else "s")
+            assert any(group in r["apiGroups"] and resource in r["resources"] and "create" in r["verbs"]
+                       for r in rules), f"{chart.name}: {doc['kind']} ({group or 'core'}) not allowed"
