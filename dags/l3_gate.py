@@ -4,8 +4,9 @@
 A new service chart version becomes part of the **L3 manifest** only if the whole stack, with
 that one change, deploys and passes its system tests.
 
-`validate` → `build_candidate` → `create_stack` → `deploy` → `system_tests` (every service's
-`helm test`) → `system_test_suite` (the pod of `include/gate.yaml`, when configured) → `promote`,
+`validate` → `build_candidate` → `create_stack` → `deploy` → `system_tests` (every service's test
+hooks side by side, the changed service's first) → `system_test_suite` (the pod of
+`include/gate.yaml`, when configured) → `promote`,
 with `reject` on failure, `teardown` always, and `summary` last (it fails the run unless the
 candidate was promoted). If L3 moved while this run tested, `needs_retest` queues a new run on
 the new L3: an untested combination is never promoted.
@@ -26,12 +27,14 @@ from stackyard.core.manifest import SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.steps.gate import SystemTestSuite
 from stackyard.airflow.operators import gate
-from stackyard.airflow.operators.helm import HelmTestOperator, HelmUpgradeOperator
+from stackyard.airflow.operators.helm import HelmUpgradeOperator
+from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator
 from stackyard.settings import Settings
 
 CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
 MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
+CHANGED = "{{ ti.xcom_pull(task_ids='validate')['change']['service'] }}"
 SUITE = SystemTestSuite.from_config(Settings.from_env().gate_config)  # include/gate.yaml: optional
 
 
@@ -64,9 +67,9 @@ def l3_gate():
         task_id="deploy", release=gate.RELEASE, chart_ref=CANDIDATE, namespace=NAMESPACE,
         profile=gate.PROFILE, stack=NAMESPACE, timeout="10m0s",
     )
-    system_tests = HelmTestOperator(
+    system_tests = ParallelHelmTestOperator(
         task_id="system_tests", release=gate.RELEASE, namespace=NAMESPACE, chart_ref=CANDIDATE,
-        profile=gate.PROFILE, timeout="10m0s", retries=0,
+        profile=gate.PROFILE, changed_service=CHANGED, timeout="10m0s", retries=0,
     )
     promoted = gate.promote.override(outlets=[L3_MANIFEST])(candidate)
     rejected = gate.reject(candidate)
