@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-GATE_TEST_PARALLELISM = 16
+GATE_TEST_PARALLELISM = 64
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ class Settings:
     @property
     def gate_test_parallelism(self) -> int:
         """How many of a candidate's test hooks the gate runs at once (``STACKYARD_GATE_TEST_PARALLELISM``,
-        default 16); checked when used, so a bad value fails the test task, not every DAG's parse."""
+        default 64); checked when used, so a bad value fails the test task, not every DAG's parse."""
         from stackyard.core.system_tests import parse_parallelism
 
         return parse_parallelism(self.gate_test_parallelism_raw, GATE_TEST_PARALLELISM,
