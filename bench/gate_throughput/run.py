@@ -177,7 +177,7 @@ def scheduler(delay: float) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="sizes 4,16: the smallest useful form (make bench)")
+    parser.add_argument("--quick", action="store_true", help="sizes 4,16: the smallest useful form")
     parser.add_argument("--sizes", help="services per candidate (default 4,16,64; --quick 4,16)")
     parser.add_argument("--parallelism", type=int, help="tests at once (default: one per service)")
     parser.add_argument("--ready-delay", type=float, default=2.0, help="sandbox readiness (s)")
