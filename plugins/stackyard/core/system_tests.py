@@ -220,3 +220,26 @@ def parse_parallelism(raw: str | None, default: int, *, source: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise InputError(f"{source}: {raw!r} is not a positive whole number of tests to run at once")
     return int(text)
+
+
+def pod_test(name: str, *, image: str, command: Sequence[str] = (), args: Sequence[str] = (),
+             env: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
+             annotations: Mapping[str, str] | None = None, deadline_seconds: int | None = None,
+             service: str = "") -> TestHook:
+    """A test Pod that is not a chart's hook (the gate's own suite), with the policies of a pod
+    that must never linger: replaced if left over, deleted after either outcome."""
+    container: dict[str, Any] = {"name": "base", "image": image}
+    if command:
+        container["command"] = list(command)
+    if args:
+        container["args"] = list(args)
+    if env:
+        container["env"] = [{"name": k, "value": v} for k, v in env.items()]
+    spec: dict[str, Any] = {"restartPolicy": "Never", "containers": [container]}
+    if deadline_seconds:
+        spec["activeDeadlineSeconds"] = int(deadline_seconds)
+    metadata: dict[str, Any] = {"name": name, "labels": dict(labels or {})}
+    if annotations:
+        metadata["annotations"] = dict(annotations)
+    return TestHook(name=name, kind="Pod", weight=0, delete_policies=frozenset(DeletePolicy), service=service,
+                    path="", manifest={"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec})

@@ -1,8 +1,13 @@
-"""The gate's system tests: a release's test hooks run concurrently, each to its end.
+"""The gate's system tests: a release's test hooks run concurrently, each to its end, and the
+gate's own suite pod.
 
 Same tests and same verdict as ``helm test`` (rules in :mod:`stackyard.core.system_tests`), but
 they run side by side (``STACKYARD_GATE_TEST_PARALLELISM`` at once), the changed service's first,
 and the report names every failure instead of the first.
+
+The kubernetes client is imported when a task runs, never when the DAG file is parsed: every task
+process of a DAG parses its file, and the cncf-kubernetes pod operator's imports (kubernetes,
+kubernetes_asyncio, aiohttp) cost each of them more than a second.
 """
 
 from __future__ import annotations
@@ -67,9 +72,53 @@ class ParallelHelmTestOperator(_HelmOperator):
         return result
 
     def _log_result(self, result: rules.TestResult) -> None:
-        service = result.service or "(umbrella)"
-        reason = f" — {result.reason}" if result.reason else ""
-        self.log.info("test %s (%s, %s, weight %d): %s in %.1fs%s", result.name, service, result.kind, result.weight,
-                      result.phase.value, result.seconds, reason)
-        if result.logs:
-            self.log.info("logs of %s:\n%s", result.name, result.logs)
+        log_result(self.log, result)
+
+
+class SystemTestSuiteOperator(_HelmOperator):
+    """The gate's system-test suite (``include/gate.yaml``) as one pod in the candidate's stack.
+
+    Its logs go to the task log, it is deleted after either outcome, and a failure fails the task.
+    The pod gets ``STACKYARD_STACK`` and ``STACKYARD_MANIFEST_VERSION`` in its environment.
+    """
+
+    template_fields: Sequence[str] = ("namespace", "manifest_version")
+    POD_NAME = "system-tests"
+    #: Time for the pod to be scheduled and its image pulled, on top of the suite's own timeout.
+    STARTUP_SECONDS = 300
+
+    def __init__(self, *, suite: Any, namespace: str, manifest_version: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.suite, self.namespace, self.manifest_version = suite, namespace, manifest_version
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        from stackyard.adapters.test_hooks import KubeTestHooks
+
+        pod = rules.pod_test(
+            self.POD_NAME, image=self.suite.image, command=self.suite.cmds, args=self.suite.arguments,
+            env={"STACKYARD_STACK": self.namespace, "STACKYARD_MANIFEST_VERSION": str(self.manifest_version)},
+            labels={"app.kubernetes.io/managed-by": "stackyard", "stackyard.io/purpose": "system-tests"},
+            annotations=dict(self.suite.annotations), deadline_seconds=self.suite.timeout_seconds,
+        )
+        api_client = KubernetesHook(conn_id=self.kubernetes_conn_id or self.settings.kubernetes_conn_id).api_client
+        (result,) = run_tests([[pod]], KubeTestHooks(api_client, self.namespace), parallelism=1,
+                              timeout_seconds=self.suite.timeout_seconds + self.STARTUP_SECONDS,
+                              on_result=self._log_result, log_lines=10_000)
+        if result.phase is not rules.Phase.SUCCEEDED:
+            raise RuntimeError(f"the system test suite failed in {self.namespace}: {result.reason or 'see its logs'}")
+        return {"namespace": self.namespace, "passed": True, "seconds": round(result.seconds, 2)}
+
+    def _log_result(self, result: rules.TestResult) -> None:
+        log_result(self.log, result)
+
+
+def log_result(log: Any, result: rules.TestResult) -> None:
+    """One test's outcome, duration and (redacted) logs in the task log, as it finishes."""
+    service = result.service or "(umbrella)"
+    reason = f" — {result.reason}" if result.reason else ""
+    log.info("test %s (%s, %s, weight %d): %s in %.1fs%s", result.name, service, result.kind, result.weight,
+             result.phase.value, result.seconds, reason)
+    if result.logs:
+        log.info("logs of %s:\n%s", result.name, result.logs)
