@@ -12,8 +12,10 @@ after 2 s (``--ready-delay``), in one run:
     ``helm test`` of the same release (one hook after another) at the smallest size.
 (b) **Queue**: 5 queued changes with one failing — ``null`` with the reason: the speculative queue
     is a model only (``stackyard.core.gate_queue``), not wired into the gate.
-(c) **Scheduler**: one gate under ``airflow standalone`` (LocalExecutor, REST trigger) against the
-    same helm/sops/kubectl commands by hand (``bench/gate_overhead``'s definition of "by hand").
+(c) **Scheduler**: one gate under ``airflow standalone`` (LocalExecutor, REST trigger; the second
+    run after boot, the first is reported as cold) against the same helm/sops/kubectl commands by
+    hand (``bench/gate_overhead``'s definition of "by hand": its ``helm test`` runs the tests one
+    after another), with where the gate's time goes per task.
 
 No pass/fail: prints a report and writes JSON (``--out``, default
 ``.stackyard/bench/gate_throughput.json``). The default (4, 16, 64 services and one gate under
@@ -192,24 +194,27 @@ def scheduler(delay: float) -> dict:
     overhead = load_gate_overhead()
     with tempfile.TemporaryDirectory(prefix="bench-sched-") as tmp, Sandbox(ready_delay=delay) as sandbox:
         bench = overhead.Bench(Path(tmp), sandbox)
-        bench.seed(["1.1.0", "1.2.0", "1.3.0"])
+        bench.seed(["1.1.0", "1.2.0", "1.3.0", "1.4.0"])
         hand = [bench.by_hand(v, i) for i, v in enumerate(["1.2.0", "1.3.0"])]
         server = AirflowServer(home=Path(tmp) / "airflow", env=bench.env, port=free_port(), parallelism=2)
         booted = time.perf_counter()
         with server:
             boot = time.perf_counter() - booted
             api = AirflowApi(server.url, server.user, server.password)
-            run_id = api.trigger({"service": "orders", "chart_version": "1.1.0"})["dag_run_id"]
-            started = time.perf_counter()
-            while (run := api.run(run_id))["state"] not in ("success", "failed"):
-                time.sleep(0.1)
-            gate = time.perf_counter() - started
+            runs = []
+            for version in ("1.1.0", "1.4.0"):  # the first run after boot is cold; the second is measured
+                run_id = api.trigger({"service": "orders", "chart_version": version})["dag_run_id"]
+                started = time.perf_counter()
+                while (run := api.run(run_id))["state"] not in ("success", "failed"):
+                    time.sleep(0.1)
+                runs.append((time.perf_counter() - started, run))
+            (cold, _), (gate, run) = runs
             where = timeline(api, run_id, run)
     if run["state"] != "success":
         raise RuntimeError(f"the gate under airflow standalone did not promote: {where}")
     by_hand = statistics.median(r["wall_seconds"] for r in hand)
     return {"gate_seconds": gate, "by_hand_seconds": by_hand, "ratio": gate / by_hand, "ready_delay": delay,
-            "server_boot_seconds": boot, "timeline": where,
+            "cold_gate_seconds": cold, "server_boot_seconds": boot, "timeline": where,
             "by_hand_steps": sorted(hand, key=lambda r: r["wall_seconds"])[0]["steps"]}
 
 
@@ -248,7 +253,8 @@ def main() -> int:
         say(f"\n== (c) one gate under airflow standalone vs the same commands by hand, readiness {args.ready_delay:g} s")
         results["scheduler"] = scheduler(args.ready_delay)
         s = results["scheduler"]
-        say(f"   gate {s['gate_seconds']:.1f} s, by hand {s['by_hand_seconds']:.1f} s: {s['ratio']:.2f}x (goal <= 1.5x)")
+        say(f"   gate {s['gate_seconds']:.1f} s (the second run; the first after boot {s['cold_gate_seconds']:.1f} s), "
+            f"by hand {s['by_hand_seconds']:.1f} s: {s['ratio']:.2f}x (goal <= 1.5x)")
         say("   by hand, per step: " + ", ".join(f"{k} {v:.1f} s" for k, v in s["by_hand_steps"].items()))
         t = s["timeline"]
         say(f"   the gate's tasks ran {t['sum_running']:.1f} s in all, waited {t['sum_queued_to_start']:.1f} s queued; per task "

@@ -142,3 +142,11 @@ def test_parallelism(raw_value, expected):
 def test_bad_parallelism_names_its_source(raw_value):
     with pytest.raises(InputError, match="STACKYARD_GATE_TEST_PARALLELISM"):
         rules.parse_parallelism(raw_value, 16, source="STACKYARD_GATE_TEST_PARALLELISM")
+
+
+def test_the_record_keeps_logs_of_failed_tests_only():
+    passed = TestResult("a", "orders", "Pod", 0, Phase.SUCCEEDED, 1.0, logs="all good")
+    failed = TestResult("b", "orders", "Pod", 0, Phase.FAILED, 1.0, logs="boom")
+    assert passed.to_dict()["logs"] == "" and failed.to_dict()["logs"] == "boom"
+    text = rules.report("l3", "ns", [passed, failed])
+    assert "all good" not in text and "POD LOGS: b\nboom" in text

@@ -114,7 +114,8 @@ def reject(candidate: dict[str, Any]) -> dict[str, Any]:
     else:
         reason = "deploy failed: the candidate did not become ready (see the deploy log)"
     store = manifest_store_for(Settings.from_env())
-    store.record_rejection(manifest, reason, {"failed_tests": failed, "test_output": test_run.get("output", "")})
+    store.record_rejection(manifest, reason, {"failed_tests": failed, "test_output": test_run.get("output", ""),
+                                              "tests": test_run.get("tests", [])})
     print(f"rejected {manifest.change}: {reason}; L3 stays v{manifest.parent}")
     # Best effort: a webhook outage never fails the gate (send logs and returns False).
     notify.send(notify.gate_rejected(manifest, reason, failed, run_id=get_current_context()["run_id"]))
