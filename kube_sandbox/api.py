@@ -382,9 +382,9 @@ class Api:
         if new["metadata"].get("name", name) != name:
             raise ApiError.bad_request(f'the name of the object ({new["metadata"]["name"]}) does not match the '
                                        f"name on the URL ({name})")
-        if subresource in ("status", "finalize"):
+        if subresource in ("status", "finalize", "approval"):
             merged = _copy(old)
-            if subresource == "status":
+            if subresource in ("status", "approval"):  # a CSR's approval is its status conditions
                 merged["status"] = new.get("status")
             else:
                 merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []

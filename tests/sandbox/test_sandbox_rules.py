@@ -133,6 +133,10 @@ def test_helm_test_with_exit_1_fails_and_hooks_fail_the_release(cli):
     job = json.loads(cli.kubectl("get", "job", "w-migrate", "-o", "json").stdout)
     assert job["status"]["failed"] == 2  # backoffLimit 1: two pods
     assert {c["reason"] for c in job["status"]["conditions"]} == {"BackoffLimitExceeded"}
+    cli.helm("rollback", "w", "1", "--wait", "--timeout", "30s")  # the pre-upgrade hook of revision 1 passes
+    assert cli.helm("test", "w").returncode == 0
+    history = json.loads(cli.helm("history", "w", "-o", "json").stdout)
+    assert [h["status"] for h in history] == ["superseded", "superseded", "failed", "deployed"]
 
 
 def test_rule_makes_a_third_party_test_fail_without_editing_the_chart(cli):
