@@ -36,7 +36,7 @@ STS_KEY, DS_KEY, JOB_KEY = ("apps", "statefulsets"), ("apps", "daemonsets"), ("b
 SVC_KEY, EP_KEY, SLICE_KEY = ("", "services"), ("", "endpoints"), ("discovery.k8s.io", "endpointslices")
 PVC_KEY, EVENT_KEY = ("", "persistentvolumeclaims"), ("", "events")
 OWNER_KINDS = {"ReplicaSet": RS_KEY, "StatefulSet": STS_KEY, "DaemonSet": DS_KEY, "Job": JOB_KEY}
-MOUNT_GRACE = 10.0  # seconds a pod waits for a missing ConfigMap/Secret/unbound PVC before starting anyway
+MOUNT_GRACE = 10.0  # at most this long (10 x ready_delay, at least 2 s) a pod waits for a missing volume source
 MAX_EVENTS = 10000  # a cluster expires events after an hour; we keep the newest ones
 BACKOFF_CAP = 300.0  # kubelet's crash-loop back-off doubles up to 5 minutes (from ready_delay here, not 10 s)
 MANAGER = {"fieldValidation": "Ignore"}
@@ -357,7 +357,7 @@ class Controllers:
             first = self._mount_wait.setdefault(uid, time.monotonic())
             # Secrets that a program would create (cert generators in hook Jobs) never appear here:
             # after a grace period the pod starts anyway instead of hanging the install.
-            if time.monotonic() - first < MOUNT_GRACE:
+            if time.monotonic() - first < min(MOUNT_GRACE, max(2.0, 10 * self.ready_delay)):
                 self.schedule(max(self.ready_delay, 0.5), self.pod_start, ns, name, uid)
                 return
         self._mount_wait.pop(uid, None)
@@ -610,7 +610,8 @@ class Controllers:
                 new_rs = api.create(rs_rt, ns, {"metadata": {
                     "name": rs_name, "labels": tmeta["labels"], "annotations": {
                         "deployment.kubernetes.io/revision": revision,
-                        "deployment.kubernetes.io/desired-replicas": str(n)},
+                        "deployment.kubernetes.io/desired-replicas": str(n),
+                        **({OUTCOME: "fail"} if wants_failure(dep) else {})},  # legacy: reaches the pods
                     "ownerReferences": [_owner(dep)]},
                     "spec": {"replicas": n, "selector": selector, "template": template}},
                     MANAGER, "kube-controller-manager")

@@ -162,3 +162,15 @@ def test_rules_file_at_start(tmp_path):
     rules.write_text("rules:\n- name: never-ready\n  match: {namespace: slow}\n  result: {ready: false}\n")
     with Sandbox(ready_delay=0.05, rules=str(rules)) as sb:
         assert [r["name"] for r in sb.rules.list()] == ["never-ready"]
+
+
+def test_legacy_annotation_on_a_deployment_fails_its_rollout(cli, tmp_path):
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+        "name": "old", "annotations": {"sandbox.stackyard.io/outcome": "fail"}}, "spec": {
+        "selector": {"matchLabels": {"app": "old"}}, "template": {"metadata": {"labels": {"app": "old"}}, "spec": {
+            "containers": [{"name": "c", "image": "i"}]}}}}
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(dep))
+    cli.kubectl("apply", "-f", str(path))
+    _wait(lambda: any(c.get("reason") == "ProgressDeadlineExceeded" for c in json.loads(cli.kubectl(
+        "get", "deploy", "old", "-o", "json").stdout)["status"].get("conditions", [])))
