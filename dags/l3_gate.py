@@ -25,6 +25,7 @@ from stackyard.airflow.assets import L3_MANIFEST
 from stackyard.core.manifest import SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.steps.gate import SystemTestSuite
+from stackyard.steps.gate_form import gate_form_choices
 from stackyard.airflow.operators import gate
 from stackyard.airflow.operators.helm import HelmTestOperator, HelmUpgradeOperator
 from stackyard.settings import Settings
@@ -32,7 +33,11 @@ from stackyard.settings import Settings
 CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
 MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
-SUITE = SystemTestSuite.from_config(Settings.from_env().gate_config)  # include/gate.yaml: optional
+SETTINGS = Settings.from_env()
+SUITE = SystemTestSuite.from_config(SETTINGS.gate_config)  # include/gate.yaml: optional
+# The form's proposals: what the registry has, read cheaply at parse time (never an enum: CI and
+# the REST API may ask for any value; validate refuses what is not published).
+CHOICES = gate_form_choices(SETTINGS.registry_url, SETTINGS.cache_dir, SETTINGS.home / "cache")
 
 
 @dag(
@@ -45,9 +50,12 @@ SUITE = SystemTestSuite.from_config(Settings.from_env().gate_config)  # include/
     default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
     params={
         "service": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Service",
-                         description="Name of the service chart (an L3 service, or a new one)."),
+                         description="Name of the service chart (an L3 service, or a new one).",
+                         **({"examples": CHOICES.services} if CHOICES.services else {})),
         "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
-                               description="The published chart version to test, e.g. 1.4.2."),
+                               description=" ".join(filter(None, (
+                                   "The published chart version to test, e.g. 1.4.2.", CHOICES.summary()))),
+                               **({"examples": CHOICES.versions} if CHOICES.versions else {})),
         "requested_by": Param(None, type=["null", "string"], title="Requested by",
                               description="Who asks (a person, or the CI job)."),
         "ci_url": Param(None, type=["null", "string"], title="CI URL",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import os
 import re
 import tempfile
@@ -286,10 +287,14 @@ def list_published(folder: Path, layout: str) -> dict[str, list[str]]:
         if layout == "packages":
             prefix = f"{service.name}-"
             names = [n[len(prefix):-4] for n in names if n.startswith(prefix) and n.endswith(".tgz")]
-        versions = sorted((v for v in names if is_semver(v)), key=semver_sort_key, reverse=True)
+        versions = sorted((v for v in names if is_semver(v)), key=_cached_sort_key, reverse=True)
         if versions:
             found[service.name] = versions
     return found
+
+
+#: Services mostly share version strings (1.0.0, 1.1.0, …): parse each once per process.
+_cached_sort_key = functools.lru_cache(maxsize=8192)(semver_sort_key)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stackyard.core.umbrella import UMBRELLA_NAME
 from stackyard.core.versions import semver_sort_key
 from stackyard.adapters.chart_registry import list_published, published_index_folders
 
@@ -57,6 +58,7 @@ def gate_form_choices(registry_url: str, cache_dir: Path, state_dir: Path, *, ti
 def _choices(registry_url: str, cache_dir: Path, state_dir: Path, limit: int) -> FormChoices:
     folder, layout = published_index_folders(registry_url, cache_dir)
     index = _cached_index(folder, layout, state_dir / CACHE_NAME)
+    index.pop(UMBRELLA_NAME, None)  # the L3 umbrella packages share the registry; not a service
     versions = sorted({v for vs in index.values() for v in vs}, key=semver_sort_key, reverse=True)[:limit]
     return FormChoices(sorted(index)[:limit], versions, {s: vs[0] for s, vs in index.items()})
 
