@@ -24,7 +24,7 @@ from airflow.sdk import Param, dag
 from stackyard.airflow.assets import L3_MANIFEST
 from stackyard.core.manifest import SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
-from stackyard.steps.gate import SystemTestSuite
+from stackyard.steps.gate import system_test_suite
 from stackyard.steps.gate_form import gate_form_choices
 from stackyard.airflow.operators import gate
 from stackyard.airflow.operators.helm import HelmTestOperator, HelmUpgradeOperator
@@ -34,7 +34,7 @@ CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
 MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
 SETTINGS = Settings.from_env()
-SUITE = SystemTestSuite.from_config(SETTINGS.gate_config)  # include/gate.yaml: optional
+SUITE = system_test_suite(SETTINGS.gate_config)  # include/gate.yaml: optional
 # The form's proposals: what the registry has, read cheaply at parse time (never an enum: CI and
 # the REST API may ask for any value; validate refuses what is not published).
 CHOICES = gate_form_choices(SETTINGS.registry_url, SETTINGS.cache_dir, SETTINGS.home / "cache")
