@@ -393,3 +393,24 @@ def test_the_example_charts_kinds_are_all_allowed_to_the_deployer(helm_bin, tmp_
             resource = doc["kind"].lower() + ("es" if doc["kind"].endswith("s") else "s")
             assert any(group in r["apiGroups"] and resource in r["resources"] and "create" in r["verbs"]
                        for r in rules), f"{chart.name}: {doc['kind']} ({group or 'core'}) not allowed"
+
+
+def test_the_image_has_the_chart_templates_for_chart_init():
+    """`stackyard chart init` reads stackyard/cli/templates/chart: the image must ship it. The wheel
+    built from pyproject carries .py files only, so the copy of plugins/ on PYTHONPATH provides it."""
+    lines = dockerfile_instructions()
+    assert "COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/" in lines
+    pythonpath = next(line for line in lines if line.startswith("ENV PYTHONPATH="))
+    assert pythonpath.startswith('ENV PYTHONPATH="/opt/airflow/plugins:')
+    template = ROOT / "plugins" / "stackyard" / "cli" / "templates" / "chart"
+    assert (template / "Chart.yaml").is_file() and (template / "templates" / "tests").is_dir()
+    import fnmatch
+
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for path in template.rglob("*"):
+        relative = str(path.relative_to(ROOT))
+        parts = [relative] + [str(parent) for parent in Path(relative).parents if str(parent) != "."]
+        # Docker anchors patterns at the context root (`tests` is ./tests only; `**/x` is any depth).
+        hit = [p for p in patterns if any(fnmatch.fnmatch(part, p.strip("/")) for part in parts)]
+        assert not hit, f"{relative} is excluded from the image by {hit}"
