@@ -141,6 +141,11 @@ def test_stores_default_to_s3_when_given():
     assert own.records_url == "s3://other/records" and own.manifest_store_url.startswith("s3://acme-stackyard/")
     volume = Settings.from_env({**given, "STACKYARD_S3_URL": ""})
     assert volume.manifest_store_url == f"file://{env['STACKYARD_HOME']}/manifests"
+    from stackyard.exceptions import InputError
+
+    for bad in ("acme-stackyard/prod", "s3://", "https://acme/prod"):
+        with pytest.raises(InputError, match="STACKYARD_S3_URL must be s3://bucket"):
+            Settings.from_env({**given, "STACKYARD_S3_URL": bad})
 
 
 def test_every_stackyard_variable_the_code_reads_is_set_or_documented():
