@@ -27,6 +27,7 @@ from stackyard.airflow.assets import L3_MANIFEST
 from stackyard.core.names import HTTP_URL_PATTERN, MAX_FREE_TEXT, MAX_URL, SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.steps.gate import system_test_suite
+from stackyard.steps.gate_form import gate_form_choices
 from stackyard.airflow.operators import gate
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator
@@ -36,15 +37,22 @@ CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
 MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
 CHANGED = "{{ ti.xcom_pull(task_ids='validate')['change']['service'] }}"
-SUITE = system_test_suite(Settings.from_env().gate_config)  # include/gate.yaml: optional
+SETTINGS = Settings.from_env()
+SUITE = system_test_suite(SETTINGS.gate_config)  # include/gate.yaml: optional
+# The form's proposals: what the registry has, read cheaply at parse time (never an enum: CI and
+# the REST API may ask for any value; validate refuses what is not published).
+CHOICES = gate_form_choices(SETTINGS.registry_url, SETTINGS.cache_dir, SETTINGS.home / "cache")
 
 
 #: The form; any other conf key is refused before a task runs (stackyard.airflow.params).
 PARAMS = {
     "service": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Service",
-                     description="Name of the service chart (an L3 service, or a new one)."),
+                     description="Name of the service chart (an L3 service, or a new one).",
+                     **({"examples": CHOICES.services} if CHOICES.services else {})),
     "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
-                           description="The published chart version to test, e.g. 1.4.2."),
+                           description=" ".join(filter(None, (
+                               "The published chart version to test, e.g. 1.4.2.", CHOICES.summary()))),
+                           **({"examples": CHOICES.versions} if CHOICES.versions else {})),
     "requested_by": Param(None, type=["null", "string"], maxLength=MAX_FREE_TEXT, title="Requested by",
                           description="Who asks (a person, or the CI job)."),
     "ci_url": Param(None, type=["null", "string"], pattern=HTTP_URL_PATTERN, maxLength=MAX_URL, title="CI URL",

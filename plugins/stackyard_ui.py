@@ -3,7 +3,8 @@
 Lives directly in ``plugins/`` because Airflow's plugin scanner ignores the ``stackyard`` package
 (``plugins/.airflowignore``). The app is mounted at ``/stacks``; the nav entry (Browse → Stacks)
 shows it inside the UI at ``/plugin/stacks``. Every route requires an authenticated user who can
-read DAGs (see :mod:`stackyard.ui.app`).
+read DAGs (see :mod:`stackyard.ui.app`). A root middleware makes triggering through the REST API
+as plain as the form (:mod:`stackyard.ui.trigger_api`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import threading
 
 from airflow.plugins_manager import AirflowPlugin
+
+from stackyard.ui.trigger_api import TriggerRequests
 
 URL_PREFIX = "/stacks"
 
@@ -37,6 +40,9 @@ class _LazyApp:
 class StackyardUIPlugin(AirflowPlugin):
     name = "stackyard_ui"
     fastapi_apps = [{"app": _LazyApp(), "url_prefix": URL_PREFIX, "name": "stackyard Stacks view"}]
+    # logical_date optional and param refusals in one line for POST …/dagRuns (stackyard.ui.trigger_api)
+    fastapi_root_middlewares = [{"middleware": TriggerRequests, "args": [], "kwargs": {},
+                                 "name": "stackyard trigger requests"}]
     external_views = [{
         "name": "Stacks",
         "href": f"{URL_PREFIX}/",

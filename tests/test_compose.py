@@ -141,6 +141,11 @@ def test_stores_default_to_s3_when_given():
     assert own.records_url == "s3://other/records" and own.manifest_store_url.startswith("s3://acme-stackyard/")
     volume = Settings.from_env({**given, "STACKYARD_S3_URL": ""})
     assert volume.manifest_store_url == f"file://{env['STACKYARD_HOME']}/manifests"
+    from stackyard.exceptions import InputError
+
+    for bad in ("acme-stackyard/prod", "s3://", "https://acme/prod"):
+        with pytest.raises(InputError, match="STACKYARD_S3_URL must be s3://bucket"):
+            Settings.from_env({**given, "STACKYARD_S3_URL": bad})
 
 
 def test_every_stackyard_variable_the_code_reads_is_set_or_documented():
@@ -393,3 +398,24 @@ def test_the_example_charts_kinds_are_all_allowed_to_the_deployer(helm_bin, tmp_
             resource = doc["kind"].lower() + ("es" if doc["kind"].endswith("s") else "s")
             assert any(group in r["apiGroups"] and resource in r["resources"] and "create" in r["verbs"]
                        for r in rules), f"{chart.name}: {doc['kind']} ({group or 'core'}) not allowed"
+
+
+def test_the_image_has_the_chart_templates_for_chart_init():
+    """`stackyard chart init` reads stackyard/cli/templates/chart: the image must ship it. The wheel
+    built from pyproject carries .py files only, so the copy of plugins/ on PYTHONPATH provides it."""
+    lines = dockerfile_instructions()
+    assert "COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/" in lines
+    pythonpath = next(line for line in lines if line.startswith("ENV PYTHONPATH="))
+    assert pythonpath.startswith('ENV PYTHONPATH="/opt/airflow/plugins:')
+    template = ROOT / "plugins" / "stackyard" / "cli" / "templates" / "chart"
+    assert (template / "Chart.yaml").is_file() and (template / "templates" / "tests").is_dir()
+    import fnmatch
+
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+    for path in template.rglob("*"):
+        relative = str(path.relative_to(ROOT))
+        parts = [relative] + [str(parent) for parent in Path(relative).parents if str(parent) != "."]
+        # Docker anchors patterns at the context root (`tests` is ./tests only; `**/x` is any depth).
+        hit = [p for p in patterns if any(fnmatch.fnmatch(part, p.strip("/")) for part in parts)]
+        assert not hit, f"{relative} is excluded from the image by {hit}"

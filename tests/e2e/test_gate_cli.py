@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -131,3 +132,27 @@ def test_wrong_credentials_and_unreachable_api_exit_2(airflow_server):
     assert wrong.returncode == 2 and "refused the credentials of 'admin'" in wrong.stderr
     assert "not-the-password" not in wrong.stdout + wrong.stderr
     assert unreachable.returncode == 2 and "cannot reach the Airflow API at http://127.0.0.1:9" in unreachable.stderr
+
+
+def test_the_rest_api_takes_a_run_without_logical_date_and_refuses_bad_conf_in_one_line(airflow_server):
+    """Through the real api-server and the stackyard_ui plugin's middleware."""
+    server = airflow_server.server
+    token = server.token()
+
+    def post(body: dict):
+        request = urllib.request.Request(
+            f"{server.url}/api/v2/dags/l3_gate/dagRuns", data=json.dumps(body).encode(), method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.load(exc)
+
+    status, answer = post({"conf": {"service": "Bad!", "chart_version": "1.0.0"}})
+    assert status == 400
+    assert answer["detail"] == ("Invalid input for param service: 'Bad!' is not a service name "
+                                "(a DNS-1123 label: lowercase letters, digits and '-')")
+    status, answer = post({"conf": {"service": "orders", "chart_version": "9.9.8"}})  # no logical_date
+    assert status == 200, answer
+    assert answer["logical_date"] is None and answer["conf"]["service"] == "orders"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import os
 import re
 import tempfile
@@ -75,8 +76,11 @@ class ChartCache:
         return digest if self.blob(digest).is_file() else None
 
     def _index(self, registry_key: str, name: str, version: str) -> Path:
-        safe_key = re.sub(r"[^A-Za-z0-9._-]+", "_", registry_key)
-        return self.root / "index" / safe_key / name / version
+        return self.index_dir(registry_key) / name / version
+
+    def index_dir(self, registry_key: str) -> Path:
+        """Where ``registry_key``'s (name, version) → digest entries live: ``<name>/<version>`` files."""
+        return self.root / "index" / re.sub(r"[^A-Za-z0-9._-]+", "_", registry_key)
 
 
 class ChartRegistry(abc.ABC):
@@ -253,6 +257,44 @@ def open_registry(url: str, *, cache_dir: str | Path, helm: Helm | None = None, 
     if "://" in url:
         raise InputError(f"unknown registry URL {url!r}: use dir:///path or oci://host/path")
     return DirectoryRegistry(url, cache)
+
+
+def published_index_folders(url: str, cache_dir: str | Path) -> tuple[Path, str]:
+    """Where the charts published to ``url`` can be listed without a network call, and the layout:
+
+    - a ``dir://`` registry: its own folder, ``<name>/<name>-<version>.tgz`` (``"packages"``);
+    - any other: the local cache's index of what was published or fetched through this
+      installation, ``<name>/<version>`` (``"index"``) — in compose and on a shared volume that is
+      every component's; for an OCI registry that nobody here published to, it is empty.
+    """
+    if url.startswith("dir://") or "://" not in url:
+        return Path(url.removeprefix("dir://")), "packages"
+    return ChartCache(cache_dir).index_dir(url.rstrip("/")), "index"
+
+
+def list_published(folder: Path, layout: str) -> dict[str, list[str]]:
+    """``{name: [versions, newest first]}`` under ``folder`` (see :func:`published_index_folders`)."""
+    found: dict[str, list[str]] = {}
+    try:
+        services = sorted((e for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError:
+        return found
+    for service in services:
+        try:
+            names = [entry.name for entry in os.scandir(service.path)]
+        except OSError:
+            continue
+        if layout == "packages":
+            prefix = f"{service.name}-"
+            names = [n[len(prefix):-4] for n in names if n.startswith(prefix) and n.endswith(".tgz")]
+        versions = sorted((v for v in names if is_semver(v)), key=_cached_sort_key, reverse=True)
+        if versions:
+            found[service.name] = versions
+    return found
+
+
+#: Services mostly share version strings (1.0.0, 1.1.0, …): parse each once per process.
+_cached_sort_key = functools.lru_cache(maxsize=8192)(semver_sort_key)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -1,4 +1,5 @@
-"""Refused input on Airflow's own command line as one line, not a traceback.
+"""Refused input as one clear line: on Airflow's own command line (an excepthook) and in the REST API
+(:mod:`stackyard.ui.trigger_api` rewrites a trigger's 400 answer with :func:`one_line`).
 
 ``airflow dags trigger l3_gate --conf '{"service": "Bad!"}'`` (and ``airflow dags test``) raise
 the DAG's ``ParamValidationError`` out of Airflow's CLI, which Python prints as a traceback

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from stackyard.airflow.cli_errors import is_refusal, one_line
+from stackyard.airflow.refusals import is_refusal, one_line
 from stackyard.exceptions import InputError, ToolError
 
 from tests.conftest import ROOT
