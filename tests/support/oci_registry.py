@@ -19,8 +19,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def local_oci_registry(root: Path, timeout: float = 15.0) -> Iterator[str]:
-    """Serve a registry storing under ``root``; yields ``127.0.0.1:<port>``."""
+def local_oci_registry(root: Path, timeout: float = 15.0, users: dict[str, str] | None = None) -> Iterator[str]:
+    """Serve a registry storing under ``root``; yields ``127.0.0.1:<port>``. With ``users``
+    (name → password) it requires basic auth from an htpasswd file, as a private registry does."""
     binary = shutil.which("docker-registry")
     if binary is None:
         raise RuntimeError("docker-registry is not on PATH; run through `make test`/`make bench`")
@@ -31,6 +32,17 @@ def local_oci_registry(root: Path, timeout: float = 15.0) -> Iterator[str]:
         f"version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {root / 'data'}}}\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
+    if users:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import crypt  # bcrypt through libxcrypt: what docker-registry's htpasswd reads
+
+        htpasswd = root / "htpasswd"
+        htpasswd.write_text("".join(f"{u}:{crypt.crypt(p, crypt.mksalt(crypt.METHOD_BLOWFISH))}\n" for u, p in users.items()))
+        with config.open("a") as f:
+            f.write(f"auth:\n  htpasswd: {{realm: stackyard-test, path: {htpasswd}}}\n")
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + timeout
