@@ -237,3 +237,57 @@ def image_changes(old: Iterable[ImagePin], new: Iterable[ImagePin]) -> list[str]
         elif before[ref] != after[ref]:
             lines.append(f"~ {ref} {before[ref]} -> {after[ref]}")
     return lines
+
+
+# --- the lock a published chart carries --------------------------------------------------------
+
+#: The file ``stackyard chart publish`` writes into the package: per profile, every image the chart
+#: deploys with that profile and the digest it resolved to. The chart is immutable, so its images
+#: are too: a tag pushed again later no longer matches the lock.
+IMAGE_LOCK = "images.lock.json"
+IMAGE_LOCK_SCHEMA = 1
+PLACEHOLDER = "stackyard-image-scan"
+
+
+@dataclass(frozen=True)
+class ImageLock:
+    profiles: Mapping[str, tuple[ImagePin, ...]]
+
+    def pins(self, profile: str) -> tuple[ImagePin, ...]:
+        return tuple(self.profiles.get(profile, ()))
+
+    def to_json(self) -> str:
+        import json
+
+        body = {"schema_version": IMAGE_LOCK_SCHEMA,
+                "profiles": {name: [p.to_dict() for p in pins] for name, pins in sorted(self.profiles.items())}}
+        return json.dumps(body, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = IMAGE_LOCK) -> ImageLock:
+        import json
+
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InputError(f"{source}: not JSON: {exc}") from None
+        if not isinstance(data, Mapping) or data.get("schema_version") != IMAGE_LOCK_SCHEMA:
+            raise InputError(f"{source}: expected schema_version {IMAGE_LOCK_SCHEMA}")
+        profiles = data.get("profiles")
+        if not isinstance(profiles, Mapping) or not all(isinstance(v, list) for v in profiles.values()):
+            raise InputError(f"{source}: 'profiles' must map profile names to lists of pins")
+        return cls({str(k): tuple(ImagePin.from_dict(p) for p in v) for k, v in profiles.items()})
+
+
+def placeholder_secrets(encrypted: Mapping[str, Any]) -> dict[str, Any]:
+    """A SOPS file's structure with every value replaced by a placeholder: enough to render a
+    chart's templates (which images it deploys) without decrypting anything."""
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, Mapping):
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return PLACEHOLDER if isinstance(node, str) else node
+
+    return {k: walk(v) for k, v in encrypted.items() if k != "sops"}
