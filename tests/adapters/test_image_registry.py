@@ -17,7 +17,7 @@ from stackyard.adapters.image_registry import ImageResolver
 from stackyard.core.images import parse_mirrors
 from stackyard.exceptions import AccessDeniedError, NotFoundError, UnavailableError
 
-from tests.support.oci_images import push_image, push_index
+from dev.oci_images import push_image, push_index
 from tests.support.oci_registry import local_oci_registry
 
 

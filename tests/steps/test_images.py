@@ -16,7 +16,7 @@ from stackyard.exceptions import InputError, NotFoundError, UnavailableError
 from stackyard.steps.images import DEFAULTS, check_pinned, lock_images, rendered_images
 
 from tests.conftest import CHARTS
-from tests.support.oci_images import push_image
+from dev.oci_images import push_image
 from tests.support.oci_registry import local_oci_registry
 
 
