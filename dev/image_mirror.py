@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dev.oci_images import push_image
 from dev.oci_registry import local_oci_registry
-from stackyard.core.images import DOCKER_HUB, parse_image
+from stackyard.core.images import DOCKER_HUB, parse_image, parse_mirrors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,6 +79,23 @@ def push_missing(host: str, images: Iterable[str]) -> int:
         path, tag = f"{_prefix(ref.domain)}/{ref.path}", ref.tag or "latest"
         if not _exists(host, path, tag):
             push_image(host, path, tag, content=f"stackyard local mirror: {ref}".encode())
+            pushed += 1
+    return pushed
+
+
+def push_images(mirrors: str, references: Iterable[str]) -> int:
+    """What CI's image build does, against the mirror: push a small image under each reference
+    (to the mirror host that ``mirrors`` maps its registry to). Returns how many were new."""
+    located = parse_mirrors(mirrors)
+    pushed = 0
+    for reference in references:
+        ref = parse_image(reference)
+        mirror = located.get(ref.domain)
+        if mirror is None:
+            raise ValueError(f"{reference}: no mirror for {ref.domain} in {mirrors!r}")
+        target = mirror.locate(ref)
+        if not _exists(target.domain, target.path, target.tag or "latest"):
+            push_image(target.domain, target.path, target.tag or "latest", content=f"stackyard local mirror: {ref}".encode())
             pushed += 1
     return pushed
 

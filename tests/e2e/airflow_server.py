@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from dev.local import AirflowServer, free_port
+from stackyard.adapters.image_registry import ImageResolver
+from stackyard.core.images import parse_mirrors
 from stackyard.settings import Settings
 from stackyard.adapters.manifest_store import open_manifest_store
 from stackyard.adapters.chart_registry import open_registry
@@ -39,7 +41,7 @@ class ServedStack:
 
 
 @pytest.fixture(scope="module")  # stopped after its module: ~750 MB not held through the rest of the suite
-def airflow_server(tmp_path_factory, sandbox, helm_bin):
+def airflow_server(tmp_path_factory, sandbox, helm_bin, image_mirror):
     root = tmp_path_factory.mktemp("served")
     home = root / "stackyard"
     kubeconfig = str(sandbox.kubeconfig_path)
@@ -56,6 +58,7 @@ def airflow_server(tmp_path_factory, sandbox, helm_bin):
     stack = LocalStack(
         settings, open_registry(settings.registry_url, cache_dir=settings.cache_dir, helm=helm),
         open_manifest_store(settings.manifest_store_url), helm, Path(kubeconfig), root,
+        ImageResolver(mirrors=parse_mirrors(image_mirror)),
     )
     stack.seed()
     server = AirflowServer(home=root / "airflow", env={**os.environ, **stack_env}, port=free_port(), parallelism=2)

@@ -93,3 +93,12 @@ def test_before_a_deploy_an_unreachable_registry_is_an_outage_not_a_verdict():
     pins = [ImagePin("127.0.0.1:9/stackyard/x:1", "sha256:" + "d" * 64)]
     with pytest.raises(UnavailableError, match="orders 1.0.0 on qa1: image 127.0.0.1:9/stackyard/x:1: could not reach"):
         check_pinned(pins, ImageResolver(timeout=2), what="orders 1.0.0 on qa1")
+
+
+def test_a_profile_that_does_not_render_is_refused_naming_chart_and_profile(tmp_path, registry, helm):
+    chart_dir = orders_chart(tmp_path, registry)
+    (chart_dir / "templates" / "strict.yaml").write_text(
+        '{{- if eq .Values.config.logLevel "info" }}{{ fail "info logging is not allowed" }}{{- end }}\n')
+    with pytest.raises(InputError, match=r"orders: profile ephemeral does not render, so its images cannot be locked.*"
+                                         r"info logging is not allowed"):
+        rendered_images(chart_dir, load_chart(chart_dir), helm)

@@ -206,3 +206,61 @@ def _media_type_of(body: bytes) -> str:
         return str(json.loads(body).get("mediaType", ""))
     except (ValueError, AttributeError):
         return ""
+
+
+# --- where credentials come from -------------------------------------------------------------
+
+
+def chained(*providers: Credentials) -> Credentials:
+    """The first provider that has credentials for a host wins."""
+
+    def lookup(host: str) -> tuple[str, str] | None:
+        for provider in providers:
+            found = provider(host)
+            if found is not None:
+                return found
+        return None
+
+    return lookup
+
+
+def static_credentials(registries: Mapping[str, Mapping[str, str]]) -> Credentials:
+    """``{"ghcr.io": {"username": …, "password": …}}`` (an Airflow connection's extra)."""
+
+    def lookup(host: str) -> tuple[str, str] | None:
+        entry = registries.get(host)
+        if not entry:
+            return None
+        return str(entry.get("username") or entry.get("login") or ""), str(entry.get("password") or "")
+
+    return lookup
+
+
+def docker_config_credentials(path: str | None = None) -> Credentials:
+    """What ``docker login`` stored (``$DOCKER_CONFIG/config.json``, ``~/.docker/config.json``):
+    how CI jobs that pushed the image are already logged in. Credential helpers are not run."""
+    import os
+    from pathlib import Path
+
+    config = Path(path) if path else Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    try:
+        auths = json.loads(config.read_text()).get("auths", {})
+    except (OSError, ValueError):
+        auths = {}
+
+    def lookup(host: str) -> tuple[str, str] | None:
+        for key in (host, f"https://{host}", "https://index.docker.io/v1/" if host == "registry-1.docker.io" else None):
+            entry = auths.get(key) if key else None
+            if entry and entry.get("auth"):
+                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                return user, password
+        return None
+
+    return lookup
+
+
+def ecr_credentials(token: Callable[[str], tuple[str, str]]) -> Credentials:
+    """ECR hosts get a token (``token(host)``: from the AWS connection); other hosts nothing."""
+    from stackyard.adapters.chart_registry import ECR_HOST
+
+    return lambda host: token(host) if ECR_HOST.match(host) else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from stackyard.cli._common import cli_helm, registry_for_cli
+from stackyard.cli._common import cli_helm, image_resolver_for_cli, registry_for_cli
 from stackyard.steps.publishing import publish_chart
 from stackyard.settings import Settings
 
@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def publish_command(args: argparse.Namespace, settings: Settings) -> int:
     with cli_helm(settings) as helm:
-        ref = publish_chart(args.path, registry=registry_for_cli(settings, helm, args.registry), helm=helm)
+        ref = publish_chart(args.path, registry=registry_for_cli(settings, helm, args.registry), helm=helm,
+                            images=image_resolver_for_cli(settings))
     if args.json:
         print(json.dumps({"name": ref.name, "version": ref.version, "digest": ref.digest}))
     else:

@@ -20,7 +20,7 @@ from stackyard.core.charts import Chart
 from stackyard.core.images import (
     DeployedImage, ImageLock, ImagePin, Moved, images_in, moved, placeholder_secrets,
 )
-from stackyard.exceptions import AccessDeniedError, InputError, NotFoundError, UnavailableError
+from stackyard.exceptions import AccessDeniedError, InputError, NotFoundError, ToolError, UnavailableError
 
 #: The profile name under which the chart's own defaults (no profile) are locked.
 DEFAULTS = "_defaults"
@@ -41,7 +41,12 @@ def rendered_images(chart_dir: Path, chart: Chart, helm: Helm) -> dict[str, list
                     shape = Path(tmp) / f"{name}-secrets-shape.json"
                     shape.write_text(json.dumps(placeholder_secrets(yaml.safe_load(profile.secrets) or {})))
                     files.append(shape)
-            manifest = helm.template(chart.name, chart_dir, namespace="stackyard-image-scan", values_files=files)
+            try:
+                manifest = helm.template(chart.name, chart_dir, namespace="stackyard-image-scan", values_files=files)
+            except ToolError as exc:
+                where = "its defaults" if name == DEFAULTS else f"profile {name}"
+                raise InputError(f"{chart.name}: {where} does not render, so its images cannot be locked "
+                                 f"(secrets are given by their structure only): {exc.output_tail}") from None
             found[name] = images_in(yaml.safe_load_all(manifest))
     return found
 

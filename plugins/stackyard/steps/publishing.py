@@ -6,6 +6,7 @@ operators. Nothing here decrypts: a chart is checked and packaged with its secre
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from stackyard.core.umbrella import UmbrellaTemplate, VendoredChart, build_umbre
 from stackyard.exceptions import InputError
 from stackyard.adapters.chart_registry import ChartRef, ChartRegistry
 from stackyard.adapters.helm import Helm
+from stackyard.adapters.image_registry import ImageResolver
+from stackyard.core.images import IMAGE_LOCK
+from stackyard.steps.images import lock_images
 
 
 def check_chart(chart_dir: str | Path) -> Chart:
@@ -35,15 +39,21 @@ def check_chart(chart_dir: str | Path) -> Chart:
     return chart
 
 
-def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm) -> ChartRef:
-    """Lint (defaults and every profile), package with ``profiles/`` inside, publish immutably."""
+def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm, images: ImageResolver) -> ChartRef:
+    """Lint (defaults and every profile), lock every image each profile deploys to its digest,
+    package with ``profiles/`` and the lock inside, publish immutably. Nothing is pushed when a
+    check fails or an image does not resolve."""
     chart_dir = Path(chart_dir)
     chart = check_chart(chart_dir)
     helm.lint(chart_dir)
     for profile in chart.profiles:
         helm.lint(chart_dir, [chart_dir / PROFILES_DIR / profile / "values.yaml"])
+    lock = lock_images(chart_dir, chart, helm, images)
     with tempfile.TemporaryDirectory(prefix="stackyard-package-") as tmp:
-        package = helm.package(chart_dir, tmp)
+        staged = Path(tmp) / chart_dir.name
+        shutil.copytree(chart_dir, staged, symlinks=True)
+        (staged / IMAGE_LOCK).write_text(lock.to_json())
+        package = helm.package(staged, tmp)
         return registry.publish(package)
 
 
