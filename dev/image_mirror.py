@@ -31,7 +31,8 @@ def store_dir(home: Path) -> Path:
 
 
 def example_images(root: Path = ROOT) -> list[str]:
-    """Every image the example charts deploy, with their defaults and every profile."""
+    """Every image the example charts deploy (defaults and every profile), and the images of the
+    chart ``stackyard chart init`` writes, so a new chart publishes offline too."""
     import os
     import shutil
     import tempfile
@@ -42,12 +43,27 @@ def example_images(root: Path = ROOT) -> list[str]:
 
     found: dict[str, None] = {}
     with tempfile.TemporaryDirectory(prefix="stackyard-mirror-") as tmp:
-        helm = Helm(HelmConfig(home=Path(tmp), binary=shutil.which("helm") or "helm", base_env=os.environ))
-        for chart_dir in sorted((root / "include" / "charts").iterdir()):
-            if (chart_dir / "Chart.yaml").is_file():
-                for images in rendered_images(chart_dir, load_chart(chart_dir), helm).values():
-                    found.update((i.reference, None) for i in images)
+        helm = Helm(HelmConfig(home=Path(tmp) / "helm", binary=shutil.which("helm") or "helm", base_env=os.environ))
+        charts = [c for c in sorted((root / "include" / "charts").iterdir()) if (c / "Chart.yaml").is_file()]
+        scaffold = root / "plugins" / "stackyard" / "cli" / "templates" / "chart"
+        if (scaffold / "Chart.yaml").is_file():
+            charts.append(_instantiated(scaffold, Path(tmp) / "scaffold"))
+        for chart_dir in charts:
+            for images in rendered_images(chart_dir, load_chart(chart_dir), helm).values():
+                found.update((i.reference, None) for i in images)
     return list(found)
+
+
+def _instantiated(template: Path, dest: Path) -> Path:
+    """The scaffold template with its placeholders filled, enough to render its images."""
+    import shutil
+
+    shutil.copytree(template, dest)
+    for path in dest.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            path.write_text(text.replace("__SERVICE__", "scaffold").replace("__PROFILES__", ""))
+    return dest
 
 
 def mirrors_for(host: str, images: Iterable[str]) -> str:

@@ -16,11 +16,11 @@ from stackyard.core.charts import PROFILE_SECRETS, PROFILES_DIR, Chart, load_cha
 from stackyard.core.manifest import Manifest
 from stackyard.core.secrets import is_sops_encrypted
 from stackyard.core.umbrella import UmbrellaTemplate, VendoredChart, build_umbrella, umbrella_version
-from stackyard.exceptions import InputError
+from stackyard.exceptions import InputError, ToolError
 from stackyard.adapters.chart_registry import ChartRef, ChartRegistry
 from stackyard.adapters.helm import Helm
 from stackyard.adapters.image_registry import ImageResolver
-from stackyard.core.images import IMAGE_LOCK
+from stackyard.core.images import IMAGE_LOCK, ImageLock
 from stackyard.steps.images import lock_images
 
 
@@ -39,16 +39,29 @@ def check_chart(chart_dir: str | Path) -> Chart:
     return chart
 
 
-def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm, images: ImageResolver) -> ChartRef:
-    """Lint (defaults and every profile), lock every image each profile deploys to its digest,
-    package with ``profiles/`` and the lock inside, publish immutably. Nothing is pushed when a
-    check fails or an image does not resolve."""
+def verify_chart(chart_dir: str | Path, *, helm: Helm, images: ImageResolver) -> tuple[Chart, ImageLock]:
+    """Every check publish makes, nothing pushed: :func:`check_chart`, helm lint of the defaults
+    and of every profile, then every image each profile deploys resolved to its digest (the lock
+    publish puts in the package). ``stackyard chart check`` runs exactly this."""
     chart_dir = Path(chart_dir)
     chart = check_chart(chart_dir)
-    helm.lint(chart_dir)
-    for profile in chart.profiles:
-        helm.lint(chart_dir, [chart_dir / PROFILES_DIR / profile / "values.yaml"])
-    lock = lock_images(chart_dir, chart, helm, images)
+    for profile in (None, *chart.profiles):
+        values = [chart_dir / PROFILES_DIR / profile / "values.yaml"] if profile else []
+        try:
+            helm.lint(chart_dir, values)
+        except ToolError as exc:
+            if exc.exit_code != 1:  # helm lint's "the chart has errors"; anything else is helm failing
+                raise
+            where = f"profile {profile}" if profile else "its defaults"
+            raise InputError(f"{chart.name}: helm lint fails with {where}:\n{exc.output_tail}") from None
+    return chart, lock_images(chart_dir, chart, helm, images)
+
+
+def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm, images: ImageResolver) -> ChartRef:
+    """:func:`verify_chart`, then package with ``profiles/`` and the image lock inside, and publish
+    immutably. Nothing is pushed when a check fails or an image does not resolve."""
+    chart_dir = Path(chart_dir)
+    _, lock = verify_chart(chart_dir, helm=helm, images=images)
     with tempfile.TemporaryDirectory(prefix="stackyard-package-") as tmp:
         staged = Path(tmp) / chart_dir.name
         shutil.copytree(chart_dir, staged, symlinks=True)
