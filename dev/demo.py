@@ -79,8 +79,8 @@ def run_demo(settings: Settings) -> int:
     from kube_sandbox import Sandbox
 
     from stackyard.cli._common import cli_helm, print_manifest, registry_for_cli
-    from stackyard.core.manifest import Manifest, Provenance, ServicePin
-    from stackyard.steps.publishing import publish_chart
+    from stackyard.core.manifest import Manifest, Provenance
+    from stackyard.steps.publishing import pin_of, publish_chart
 
     started = time.monotonic()
     demo_home = settings.home / "demo"
@@ -125,7 +125,7 @@ def run_demo(settings: Settings) -> int:
             pins = {}
             for chart_dir in sorted(p for p in demo.charts_dir.iterdir() if (p / "Chart.yaml").is_file()):
                 ref = publish_chart(chart_dir, registry=registry, helm=helm, images=images)
-                pins[ref.name] = ServicePin(ref.version, ref.digest)
+                pins[ref.name] = pin_of(registry, ref)
                 _say(f"   published {ref.name} {ref.version} {ref.digest[:19]}…")
             good = chart_variant(demo.charts_dir / "orders", Path(work) / "orders", version="1.1.0", image_mirror=mirrors)
             bad = chart_variant(demo.charts_dir / "catalog", Path(work) / "catalog", version="1.1.0", failing_test=True,

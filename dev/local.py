@@ -316,8 +316,8 @@ def seed_examples(settings: Settings, say=print) -> None:
     from datetime import datetime, timezone
 
     from stackyard.cli._common import cli_helm, image_resolver_for_cli, registry_for_cli
-    from stackyard.core.manifest import Manifest, Provenance, ServicePin
-    from stackyard.steps.publishing import publish_chart
+    from stackyard.core.manifest import Manifest, Provenance
+    from stackyard.steps.publishing import pin_of, publish_chart
     from stackyard.adapters.manifest_store import open_manifest_store
 
     pins = {}
@@ -325,7 +325,7 @@ def seed_examples(settings: Settings, say=print) -> None:
         registry = registry_for_cli(settings, helm)
         for chart_dir in sorted(p for p in settings.charts_dir.iterdir() if (p / "Chart.yaml").is_file()):
             ref = publish_chart(chart_dir, registry=registry, helm=helm, images=image_resolver_for_cli(settings))
-            pins[ref.name] = ServicePin(ref.version, ref.digest)
+            pins[ref.name] = pin_of(registry, ref)
     say(f"example charts in {settings.registry_url}: {', '.join(f'{n} {p.chart_version}' for n, p in pins.items())}")
     store = open_manifest_store(settings.manifest_store_url)
     latest = store.latest()

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from dev.demo import chart_variant
-from stackyard.core.manifest import Manifest, Provenance, ServicePin
-from stackyard.steps.publishing import publish_chart
+from stackyard.core.manifest import Manifest, Provenance
+from stackyard.steps.publishing import pin_of, publish_chart
 from stackyard.adapters.image_registry import ImageResolver
 from stackyard.settings import Settings
 from stackyard.adapters.manifest_store import ManifestStore, open_manifest_store
@@ -81,8 +81,7 @@ class LocalStack:
     def seed(self) -> Manifest:
         pins = {}
         for service in EXAMPLE_SERVICES:
-            ref = self.publish(service)
-            pins[service] = ServicePin(ref.version, ref.digest)
+            pins[service] = pin_of(self.registry, self.publish(service))
         return self.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "tests", None)))
 
     def core_v1(self):

@@ -64,3 +64,5 @@ def print_manifest(manifest: Manifest, *, as_json: bool = False) -> None:
     width = max((len(name) for name in manifest.services), default=0)
     for name, pin in manifest.services.items():
         print(f"  {name:<{width}}  {pin.chart_version:<12} {pin.digest or ''}")
+        for reference, digest in pin.images.items():
+            print(f"  {'':<{width}}    image {reference} {digest}")

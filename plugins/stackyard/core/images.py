@@ -256,6 +256,10 @@ class ImageLock:
     def pins(self, profile: str) -> tuple[ImagePin, ...]:
         return tuple(self.profiles.get(profile, ()))
 
+    def digests(self) -> dict[str, str]:
+        """Every image of every profile → its digest: what an L3 pin carries."""
+        return {p.reference: p.digest for pins in self.profiles.values() for p in pins}
+
     def to_json(self) -> str:
         import json
 

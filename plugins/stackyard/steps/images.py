@@ -16,7 +16,7 @@ import yaml
 
 from stackyard.adapters.helm import Helm
 from stackyard.adapters.image_registry import ImageResolver, Resolved
-from stackyard.core.charts import Chart
+from stackyard.core.charts import Chart, load_chart_bytes, vendored_charts
 from stackyard.core.images import (
     DeployedImage, ImageLock, ImagePin, Moved, images_in, moved, placeholder_secrets,
 )
@@ -93,3 +93,22 @@ def check_pinned(pins: Iterable[ImagePin], resolver: ImageResolver, *, what: str
     drifted: list[Moved] = moved(pins, {ref: r.digest for ref, r in results.items()})  # type: ignore[union-attr]
     if drifted:
         raise InputError(f"{what}: pinned images moved, nothing was deployed: " + "; ".join(map(str, drifted)))
+
+
+def package_pins(package: bytes, *, profile: str, origin: str) -> list[ImagePin]:
+    """The image pins a packaged chart deploys with ``profile``: its own lock's and, for an
+    umbrella, every vendored service chart's (charts published before image locks add none)."""
+    pins: list[ImagePin] = []
+    for chart in [load_chart_bytes(package, origin), *vendored_charts(package, origin)]:
+        if chart.images is not None:
+            pins += chart.images.pins(profile) or chart.images.pins(DEFAULTS)
+    return list(dict.fromkeys(pins))
+
+
+def check_package_images(package: bytes, *, profile: str, resolver: ImageResolver, origin: str, what: str) -> int:
+    """Before a deploy changes anything: refuse when a pinned image moved or is gone. Returns how
+    many images were checked."""
+    pins = package_pins(package, profile=profile, origin=origin)
+    if pins:
+        check_pinned(pins, resolver, what=what)
+    return len(pins)

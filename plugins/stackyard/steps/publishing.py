@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from stackyard.core.charts import PROFILE_SECRETS, PROFILES_DIR, Chart, load_chart
-from stackyard.core.manifest import Manifest
+from stackyard.core.charts import PROFILE_SECRETS, PROFILES_DIR, Chart, load_chart, load_chart_bytes
+from stackyard.core.manifest import Manifest, ServicePin
 from stackyard.core.secrets import is_sops_encrypted
 from stackyard.core.umbrella import UmbrellaTemplate, VendoredChart, build_umbrella, umbrella_version
 from stackyard.exceptions import InputError, ToolError
@@ -68,6 +68,13 @@ def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm,
         (staged / IMAGE_LOCK).write_text(lock.to_json())
         package = helm.package(staged, tmp)
         return registry.publish(package)
+
+
+def pin_of(registry: ChartRegistry, ref: ChartRef) -> ServicePin:
+    """What an L3 manifest pins for a published chart: version, package digest, and the image
+    digests of the lock inside the package (none for charts published before image locks)."""
+    chart = load_chart_bytes(registry.fetch(ref.name, ref.version).read_bytes(), str(ref))
+    return ServicePin(ref.version, ref.digest, chart.images.digests() if chart.images else {})
 
 
 def load_umbrella_template(template_dir: str | Path) -> UmbrellaTemplate:
