@@ -15,6 +15,7 @@ from pathlib import Path
 from stackyard.exceptions import InputError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+GATE_TEST_PARALLELISM = 64
 
 
 def _store(env: Mapping[str, str], home: Path, name: str) -> str:
@@ -43,6 +44,7 @@ class Settings:
     image_mirrors: str | None = None  # STACKYARD_IMAGE_MIRRORS: registry=host[/prefix],… (docs/images.md)
     image_plain_http: tuple[str, ...] = ()  # STACKYARD_IMAGE_PLAIN_HTTP: registry hosts without TLS
     image_registry_conn_id: str = "stackyard_images"  # credentials of private image registries
+    gate_test_parallelism_raw: str | None = None  # STACKYARD_GATE_TEST_PARALLELISM (property below)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +66,7 @@ class Settings:
             image_mirrors=env.get("STACKYARD_IMAGE_MIRRORS") or None,
             image_plain_http=tuple(h.strip() for h in env.get("STACKYARD_IMAGE_PLAIN_HTTP", "").split(",") if h.strip()),
             image_registry_conn_id=env.get("STACKYARD_IMAGE_CONN_ID", cls.image_registry_conn_id),
+            gate_test_parallelism_raw=env.get("STACKYARD_GATE_TEST_PARALLELISM") or None,
         )
 
     @property
@@ -87,6 +90,15 @@ class Settings:
     def gate_config(self) -> Path:
         """The L3 gate's optional system-test suite (``STACKYARD_GATE_CONFIG``, ``include/gate.yaml``)."""
         return Path(self.gate_config_file) if self.gate_config_file else self.include_dir / "gate.yaml"
+
+    @property
+    def gate_test_parallelism(self) -> int:
+        """How many of a candidate's test hooks the gate runs at once (``STACKYARD_GATE_TEST_PARALLELISM``,
+        default 64); checked when used, so a bad value fails the test task, not every DAG's parse."""
+        from stackyard.core.system_tests import parse_parallelism
+
+        return parse_parallelism(self.gate_test_parallelism_raw, GATE_TEST_PARALLELISM,
+                                 source="STACKYARD_GATE_TEST_PARALLELISM")
 
     @property
     def cache_dir(self) -> Path:
