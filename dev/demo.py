@@ -36,10 +36,13 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 SANDBOX_FAIL_ANNOTATION = {"sandbox.stackyard.io/outcome": "fail"}
 
 
-def chart_variant(source: Path, dest: Path, *, version: str, failing_test: bool = False) -> Path:
-    """A copy of a chart at another version, optionally shipping a test that fails.
+def chart_variant(source: Path, dest: Path, *, version: str, failing_test: bool = False,
+                  image_mirror: str | None = None) -> Path:
+    """A copy of a chart at another version (its image tag too), optionally shipping a test that fails.
 
-    This stands in for a developer's commit: what CI would package and publish next.
+    This stands in for a developer's commit: what CI would package and publish next, after
+    building and pushing the image of that version — into the local image mirror (``image_mirror``,
+    default ``$STACKYARD_IMAGE_MIRRORS``) when there is one.
     """
     shutil.copytree(source, dest)
     chart_yaml = yaml.safe_load((dest / "Chart.yaml").read_text())
@@ -50,6 +53,11 @@ def chart_variant(source: Path, dest: Path, *, version: str, failing_test: bool 
     if failing_test:
         values["tests"] = {"enabled": True, "podAnnotations": SANDBOX_FAIL_ANNOTATION}
     (dest / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    image_mirror = image_mirror or os.environ.get("STACKYARD_IMAGE_MIRRORS")
+    if image_mirror:
+        from dev.image_mirror import push_images
+
+        push_images(image_mirror, [f"{values['image']['repository']}:{version}"])
     return dest
 
 
@@ -71,8 +79,8 @@ def run_demo(settings: Settings) -> int:
     from kube_sandbox import Sandbox
 
     from stackyard.cli._common import cli_helm, print_manifest, registry_for_cli
-    from stackyard.core.manifest import Manifest, Provenance, ServicePin
-    from stackyard.steps.publishing import publish_chart
+    from stackyard.core.manifest import Manifest, Provenance
+    from stackyard.steps.publishing import pin_of, publish_chart
 
     started = time.monotonic()
     demo_home = settings.home / "demo"
@@ -89,9 +97,15 @@ def run_demo(settings: Settings) -> int:
     store = open_manifest_store(demo.manifest_store_url)
     logging.getLogger("kube_sandbox").setLevel(logging.WARNING)
 
-    with Sandbox(ready_delay=0.2, kubeconfig=demo_home / "kubeconfig") as sandbox:
+    from dev.image_mirror import serve as image_mirror
+    from stackyard.adapters.image_registry import ImageResolver
+    from stackyard.core.images import parse_mirrors
+
+    with Sandbox(ready_delay=0.2, kubeconfig=demo_home / "kubeconfig") as sandbox, image_mirror(settings.home) as mirrors:
+        images = ImageResolver(mirrors=parse_mirrors(mirrors))
         env = {
             **os.environ,
+            "STACKYARD_IMAGE_MIRRORS": mirrors,
             "STACKYARD_REGISTRY": demo.registry_url,
             "STACKYARD_MANIFEST_STORE": demo.manifest_store_url,
             "STACKYARD_RECORD_STORE": demo.records_url,
@@ -104,18 +118,20 @@ def run_demo(settings: Settings) -> int:
         }
         _say(f"== kube sandbox at {sandbox.url}; demo state in {demo_home}")
 
-        _say("== 1. CI publishes the example service charts (profiles inside, secrets encrypted)")
+        _say(f"== image mirror (offline): {mirrors}")
+        _say("== 1. CI publishes the example service charts (profiles inside, secrets encrypted, images locked by digest)")
         with cli_helm(demo) as helm, tempfile.TemporaryDirectory(prefix="stackyard-demo-") as work:
             registry = registry_for_cli(demo, helm)
             pins = {}
             for chart_dir in sorted(p for p in demo.charts_dir.iterdir() if (p / "Chart.yaml").is_file()):
-                ref = publish_chart(chart_dir, registry=registry, helm=helm)
-                pins[ref.name] = ServicePin(ref.version, ref.digest)
+                ref = publish_chart(chart_dir, registry=registry, helm=helm, images=images)
+                pins[ref.name] = pin_of(registry, ref)
                 _say(f"   published {ref.name} {ref.version} {ref.digest[:19]}…")
-            good = chart_variant(demo.charts_dir / "orders", Path(work) / "orders", version="1.1.0")
-            bad = chart_variant(demo.charts_dir / "catalog", Path(work) / "catalog", version="1.1.0", failing_test=True)
+            good = chart_variant(demo.charts_dir / "orders", Path(work) / "orders", version="1.1.0", image_mirror=mirrors)
+            bad = chart_variant(demo.charts_dir / "catalog", Path(work) / "catalog", version="1.1.0", failing_test=True,
+                                image_mirror=mirrors)
             for variant in (good, bad):
-                ref = publish_chart(variant, registry=registry, helm=helm)
+                ref = publish_chart(variant, registry=registry, helm=helm, images=images)
                 note = " (its test fails)" if variant == bad else ""
                 _say(f"   published {ref.name} {ref.version}{note}")
 

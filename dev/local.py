@@ -13,6 +13,8 @@ triggerer under one parent with the simple auth manager. Two facts shape this mo
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -28,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dev import image_mirror
 from stackyard.settings import Settings
 
 GATE_DAG_ID = "l3_gate"
@@ -312,17 +315,17 @@ def seed_examples(settings: Settings, say=print) -> None:
     """Publish the example charts (a no-op for the same content) and seed L3 v1 if the store is empty."""
     from stackyard.core.times import utc_now
 
-    from stackyard.cli._common import cli_helm, registry_for_cli
-    from stackyard.core.manifest import Manifest, Provenance, ServicePin
-    from stackyard.steps.publishing import publish_chart
+    from stackyard.cli._common import cli_helm, image_resolver_for_cli, registry_for_cli
+    from stackyard.core.manifest import Manifest, Provenance
+    from stackyard.steps.publishing import pin_of, publish_chart
     from stackyard.adapters.manifest_store import open_manifest_store
 
     pins = {}
     with cli_helm(settings) as helm:
         registry = registry_for_cli(settings, helm)
         for chart_dir in sorted(p for p in settings.charts_dir.iterdir() if (p / "Chart.yaml").is_file()):
-            ref = publish_chart(chart_dir, registry=registry, helm=helm)
-            pins[ref.name] = ServicePin(ref.version, ref.digest)
+            ref = publish_chart(chart_dir, registry=registry, helm=helm, images=image_resolver_for_cli(settings))
+            pins[ref.name] = pin_of(registry, ref)
     say(f"example charts in {settings.registry_url}: {', '.join(f'{n} {p.chart_version}' for n, p in pins.items())}")
     store = open_manifest_store(settings.manifest_store_url)
     latest = store.latest()
@@ -358,8 +361,13 @@ def up(settings: Settings, *, port: int = 8080, sandbox_port: int = 6443, stop: 
               "(is `make sandbox` or another `make up` running?)", file=sys.stderr)
         return 2
     server = None
+    mirror = contextlib.ExitStack()
     try:
         print(f"kube sandbox on {sandbox.url} (kubeconfig {kubeconfig}, snapshot {snapshot})", flush=True)
+        # The example charts' images, offline: Airflow's tasks resolve digests through it too.
+        os.environ["STACKYARD_IMAGE_MIRRORS"] = mirror.enter_context(image_mirror.serve(settings.home))
+        settings = dataclasses.replace(settings, image_mirrors=os.environ["STACKYARD_IMAGE_MIRRORS"])
+        print(f"image mirror: {settings.image_mirrors}", flush=True)
         seed_examples(settings, say=lambda text: print(text, flush=True))
         if stop.is_set():
             return 0
@@ -387,6 +395,7 @@ def up(settings: Settings, *, port: int = 8080, sandbox_port: int = 6443, stop: 
         print("\nstopping Airflow and the sandbox …", flush=True)
         if server is not None:
             server.stop()
+        mirror.close()
         sandbox.stop()
         print(f"stopped; sandbox snapshot written to {snapshot}", flush=True)
 

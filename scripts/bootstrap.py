@@ -14,6 +14,9 @@ Steps, each skipped while its stamp matches (so a second run takes about a secon
    when the DB is missing or the Airflow pins changed. ``make demo`` and the tests copy theirs
    from a template DB migrated on first use (``local_env.fresh_airflow_home``).
 
+6. The local image mirror's store in ``.stackyard/images``: a small image under every name the
+   example charts deploy (``dev/image_mirror.py``); stamp = hash of the charts and the script.
+
 Stamps of steps 2-4 live inside ``.venv`` so deleting the venv redoes them.
 """
 
@@ -119,6 +122,20 @@ def install_tools() -> None:
     run([VENV_PY, INSTALLER, "--bin-dir", VENV / "bin", "--cache-dir", CACHE])
 
 
+def mirror_inputs() -> list[Path]:
+    """What decides the local image mirror's content: the example charts, the chart scaffold, and
+    the mirror script itself."""
+    roots = [ROOT / "include" / "charts", ROOT / "plugins" / "stackyard" / "cli" / "templates"]
+    files = sorted(p for r in roots if r.is_dir() for p in r.rglob("*") if p.is_file())
+    return [*files, ROOT / "dev" / "image_mirror.py"]
+
+
+def seed_image_mirror() -> None:
+    """Push a small image under every name the example charts deploy into the local mirror's
+    store, so make demo / make up / make test resolve image digests offline (docs/images.md)."""
+    run([VENV_PY, "-m", "dev.image_mirror", "seed", "--home", STATE], env=local_env.apply(dict(os.environ), ROOT))
+
+
 def migrate_airflow_db() -> None:
     try:
         local_env.migrate(ROOT, Path(local_env.local_env(ROOT)["AIRFLOW_HOME"]))
@@ -145,6 +162,8 @@ def main() -> int:
             airflow_home = STATE / "airflow"
             step("airflow metadata DB", airflow_home / ".stackyard-migrated", digest(local_env.airflow_pins(ROOT)),
                  migrate_airflow_db, also_ok=lambda: (airflow_home / "airflow.db").is_file())
+            step("local image mirror", STATE / "images" / ".stackyard-seeded", digest(*mirror_inputs()),
+                 seed_image_mirror, also_ok=lambda: (STATE / "images" / "data").is_dir())
         except SetupError as exc:
             print(f"setup: ERROR: {exc}", file=sys.stderr)
             return 1

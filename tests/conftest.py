@@ -67,6 +67,34 @@ def sops_bin() -> str:
     return require_tool("sops")
 
 
+@pytest.fixture(scope="session")
+def image_mirror(tmp_path_factory):
+    """Local mode's image mirror for the session (dev/image_mirror.py): every image the example
+    charts deploy, offline. Yields the ``STACKYARD_IMAGE_MIRRORS`` value, also set in the
+    environment so Airflow tasks that resolve images see it."""
+    from dev.image_mirror import serve
+
+    with serve(tmp_path_factory.mktemp("image-mirror")) as mirrors:
+        previous = os.environ.get("STACKYARD_IMAGE_MIRRORS")
+        os.environ["STACKYARD_IMAGE_MIRRORS"] = mirrors
+        try:
+            yield mirrors
+        finally:
+            if previous is None:
+                os.environ.pop("STACKYARD_IMAGE_MIRRORS", None)
+            else:
+                os.environ["STACKYARD_IMAGE_MIRRORS"] = previous
+
+
+@pytest.fixture
+def images(image_mirror):
+    """An image resolver reaching the example charts' images through the session's mirror."""
+    from stackyard.adapters.image_registry import ImageResolver
+    from stackyard.core.images import parse_mirrors
+
+    return ImageResolver(mirrors=parse_mirrors(image_mirror))
+
+
 @pytest.fixture
 def chart_copy(tmp_path):
     """A private copy of an example chart, to modify freely."""

@@ -24,7 +24,7 @@ SERVICES = COMPOSE["services"]
 AIRFLOW_SERVICES = ["airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
                     "airflow-worker", "airflow-triggerer", "flower"]
 CONNECTIONS = {"stackyard_kube", "stackyard_sops", "aws_default"}
-OPTIONAL_CONNECTIONS = {"stackyard_webhook"}  # alerts: skipped when the connection does not exist
+OPTIONAL_CONNECTIONS = {"stackyard_webhook", "stackyard_images"}  # alerts; private image registries: skipped when absent
 
 
 def env_of(service: str) -> dict[str, str]:

@@ -150,14 +150,21 @@ class Bench:
         from stackyard.core.manifest import Manifest, Provenance, ServicePin
         from stackyard.steps.publishing import publish_chart
 
+        from dev.image_mirror import serve
+        from stackyard.adapters.image_registry import ImageResolver
+        from stackyard.core.images import parse_mirrors
+
         pins = {}
-        for chart in sorted(p for p in CHARTS.iterdir() if (p / "Chart.yaml").is_file()):
-            ref = publish_chart(chart, registry=self.registry, helm=self.helm)
-            pins[ref.name] = ServicePin(ref.version, ref.digest)
-        self.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "bench", None)))
-        for version in versions:
-            publish_chart(chart_variant(CHARTS / "orders", self.tmp / "variants" / version, version=version),
-                          registry=self.registry, helm=self.helm)
+        with serve(self.tmp / "image-mirror") as mirrors:
+            images = ImageResolver(mirrors=parse_mirrors(mirrors))
+            for chart in sorted(p for p in CHARTS.iterdir() if (p / "Chart.yaml").is_file()):
+                ref = publish_chart(chart, registry=self.registry, helm=self.helm, images=images)
+                pins[ref.name] = ServicePin(ref.version, ref.digest)
+            self.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "bench", None)))
+            for version in versions:
+                publish_chart(chart_variant(CHARTS / "orders", self.tmp / "variants" / version, version=version,
+                                            image_mirror=mirrors),
+                              registry=self.registry, helm=self.helm, images=images)
 
     def gate(self, versions: list[str]) -> dict:
         out = subprocess.run([sys.executable, __file__, "--child", "gate", "--versions", ",".join(versions)],

@@ -41,6 +41,9 @@ class Settings:
     registry_plain_http: bool = False
     stacks_registry: str | None = None  # STACKYARD_STACKS: the stack registry file (default below)
     gate_config_file: str | None = None  # STACKYARD_GATE_CONFIG: the gate's suite (default below)
+    image_mirrors: str | None = None  # STACKYARD_IMAGE_MIRRORS: registry=host[/prefix],… (docs/images.md)
+    image_plain_http: tuple[str, ...] = ()  # STACKYARD_IMAGE_PLAIN_HTTP: registry hosts without TLS
+    image_registry_conn_id: str = "stackyard_images"  # credentials of private image registries
     gate_test_parallelism_raw: str | None = None  # STACKYARD_GATE_TEST_PARALLELISM (property below)
 
     @classmethod
@@ -60,6 +63,9 @@ class Settings:
             registry_plain_http=env.get("STACKYARD_REGISTRY_PLAIN_HTTP", "").lower() in ("1", "true", "yes"),
             stacks_registry=env.get("STACKYARD_STACKS") or None,
             gate_config_file=env.get("STACKYARD_GATE_CONFIG") or None,
+            image_mirrors=env.get("STACKYARD_IMAGE_MIRRORS") or None,
+            image_plain_http=tuple(h.strip() for h in env.get("STACKYARD_IMAGE_PLAIN_HTTP", "").split(",") if h.strip()),
+            image_registry_conn_id=env.get("STACKYARD_IMAGE_CONN_ID", cls.image_registry_conn_id),
             gate_test_parallelism_raw=env.get("STACKYARD_GATE_TEST_PARALLELISM") or None,
         )
 

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from stackyard.core.images import IMAGE_LOCK, ImageLock
+
 from stackyard.core.charts import content_digest
 from stackyard.exceptions import ImmutableArtifactError, InputError, NotFoundError
 from stackyard.steps.publishing import publish_chart
@@ -89,23 +91,28 @@ def test_directory_registry_lists_versions_in_semver_order(tmp_path, helm, chart
     assert registry.versions("orders") == ["1.2.0-rc.1", "1.2.0", "1.10.0"]
 
 
-def test_publish_chart_refuses_plaintext_secrets_before_pushing(tmp_path, helm, chart_copy):
+def test_publish_chart_refuses_plaintext_secrets_before_pushing(tmp_path, helm, chart_copy, images):
     registry = DirectoryRegistry(tmp_path / "registry", ChartCache(tmp_path / "cache"))
     src = chart_copy("orders")
     (src / "profiles" / "qa1" / "secrets.yaml").write_text("secrets:\n  DATABASE_PASSWORD: plaintext-oops\n")
     with pytest.raises(InputError, match="orders/profiles/qa1/secrets.yaml is not SOPS-encrypted"):
-        publish_chart(src, registry=registry, helm=helm)
+        publish_chart(src, registry=registry, helm=helm, images=images)
     assert not (tmp_path / "registry").exists()
 
 
-def test_publish_chart_packages_profiles_inside_the_artifact(tmp_path, helm, chart_copy):
+def test_publish_chart_packages_profiles_inside_the_artifact(tmp_path, helm, chart_copy, images):
     registry = DirectoryRegistry(tmp_path / "registry", ChartCache(tmp_path / "cache"))
-    ref = publish_chart(chart_copy("catalog"), registry=registry, helm=helm)
+    ref = publish_chart(chart_copy("catalog"), registry=registry, helm=helm, images=images)
     import tarfile
 
     with tarfile.open(registry.fetch("catalog", ref.version)) as tar:
         names = tar.getnames()
     assert "catalog/profiles/production/secrets.yaml" in names and "catalog/profiles/qa1/values.yaml" in names
+    # ... and the lock of every image each profile deploys, by digest (docs/images.md)
+    with tarfile.open(registry.fetch("catalog", ref.version)) as tar:
+        lock = ImageLock.from_json(tar.extractfile(f"catalog/{IMAGE_LOCK}").read())
+    assert set(lock.profiles) == {"_defaults", "ephemeral", "production", "qa1", "stage"}
+    assert all(pin.digest.startswith("sha256:") and pin.mirror for pin in lock.pins("qa1"))
 
 
 def test_open_registry_rejects_unknown_schemes(tmp_path):

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from dev.local import AirflowServer, free_port
+from stackyard.adapters.image_registry import ImageResolver
+from stackyard.core.images import parse_mirrors
 from stackyard.settings import Settings
 from stackyard.adapters.manifest_store import open_manifest_store
 from stackyard.adapters.chart_registry import open_registry
@@ -38,7 +40,7 @@ class ServedStack:
         return env
 
 
-def served_stack(root: Path, sandbox, helm_bin: str, *, parallelism: int = 2,
+def served_stack(root: Path, sandbox, helm_bin: str, image_mirror: str, *, parallelism: int = 2,
                  extra_env: dict[str, str] | None = None) -> tuple[AirflowServer, LocalStack]:
     """An AirflowServer (not started) and its seeded stackyard state under ``root``."""
     home = root / "stackyard"
@@ -58,6 +60,7 @@ def served_stack(root: Path, sandbox, helm_bin: str, *, parallelism: int = 2,
     stack = LocalStack(
         settings, open_registry(settings.registry_url, cache_dir=settings.cache_dir, helm=helm),
         open_manifest_store(settings.manifest_store_url), helm, Path(kubeconfig), root,
+        ImageResolver(mirrors=parse_mirrors(image_mirror)),
     )
     stack.seed()
     server = AirflowServer(home=root / "airflow", env={**os.environ, **stack_env}, port=free_port(),
@@ -66,7 +69,7 @@ def served_stack(root: Path, sandbox, helm_bin: str, *, parallelism: int = 2,
 
 
 @pytest.fixture(scope="module")  # stopped after its module: ~750 MB not held through the rest of the suite
-def airflow_server(tmp_path_factory, sandbox, helm_bin):
-    server, stack = served_stack(tmp_path_factory.mktemp("served"), sandbox, helm_bin)
+def airflow_server(tmp_path_factory, sandbox, helm_bin, image_mirror):
+    server, stack = served_stack(tmp_path_factory.mktemp("served"), sandbox, helm_bin, image_mirror)
     with server:
         yield ServedStack(server, stack)

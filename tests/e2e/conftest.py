@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from dev.demo import chart_variant
-from stackyard.core.manifest import Manifest, Provenance, ServicePin
-from stackyard.steps.publishing import publish_chart
+from stackyard.core.manifest import Manifest, Provenance
+from stackyard.steps.publishing import pin_of, publish_chart
+from stackyard.adapters.image_registry import ImageResolver
 from stackyard.settings import Settings
 from stackyard.adapters.manifest_store import ManifestStore, open_manifest_store
 from stackyard.adapters.chart_registry import ChartRef, ChartRegistry, open_registry
@@ -68,19 +69,19 @@ class LocalStack:
     helm: Helm
     kubeconfig: Path
     tmp: Path
+    images: ImageResolver
 
     def publish(self, service: str, version: str | None = None, *, failing_test: bool = False) -> ChartRef:
         source = CHARTS / service
         if version:
             source = chart_variant(source, self.tmp / "variants" / f"{service}-{version}", version=version,
                                    failing_test=failing_test)
-        return publish_chart(source, registry=self.registry, helm=self.helm)
+        return publish_chart(source, registry=self.registry, helm=self.helm, images=self.images)
 
     def seed(self) -> Manifest:
         pins = {}
         for service in EXAMPLE_SERVICES:
-            ref = self.publish(service)
-            pins[service] = ServicePin(ref.version, ref.digest)
+            pins[service] = pin_of(self.registry, self.publish(service))
         return self.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "tests", None)))
 
     def core_v1(self):
@@ -90,7 +91,7 @@ class LocalStack:
 
 
 @pytest.fixture
-def local_stack(tmp_path, monkeypatch, sandbox, helm_bin) -> LocalStack:
+def local_stack(tmp_path, monkeypatch, sandbox, helm_bin, images) -> LocalStack:
     home = tmp_path / "stackyard"
     kubeconfig = str(sandbox.kubeconfig_path)
     env = {
@@ -107,7 +108,8 @@ def local_stack(tmp_path, monkeypatch, sandbox, helm_bin) -> LocalStack:
     settings = Settings.from_env()
     helm = Helm(HelmConfig(home=tmp_path / "helm", binary=helm_bin, kubeconfig=kubeconfig, base_env={"PATH": "/usr/bin:/bin"}))
     registry = open_registry(settings.registry_url, cache_dir=settings.cache_dir, helm=helm)
-    return LocalStack(settings, registry, open_manifest_store(settings.manifest_store_url), helm, Path(kubeconfig), tmp_path)
+    return LocalStack(settings, registry, open_manifest_store(settings.manifest_store_url), helm, Path(kubeconfig), tmp_path,
+                      images)
 
 
 def fresh_dag(dagbag, dag_id: str):

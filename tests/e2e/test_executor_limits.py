@@ -28,14 +28,14 @@ STACK = f"limits-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="module")
-def busy_server(tmp_path_factory, sandbox, helm_bin):
+def busy_server(tmp_path_factory, sandbox, helm_bin, image_mirror):
     root = tmp_path_factory.mktemp("limits")
     registry = root / "stacks.yaml"
     registry.write_text(yaml.safe_dump({"stacks": {STACK: {
         "owner": "team-qa", "type": "persistent", "profile": "qa1", "namespace": STACK,
         "schedule": None, "source": "l3", "services": "all",
     }}}))
-    server, stack = served_stack(root, sandbox, helm_bin, parallelism=SLOTS,
+    server, stack = served_stack(root, sandbox, helm_bin, image_mirror, parallelism=SLOTS,
                                  extra_env={"STACKYARD_STACKS": str(registry)})
     with server:
         yield ServedStack(server, stack)

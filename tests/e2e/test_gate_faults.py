@@ -122,9 +122,9 @@ def test_unreachable_registry_fails_validate_and_creates_nothing(local_stack, da
         ci_registry = open_registry(url, cache_dir=tmp_path / "ci-cache", helm=helm)
         pins = {}
         for service in EXAMPLE_SERVICES:
-            ref = publish_chart(CHARTS / service, registry=ci_registry, helm=helm)
+            ref = publish_chart(CHARTS / service, registry=ci_registry, helm=helm, images=local_stack.images)
             pins[service] = ServicePin(ref.version, ref.digest)
-        publish_chart(chart_variant(CHARTS / "orders", tmp_path / "orders", version="1.1.0"), registry=ci_registry, helm=helm)
+        publish_chart(chart_variant(CHARTS / "orders", tmp_path / "orders", version="1.1.0"), registry=ci_registry, helm=helm, images=local_stack.images)
         seeded = local_stack.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "tests", None)))
     # the registry is down now
     monkeypatch.setenv("STACKYARD_REGISTRY", url)
@@ -188,7 +188,7 @@ def test_kms_unavailable_fails_deploy_clearly_without_leaking(local_stack, dagba
                                capture_output=True, text=True, check=True).stdout
     secrets_file.write_text(encrypted)
     (chart / ".sops.yaml").write_text(yaml.safe_dump({"creation_rules": [{"kms": arn}]}))
-    publish_chart(chart, registry=local_stack.registry, helm=local_stack.helm)
+    publish_chart(chart, registry=local_stack.registry, helm=local_stack.helm, images=local_stack.images)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
         "conn_type": "aws", "login": "testing", "password": "testing",
         "extra": {"region_name": "us-east-1", "endpoint_url": endpoint},

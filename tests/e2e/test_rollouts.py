@@ -59,7 +59,7 @@ class Rollouts:
             ref = self.ls.publish(service, version, failing_test=failing_test)
         else:
             variant = chart_variant(source, self.tmp / "variants" / f"{service}-{version}", version=version, failing_test=failing_test)
-            ref = publish_chart(variant, registry=self.ls.registry, helm=self.ls.helm)
+            ref = publish_chart(variant, registry=self.ls.registry, helm=self.ls.helm, images=self.ls.images)
         latest = self.ls.store.latest()
         candidate = propose(latest, service, version, ref.digest, datetime.now(timezone.utc), Provenance(None, "tests", None))
         return self.ls.store.promote(candidate)
@@ -271,7 +271,7 @@ def production_charts(local_stack, tmp_path, monkeypatch, sops_bin):
     monkeypatch.setenv("AIRFLOW_CONN_STACKYARD_SOPS", json.dumps({"conn_type": "generic", "extra": {"age_key_file": str(keys)}}))
     pins = {}
     for service, copy in charts.items():
-        ref = publish_chart(copy, registry=local_stack.registry, helm=local_stack.helm)
+        ref = publish_chart(copy, registry=local_stack.registry, helm=local_stack.helm, images=local_stack.images)
         pins[service] = ServicePin(ref.version, ref.digest)
     local_stack.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "tests", None)))
     return charts

@@ -22,7 +22,8 @@ def test_a_generated_chart_passes_the_gate_as_a_new_service(local_stack, dagbag,
                            "--dir", str(tmp_path)], capture_output=True, text=True, check=False)
     assert init.returncode == 0, init.stderr
     seeded = local_stack.seed()
-    ref = publish_chart(tmp_path / "shop-api", registry=local_stack.registry, helm=local_stack.helm)
+    ref = publish_chart(tmp_path / "shop-api", registry=local_stack.registry, helm=local_stack.helm,
+                        images=local_stack.images)
 
     state, tasks = run_dag(dagbag, "l3_gate", {"service": "shop-api", "chart_version": ref.version})
 

@@ -24,7 +24,6 @@ import pytest
 import yaml
 
 from stackyard.cli.gate import AirflowApi
-from stackyard.steps.publishing import publish_chart
 
 from tests.conftest import CHARTS
 from tests.e2e.airflow_server import airflow_server  # noqa: F401 (fixture)
@@ -59,7 +58,9 @@ def run_to_end(api: AirflowApi, conf: dict, timeout: float = 300) -> tuple[str, 
 
 def test_no_plaintext_secret_in_logs_xcom_or_state(airflow_server, tmp_path, sops_bin):  # noqa: F811
     server, stack = airflow_server.server, airflow_server.stack
-    publish_chart(leaky_chart(tmp_path), registry=stack.registry, helm=stack.helm)
+    # A chart that fails whenever its secret is set does not render for the image lock, so
+    # publish refuses it (tests/steps/test_images.py); published as CI did before image locks.
+    stack.registry.publish(stack.helm.package(leaky_chart(tmp_path), tmp_path / "package"))
     stack.publish("storefront", "1.0.1")
     check = AirflowApi(server.url, server.user, server.password, dag_id="profile_check")
     gate = AirflowApi(server.url, server.user, server.password, dag_id="l3_gate")

@@ -100,7 +100,7 @@ def test_the_canary_keys_render_the_canary_track(generated):
     assert canary["spec"]["template"]["metadata"]["annotations"]["stackyard.io/canary-weight"] == "25"
 
 
-def test_chart_check_passes_as_generated_and_publish_works(generated, tmp_path):
+def test_chart_check_passes_as_generated_and_publish_works(generated, tmp_path, image_mirror):
     check = stackyard("chart", "check", str(generated))
     assert check.returncode == 0, check.stderr
     assert "passes publish's checks" in check.stdout
@@ -109,7 +109,7 @@ def test_chart_check_passes_as_generated_and_publish_works(generated, tmp_path):
     assert json.loads(published.stdout)["name"] == "shop-api"
 
 
-def test_chart_check_refuses_what_publish_refuses_exit_1_and_pushes_nothing(generated, tmp_path):
+def test_chart_check_refuses_what_publish_refuses_exit_1_and_pushes_nothing(generated, tmp_path, image_mirror):
     import shutil
 
     broken = tmp_path / "shop-api"

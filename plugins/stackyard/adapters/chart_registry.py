@@ -31,7 +31,7 @@ from stackyard.core.versions import is_semver, semver_sort_key
 from stackyard.exceptions import ImmutableArtifactError, InputError, NotFoundError, ToolError, UnavailableError
 from stackyard.adapters.helm import Helm
 
-_ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+ECR_HOST = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,7 @@ class OciRegistry(ChartRegistry):
         if self._logged_in:
             return
         credentials = self._credentials
-        if credentials is None and _ECR_HOST.match(self.host.split(":")[0]):
+        if credentials is None and ECR_HOST.match(self.host.split(":")[0]):
             if self._ecr_token is None:
                 raise InputError(f"{self.host} is an ECR registry but no AWS connection was given for its token")
             credentials = self._ecr_token(self.host)

@@ -9,6 +9,8 @@ from stackyard.adapters.manifest_store import ManifestStore, open_manifest_store
 from stackyard.adapters.record_store import RecordStore, open_record_store
 from stackyard.adapters.chart_registry import ChartRegistry, open_registry
 from stackyard.adapters.helm import Helm
+from stackyard.adapters.image_registry import ImageResolver, chained, ecr_credentials, static_credentials
+from stackyard.core.images import parse_mirrors
 
 
 def _aws_client(aws_conn_id: str, client_type: str):
@@ -42,3 +44,34 @@ def manifest_store_for(settings: Settings) -> ManifestStore:
     return open_manifest_store(
         settings.manifest_store_url, s3_client_factory=lambda: _aws_client(settings.aws_conn_id, "s3")
     )
+
+
+def image_resolver_for(settings: Settings) -> ImageResolver:
+    """Image digests with the credentials of the ``stackyard_images`` connection (extra
+    ``{"registries": {host: {"username", "password"}}}``, or its host/login/password for one
+    registry) and ECR tokens from the AWS connection; mirrors from ``STACKYARD_IMAGE_MIRRORS``."""
+    return ImageResolver(
+        credentials=chained(_connection_credentials(settings.image_registry_conn_id), ecr_credentials(ecr_login(settings.aws_conn_id))),
+        mirrors=parse_mirrors(settings.image_mirrors), plain_http=settings.image_plain_http,
+    )
+
+
+def _connection_credentials(conn_id: str):
+    cache: dict[str, object] = {}
+
+    def lookup(host: str):
+        if "provider" not in cache:
+            from airflow.sdk import BaseHook
+
+            try:
+                conn = BaseHook.get_connection(conn_id)
+            except Exception:  # not configured: anonymous pulls only
+                cache["provider"] = lambda h: None
+            else:
+                registries = dict((conn.extra_dejson or {}).get("registries") or {})
+                if conn.host and conn.login:
+                    registries.setdefault(conn.host, {"username": conn.login, "password": conn.password or ""})
+                cache["provider"] = static_credentials(registries)
+        return cache["provider"](host)  # type: ignore[operator]
+
+    return lookup

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from stackyard.cli._common import cli_helm, registry_for_cli
+from stackyard.cli._common import cli_helm, image_resolver_for_cli, registry_for_cli
 from stackyard.core.stack_registry import load_registry
 from stackyard.exceptions import InputError
 from stackyard.adapters.runner import ToolRunner
@@ -69,15 +69,17 @@ def init_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def check_command(args: argparse.Namespace, settings: Settings) -> int:
     with cli_helm(settings) as helm:
-        chart = verify_chart(args.path, helm=helm)
+        chart, lock = verify_chart(args.path, helm=helm, images=image_resolver_for_cli(settings))
+    images = sorted({pin.reference for pins in lock.profiles.values() for pin in pins})
     print(f"{args.path}: {chart.name} {chart.version} passes publish's checks "
-          f"(profiles: {', '.join(sorted(chart.profiles)) or 'none'})")
+          f"(profiles: {', '.join(sorted(chart.profiles)) or 'none'}; images: {', '.join(images) or 'none'})")
     return 0
 
 
 def publish_command(args: argparse.Namespace, settings: Settings) -> int:
     with cli_helm(settings) as helm:
-        ref = publish_chart(args.path, registry=registry_for_cli(settings, helm, args.registry), helm=helm)
+        ref = publish_chart(args.path, registry=registry_for_cli(settings, helm, args.registry), helm=helm,
+                            images=image_resolver_for_cli(settings))
     if args.json:
         print(json.dumps({"name": ref.name, "version": ref.version, "digest": ref.digest}))
     else:

@@ -8,7 +8,8 @@ import os
 from stackyard.core.times import utc_now
 
 from stackyard.cli._common import cli_helm, print_manifest, registry_for_cli
-from stackyard.core.manifest import Manifest, Provenance, ServicePin, diff
+from stackyard.core.manifest import Manifest, Provenance, diff
+from stackyard.steps.publishing import pin_of
 from stackyard.exceptions import InputError
 from stackyard.settings import Settings
 from stackyard.adapters.manifest_store import open_manifest_store
@@ -44,8 +45,7 @@ def seed_command(args: argparse.Namespace, settings: Settings) -> int:
             service, _, version = item.partition("=")
             if not version:
                 raise InputError(f"{item!r}: expected SERVICE=VERSION")
-            ref = registry.resolve(service, version)
-            pins[service] = ServicePin(ref.version, ref.digest)
+            pins[service] = pin_of(registry, registry.resolve(service, version))
     manifest = Manifest.initial(
         pins, created=utc_now(),
         provenance=Provenance(dag_run_id=None, requested_by=args.requested_by, ci_url=None),

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from stackyard.core.images import IMAGE_LOCK, ImageLock
 from stackyard.core.manifest import validate_service_name
 from stackyard.core.versions import is_semver
 from stackyard.exceptions import InputError, NotFoundError
@@ -53,6 +54,8 @@ class Chart:
     app_version: str | None
     values: Mapping[str, Any]
     profiles: Mapping[str, Profile]
+    #: The image lock publish put in the package (None for a chart directory or an older package).
+    images: ImageLock | None = None
 
     def profile(self, name: str) -> Profile:
         try:
@@ -160,6 +163,7 @@ def _chart_from_files(files: dict[str, bytes], origin: str) -> Chart:
         app_version=str(meta["appVersion"]) if meta.get("appVersion") is not None else None,
         values=values,
         profiles=profiles,
+        images=ImageLock.from_json(files[IMAGE_LOCK], f"{name}/{IMAGE_LOCK}") if IMAGE_LOCK in files else None,
     )
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import Field, ValidationError
 
 from stackyard.core import names
+from stackyard.core.images import ImagePin, image_changes
 from stackyard.core.schema import Schema, problems
 from stackyard.core.times import as_utc, format_utc, parse_utc
 from stackyard.core.versions import compare_semver, is_semver
@@ -94,17 +95,26 @@ def _utc(value: object, where: str) -> datetime:
 
 @dataclass(frozen=True)
 class ServicePin:
-    """One service's chart version in a manifest; ``digest`` is the packaged chart's sha256."""
+    """One service's chart version in a manifest; ``digest`` is the packaged chart's sha256, and
+    ``images`` every image the chart deploys (any profile) with the digest it was locked to at
+    publish (image reference → digest; empty for charts published before image locks)."""
 
     chart_version: str
     digest: str | None = None
+    images: Mapping[str, str] = field(default_factory=dict, hash=False, compare=True)
 
     def __post_init__(self) -> None:
         _chart_version(self.chart_version, "chart_version")
         _chart_digest(self.digest, "digest")
+        for reference, digest in self.images.items():
+            ImagePin(reference, digest)  # validates both
+        object.__setattr__(self, "images", MappingProxyType(dict(sorted(self.images.items()))))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"chart_version": self.chart_version, "digest": self.digest}
+        data: dict[str, Any] = {"chart_version": self.chart_version, "digest": self.digest}
+        if self.images:  # absent when empty: manifests stored before image pins keep their digest
+            data["images"] = dict(self.images)
+        return data
 
 
 @dataclass(frozen=True)
@@ -238,6 +248,13 @@ def _frozen_pins(services: object) -> Mapping[str, ServicePin]:
     return MappingProxyType(dict(sorted(services.items())))
 
 
+def _image_pins(images: Mapping[str, str], where: str) -> dict[str, str]:
+    try:
+        return {pin.reference: pin.digest for pin in (ImagePin(ref, digest) for ref, digest in images.items())}
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
+
+
 def _pins_dict(services: Mapping[str, ServicePin]) -> dict[str, dict[str, Any]]:
     return {name: pin.to_dict() for name, pin in services.items()}
 
@@ -252,6 +269,7 @@ def _canonical_json(value: object) -> bytes:
 class _PinRecord(Schema):
     chart_version: str
     digest: str | None
+    images: dict[str, str] | None = None
 
 
 class _ChangeRecord(Schema):
@@ -310,6 +328,7 @@ def _manifest_from_dict(data: object) -> Manifest:
             validate_service_name(name, "services"): ServicePin(
                 chart_version=_chart_version(pin.chart_version, f"services.{name}.chart_version"),
                 digest=_chart_digest(pin.digest, f"services.{name}.digest"),
+                images=_image_pins(pin.images or {}, f"services.{name}.images"),
             )
             for name, pin in record.services.items()
         },
@@ -341,8 +360,10 @@ def propose(
     digest: str | None,
     created: datetime,
     provenance: Provenance,
+    images: Mapping[str, str] | None = None,
 ) -> Manifest:
-    """The candidate ``parent`` + ``service`` added or moved to ``chart_version``.
+    """The candidate ``parent`` + ``service`` added or moved to ``chart_version`` (its image pins
+    ``images`` from the chart's lock).
 
     Refuses a version that is not SemVer, a service name that is not a DNS-1123 label, and a
     version equal in precedence to the one ``parent`` already pins (``1.2.0+b`` is not a new
@@ -358,7 +379,7 @@ def propose(
             f"{service}: L3 v{parent.version} already pins {current.chart_version}; "
             f"proposing {chart_version} changes nothing (build metadata is ignored)"
         )
-    services = {**parent.services, service: ServicePin(chart_version, digest)}
+    services = {**parent.services, service: ServicePin(chart_version, digest, images or {})}
     return Manifest(
         version=parent.version + 1,
         services=services,
@@ -394,19 +415,31 @@ class ServiceDiff:
         order = compare_semver(self.after.chart_version, self.before.chart_version)
         return {1: "upgrade", -1: "downgrade", 0: "rebuild"}[order]
 
+    @property
+    def images(self) -> list[str]:
+        """Image lines (``+``/``-``/``~`` reference and digests), also when the chart version did not
+        change: a rebuild that only moved an image still names the image."""
+        return image_changes(
+            [ImagePin(r, d) for r, d in (self.before.images if self.before else {}).items()],
+            [ImagePin(r, d) for r, d in (self.after.images if self.after else {}).items()],
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "service": self.service,
             "kind": self.kind.value,
             "before": self.before.to_dict() if self.before else None,
             "after": self.after.to_dict() if self.after else None,
             "direction": self.direction,
         }
+        if self.images:
+            data["images"] = self.images
+        return data
 
     def __str__(self) -> str:
         before = self.before.chart_version if self.before else "(absent)"
         after = self.after.chart_version if self.after else "(absent)"
-        return f"{self.service} {before} -> {after}"
+        return "\n    ".join([f"{self.service} {before} -> {after}", *self.images])
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from stackyard.core.manifest import Manifest, Provenance, check_candidate, propo
 from stackyard.core.umbrella import UmbrellaTemplate
 from stackyard.core.versions import is_semver
 from stackyard.exceptions import InputError, NotFoundError
-from stackyard.steps.publishing import build_manifest_package
+from stackyard.steps.publishing import build_manifest_package, pin_of
 from stackyard.adapters.manifest_store import ManifestStore
 from stackyard.adapters.chart_registry import ChartRegistry
 
@@ -87,6 +87,7 @@ def validate(request: GateRequest, *, store: ManifestStore, registry: ChartRegis
     candidate = propose(
         current, request.service, request.chart_version, ref.digest, created=now,
         provenance=Provenance(dag_run_id=run_id, requested_by=request.requested_by, ci_url=request.ci_url),
+        images=pin_of(registry, ref).images,
     )
     check_candidate(current, candidate)
     return candidate

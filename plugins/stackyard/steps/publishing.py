@@ -6,18 +6,22 @@ operators. Nothing here decrypts: a chart is checked and packaged with its secre
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
 import yaml
 
-from stackyard.core.charts import PROFILE_SECRETS, PROFILES_DIR, Chart, load_chart
-from stackyard.core.manifest import Manifest
+from stackyard.core.charts import PROFILE_SECRETS, PROFILES_DIR, Chart, load_chart, load_chart_bytes
+from stackyard.core.manifest import Manifest, ServicePin
 from stackyard.core.secrets import is_sops_encrypted
 from stackyard.core.umbrella import UmbrellaTemplate, VendoredChart, build_umbrella, umbrella_version
 from stackyard.exceptions import InputError, ToolError
 from stackyard.adapters.chart_registry import ChartRef, ChartRegistry
 from stackyard.adapters.helm import Helm
+from stackyard.adapters.image_registry import ImageResolver
+from stackyard.core.images import IMAGE_LOCK, ImageLock
+from stackyard.steps.images import lock_images
 
 
 def check_chart(chart_dir: str | Path) -> Chart:
@@ -35,9 +39,10 @@ def check_chart(chart_dir: str | Path) -> Chart:
     return chart
 
 
-def verify_chart(chart_dir: str | Path, *, helm: Helm) -> Chart:
-    """Every check publish makes, nothing pushed: :func:`check_chart`, then helm lint of the
-    defaults and of every profile (``stackyard chart check`` runs exactly this)."""
+def verify_chart(chart_dir: str | Path, *, helm: Helm, images: ImageResolver) -> tuple[Chart, ImageLock]:
+    """Every check publish makes, nothing pushed: :func:`check_chart`, helm lint of the defaults
+    and of every profile, then every image each profile deploys resolved to its digest (the lock
+    publish puts in the package). ``stackyard chart check`` runs exactly this."""
     chart_dir = Path(chart_dir)
     chart = check_chart(chart_dir)
     for profile in (None, *chart.profiles):
@@ -49,16 +54,27 @@ def verify_chart(chart_dir: str | Path, *, helm: Helm) -> Chart:
                 raise
             where = f"profile {profile}" if profile else "its defaults"
             raise InputError(f"{chart.name}: helm lint fails with {where}:\n{exc.output_tail}") from None
-    return chart
+    return chart, lock_images(chart_dir, chart, helm, images)
 
 
-def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm) -> ChartRef:
-    """:func:`verify_chart`, then package with ``profiles/`` inside and publish immutably."""
+def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm, images: ImageResolver) -> ChartRef:
+    """:func:`verify_chart`, then package with ``profiles/`` and the image lock inside, and publish
+    immutably. Nothing is pushed when a check fails or an image does not resolve."""
     chart_dir = Path(chart_dir)
-    verify_chart(chart_dir, helm=helm)
+    _, lock = verify_chart(chart_dir, helm=helm, images=images)
     with tempfile.TemporaryDirectory(prefix="stackyard-package-") as tmp:
-        package = helm.package(chart_dir, tmp)
+        staged = Path(tmp) / chart_dir.name
+        shutil.copytree(chart_dir, staged, symlinks=True)
+        (staged / IMAGE_LOCK).write_text(lock.to_json())
+        package = helm.package(staged, tmp)
         return registry.publish(package)
+
+
+def pin_of(registry: ChartRegistry, ref: ChartRef) -> ServicePin:
+    """What an L3 manifest pins for a published chart: version, package digest, and the image
+    digests of the lock inside the package (none for charts published before image locks)."""
+    chart = load_chart_bytes(registry.fetch(ref.name, ref.version).read_bytes(), str(ref))
+    return ServicePin(ref.version, ref.digest, chart.images.digests() if chart.images else {})
 
 
 def load_umbrella_template(template_dir: str | Path) -> UmbrellaTemplate:

@@ -14,7 +14,7 @@ from stackyard.core.deployment import values_digest
 from stackyard.exceptions import InputError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.sops import SopsHook
-from stackyard.airflow.stores import registry_for
+from stackyard.airflow.stores import image_resolver_for, registry_for
 from stackyard.steps.publishing import check_chart, publish_chart
 from stackyard.settings import Settings
 
@@ -65,7 +65,8 @@ class ChartPublishOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, str]:
         settings = Settings.from_env()
         with self.helm_hook.helm() as helm:
-            ref = publish_chart(self.chart_dir, registry=registry_for(settings, helm), helm=helm)
+            ref = publish_chart(self.chart_dir, registry=registry_for(settings, helm), helm=helm,
+                                images=image_resolver_for(settings))
         self.log.info("published %s", ref)
         return {"name": ref.name, "version": ref.version, "digest": ref.digest}
 

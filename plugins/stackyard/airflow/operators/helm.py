@@ -20,7 +20,8 @@ from stackyard.core.values import ValuesLayer, compose
 from stackyard.exceptions import InputError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.sops import SopsHook
-from stackyard.airflow.stores import registry_for
+from stackyard.airflow.stores import image_resolver_for, registry_for
+from stackyard.steps.images import check_package_images
 from stackyard.settings import Settings
 from stackyard.adapters.helm import DEFAULT_TIMEOUT, Helm, sweep_leftovers
 
@@ -113,6 +114,10 @@ class HelmUpgradeOperator(_HelmOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm(stack=self.stack) as helm:
             package = self.package(helm, self.chart, self.chart_ref)
+            # Images first: a pinned tag that moved (or vanished) refuses the deploy before anything changes.
+            checked = check_package_images(package.read_bytes(), profile=self.profile, resolver=image_resolver_for(self.settings),
+                                           origin=package.name, what=f"{self.release} in {self.namespace}")
+            self.log.info("%d pinned image(s) still at their digests", checked)
             layers = self.values_layers(package, profile=self.profile, stack=self.stack, namespace=self.namespace)
             if self.values_overrides:
                 layers.append(ValuesLayer("overrides", self.values_overrides))
