@@ -235,3 +235,17 @@ def _api(local_stack):
     from kubernetes import config
 
     return config.new_client_from_config(config_file=str(local_stack.kubeconfig))
+
+
+def test_concurrent_deploys_of_one_release_take_turns(local_stack, sandbox, deploy, tmp_path):
+    """Two triggers at once (two task processes): the second waits for the first's lease, then
+    upgrades; neither fails, nothing is left pending."""
+    namespace = deploy
+    slow_deployments(sandbox, 3.0)
+    first = task_process(namespace, "orders:1.0.0", tmp_path / "tmp")
+    wait_until(lambda: pending(local_stack, namespace), what="the first deploy in flight")
+    second = task_process(namespace, "orders:1.1.0", tmp_path / "tmp")
+    results = [finish(first), finish(second)]
+    assert [r["chart"] for r in results] == ["orders-1.0.0", "orders-1.1.0"]
+    assert [r["status"] for r in history(local_stack, namespace)] == ["superseded", "deployed"]
+    assert not [e for e in events(local_stack, namespace) if e["event"] == "release_recovered"]

@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 ANNOTATION_HOLDER = "stackyard.io/holder"
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 Clock = Callable[[], datetime]
+#: (namespace, release) leases this process holds right now: a lease naming this process but not
+#: in here was left by an earlier operation of ours that could not release it (server gone).
+_HELD_HERE: set[tuple[str, str]] = set()
+_HELD_LOCK = threading.Lock()
 
 
 def _utc_now() -> datetime:
@@ -140,6 +144,8 @@ class ReleaseGuard:
             yield
             return
         lease, previous = taken
+        with _HELD_LOCK:
+            _HELD_HERE.add((namespace, release))
         stop = threading.Event()
         state = {"lease": lease, "release": release}
         renewer = threading.Thread(target=self._renew, args=(namespace, state, stop), daemon=True,
@@ -151,6 +157,8 @@ class ReleaseGuard:
         finally:
             stop.set()
             renewer.join()
+            with _HELD_LOCK:
+                _HELD_HERE.discard((namespace, release))
             self._release(namespace, release, state["lease"])
 
     # -- the lease --------------------------------------------------------------------------------
@@ -184,7 +192,7 @@ class ReleaseGuard:
                     except NotFoundError:
                         return None
                 view = lease_view(current)
-                if view.held and self._alive(view):
+                if view.held and self._alive(view, namespace, release):
                     who = view.holder.describe() if view.holder else current["spec"].get("holderIdentity")
                     if time.monotonic() >= deadline:
                         raise ConflictError(
@@ -205,11 +213,12 @@ class ReleaseGuard:
                     raise
                 continue  # someone else moved first: read again
 
-    def _alive(self, view: LeaseView) -> bool:
+    def _alive(self, view: LeaseView, namespace: str, release: str) -> bool:
         holder = view.holder
         if holder is not None and holder.host == self.holder.host:
-            if holder.pid == self.holder.pid:
-                return True  # this process: another thread of ours; never take it over
+            if holder.pid == self.holder.pid:  # this process: alive only while a guard of ours holds it
+                with _HELD_LOCK:
+                    return (namespace, release) in _HELD_HERE
             return holder_alive(view, now=self.clock(), process_alive=process_alive(holder.pid))
         return holder_alive(view, now=self.clock(), process_alive=None)
 
