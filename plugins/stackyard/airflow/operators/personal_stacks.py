@@ -19,6 +19,7 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from stackyard.adapters import metrics
+from stackyard.adapters.helm import sweep_leftovers
 
 from stackyard.airflow import notify
 from stackyard.steps import personal_stacks as stack_steps
@@ -251,6 +252,8 @@ def plan_reaping() -> dict[str, Any]:
     """One list call, then the pure decision; the cap is checked before anything is deleted."""
     context = get_current_context()
     params, ti = context["params"], context["ti"]
+    for path in sweep_leftovers():
+        log.warning("removed %s, left behind by a killed task", path)
     stale = past_slot_reason(context, REAPER_SCHEDULE)
     if stale:
         ti.xcom_push(key="past_slot", value=stale)
