@@ -23,7 +23,7 @@ from stackyard.core.releases import (
     DEFAULT_FOREIGN_GRACE, DEFAULT_LEASE_SECONDS, Action, Holder, LeaseView, Revision, holder_alive,
     lease_name, parse_helm_time, plan_recovery,
 )
-from stackyard.exceptions import ConflictError, InputError, NotFoundError
+from stackyard.exceptions import AccessDeniedError, ConflictError, InputError, NotFoundError
 from stackyard.adapters.runner import process_alive
 
 if TYPE_CHECKING:
@@ -79,6 +79,8 @@ class LeaseClient:
                 raise ConflictError(f"lease {body['metadata']['name']} was just taken") from None
             if exc.status == 404:
                 raise NotFoundError(f"namespace {namespace} does not exist") from None
+            if exc.status == 403:
+                raise _denied(exc, namespace) from None
             raise
 
     def replace(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +93,16 @@ class LeaseClient:
         except ApiException as exc:
             if exc.status in (409, 404):
                 raise ConflictError(f"lease {name} changed since it was read") from None
+            if exc.status == 403:
+                raise _denied(exc, namespace) from None
             raise
+
+
+def _denied(exc: Exception, namespace: str) -> AccessDeniedError:
+    return AccessDeniedError(
+        f"the cluster refused to write helm release leases in namespace {namespace} ({getattr(exc, 'reason', exc)}): "
+        "stackyard's cluster identity needs get, create and update on coordination.k8s.io leases there "
+        "(docs/faults.md)")
 
 
 def lease_view(lease: dict[str, Any]) -> LeaseView:
