@@ -28,7 +28,7 @@ import pytest
 
 from stackyard.adapters.leases import LeaseClient, ReleaseGuard, lease_view
 from stackyard.adapters.record_store import open_record_store
-from stackyard.core.releases import Holder, lease_name
+from stackyard.core.release_recovery import Holder, lease_name
 from stackyard.exceptions import ConflictError, ToolError
 from stackyard.airflow.hooks.helm import HelmHook
 

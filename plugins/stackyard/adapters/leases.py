@@ -1,7 +1,7 @@
 """Release leases (``coordination.k8s.io/v1`` Lease ``stackyard-helm-<release>``) and the guard that
 takes one around every helm upgrade, rollback and uninstall, recovering an abandoned release first.
 
-The rules are :mod:`stackyard.core.releases`; this module reads and writes the Lease (compare and
+The rules are :mod:`stackyard.core.release_recovery`; this module reads and writes the Lease (compare and
 swap on its ``resourceVersion``), renews it from a thread while helm runs, and runs the recovery.
 A released lease stays (holder cleared, last holder kept in an annotation): it is what proves a
 later pending revision was, or was not, written by stackyard.
@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from stackyard.core.releases import (
+from stackyard.core.release_recovery import (
     DEFAULT_FOREIGN_GRACE, DEFAULT_LEASE_SECONDS, Action, Holder, LeaseView, Revision, holder_alive,
     lease_name, parse_helm_time, plan_recovery,
 )

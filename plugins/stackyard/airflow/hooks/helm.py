@@ -19,7 +19,7 @@ from typing import Any
 
 from airflow.sdk import BaseHook
 
-from stackyard.core.releases import Holder
+from stackyard.core.release_recovery import Holder
 from stackyard.exceptions import InputError
 from stackyard.adapters.helm import Helm, HelmConfig, private_home
 from stackyard.adapters.leases import LeaseClient, ReleaseGuard, this_host

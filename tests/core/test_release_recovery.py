@@ -1,4 +1,4 @@
-"""plan_recovery and holder_alive: one named case per rule of core/releases.py."""
+"""plan_recovery and holder_alive: one named case per rule of core/release_recovery.py."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stackyard.core.releases import (
+from stackyard.core.release_recovery import (
     Action, Holder, LeaseView, Revision, holder_alive, lease_name, parse_helm_time, plan_recovery,
 )
 
