@@ -393,3 +393,10 @@ def test_the_example_charts_kinds_are_all_allowed_to_the_deployer(helm_bin, tmp_
             resource = doc["kind"].lower() + ("es" if doc["kind"].endswith("s") else "s")
             assert any(group in r["apiGroups"] and resource in r["resources"] and "create" in r["verbs"]
                        for r in rules), f"{chart.name}: {doc['kind']} ({group or 'core'}) not allowed"
+
+
+def test_the_deployer_role_may_hold_helm_release_leases():
+    """Every helm upgrade, rollback and uninstall holds a Lease (stackyard.adapters.leases)."""
+    rules = {(doc["metadata"]["name"]): doc["rules"] for doc in RBAC if doc["kind"] == "ClusterRole"}["stackyard-deployer"]
+    assert any("coordination.k8s.io" in r["apiGroups"] and "leases" in r["resources"]
+               and {"get", "create", "update"} <= set(r["verbs"]) for r in rules)
