@@ -244,7 +244,7 @@ def test_concurrent_deploys_of_one_release_take_turns(local_stack, sandbox, depl
     """Two triggers at once (two task processes): the second waits for the first's lease, then
     upgrades; neither fails, nothing is left pending."""
     namespace = deploy
-    slow_deployments(sandbox, 3.0)
+    slow_deployments(sandbox, 1.0)
     first = task_process(namespace, "orders:1.0.0", tmp_path / "tmp")
     wait_until(lambda: pending(local_stack, namespace), what="the first deploy in flight")
     second = task_process(namespace, "orders:1.1.0", tmp_path / "tmp")
