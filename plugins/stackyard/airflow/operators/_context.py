@@ -3,13 +3,14 @@ current run's XCom."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import get_current_context
 
 from stackyard.core.times import utc_now
 
-__all__ = ["pulled", "utc_now"]
+__all__ = ["is_admin", "past_slot_reason", "pulled", "record_event", "triggering_user", "user_roles", "utc_now"]
 
 
 def pulled(task_id: str, key: str = "return_value") -> Any:
