@@ -36,7 +36,7 @@ PARAMS = {
 
 @dag(
     dag_id="ephemeral_reaper",
-    schedule="0 3 * * *",
+    schedule=personal_stacks.REAPER_SCHEDULE,
     start_date=pendulum.datetime(2024, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

@@ -33,7 +33,9 @@ NAMESPACE = "{{ ti.xcom_pull(task_ids='create_namespace')['namespace'] }}"
 PARAMS = {
     "name": Param(type="string", pattern=STACK_NAME_PATTERN, title="Stack name",
                   description="Namespace name (DNS-1123 label), unique among stacks, e.g. alice-dev."),
-    "owner": Param(type="string", minLength=1, maxLength=MAX_FREE_TEXT, title="Owner", description="Who the stack belongs to."),
+    "owner": Param(type="string", minLength=1, maxLength=MAX_FREE_TEXT, title="Owner",
+                   description="Who the stack belongs to when no signed-in user triggered the run "
+                               "(otherwise the triggering user owns it)."),
     "ttl_days": Param(7, type="integer", minimum=1, maximum=MAX_TTL_DAYS, title="TTL (days)",
                       description="Removed after this many days without activity."),
     "manifest_version": Param(None, type=["null", "integer"], minimum=1, title="L3 manifest version",

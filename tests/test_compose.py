@@ -419,3 +419,10 @@ def test_the_image_has_the_chart_templates_for_chart_init():
         # Docker anchors patterns at the context root (`tests` is ./tests only; `**/x` is any depth).
         hit = [p for p in patterns if any(fnmatch.fnmatch(part, p.strip("/")) for part in parts)]
         assert not hit, f"{relative} is excluded from the image by {hit}"
+
+
+def test_the_deployer_role_may_hold_helm_release_leases():
+    """Every helm upgrade, rollback and uninstall holds a Lease (stackyard.adapters.leases)."""
+    rules = {(doc["metadata"]["name"]): doc["rules"] for doc in RBAC if doc["kind"] == "ClusterRole"}["stackyard-deployer"]
+    assert any("coordination.k8s.io" in r["apiGroups"] and "leases" in r["resources"]
+               and {"get", "create", "update"} <= set(r["verbs"]) for r in rules)

@@ -38,3 +38,21 @@ def test_sweep_removes_legacy_values_dirs_and_homes_of_dead_processes_only(tmp_p
     removed = sweep_leftovers(tmp_path)
     assert sorted(removed) == sorted([legacy, dead_home])
     assert live_home.exists() and old_home.exists() and not legacy.exists()
+
+
+def test_a_cluster_refusing_leases_fails_clearly():
+    from kubernetes.client.exceptions import ApiException
+
+    from stackyard.adapters.leases import LeaseClient
+    from stackyard.exceptions import AccessDeniedError
+
+    class Api:
+        def create_namespaced_lease(self, *args, **kwargs):
+            raise ApiException(status=403, reason="Forbidden")
+
+    client = LeaseClient.__new__(LeaseClient)
+    client.api = Api()
+    import pytest
+
+    with pytest.raises(AccessDeniedError, match="needs get, create and update on coordination.k8s.io leases"):
+        client.create("qa1", {"metadata": {"name": "stackyard-helm-x"}})

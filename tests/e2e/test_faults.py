@@ -87,9 +87,12 @@ def task_process(namespace: str, chart_ref: str, tmpdir: Path) -> subprocess.Pop
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(proc: subprocess.Popen, timeout: float = 120) -> dict:
+def finish(proc: subprocess.Popen, timeout: float = 120, plaintexts: set[str] = frozenset()) -> dict:
+    """The task's result (its XCom); its whole log must not hold any of ``plaintexts``."""
     out, _ = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, out[-3000:]
+    leaked = [p[:3] for p in plaintexts if p in out]
+    assert leaked == [], f"plaintext in the task log (or its XCom): {leaked}"
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -218,7 +221,7 @@ def test_a_task_killed_at_any_step_leaves_no_plaintext(local_stack, sandbox, dep
     for root in (tmpdir, local_stack.settings.home):
         hits = scan(root, plaintexts)
         assert hits == [], f"plaintext secrets on disk after a kill at {kill_at}: {hits}"
-    assert finish(task_process(namespace, "orders:1.0.0", tmpdir))["status"] == "deployed"
+    assert finish(task_process(namespace, "orders:1.0.0", tmpdir), plaintexts=plaintexts)["status"] == "deployed"
     assert scan(tmpdir, plaintexts) == [] and scan(local_stack.settings.home, plaintexts) == []
 
 
@@ -235,3 +238,17 @@ def _api(local_stack):
     from kubernetes import config
 
     return config.new_client_from_config(config_file=str(local_stack.kubeconfig))
+
+
+def test_concurrent_deploys_of_one_release_take_turns(local_stack, sandbox, deploy, tmp_path):
+    """Two triggers at once (two task processes): the second waits for the first's lease, then
+    upgrades; neither fails, nothing is left pending."""
+    namespace = deploy
+    slow_deployments(sandbox, 1.0)
+    first = task_process(namespace, "orders:1.0.0", tmp_path / "tmp")
+    wait_until(lambda: pending(local_stack, namespace), what="the first deploy in flight")
+    second = task_process(namespace, "orders:1.1.0", tmp_path / "tmp")
+    results = [finish(first), finish(second)]
+    assert [r["chart"] for r in results] == ["orders-1.0.0", "orders-1.1.0"]
+    assert [r["status"] for r in history(local_stack, namespace)] == ["superseded", "deployed"]
+    assert not [e for e in events(local_stack, namespace) if e["event"] == "release_recovered"]

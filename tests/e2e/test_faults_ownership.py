@@ -50,7 +50,6 @@ def registry_file(local_stack, tmp_path, monkeypatch):
 ])
 def test_a_personal_stack_cannot_take_a_namespace_it_does_not_own(local_stack, dagbag, registry_file, capfd,
                                                                  name, message):
-    local_stack.seed()
     if name == "squatted":
         make_namespace(local_stack, name)
     try:
@@ -58,7 +57,7 @@ def test_a_personal_stack_cannot_take_a_namespace_it_does_not_own(local_stack, d
         assert state == "failed" and tasks["validate"] == "failed"
         assert tasks["create_namespace"] == "upstream_failed" and tasks["deploy"] == "upstream_failed"
         assert message in capfd.readouterr().out
-        assert alive(local_stack, name) is (name == "squatted")
+        assert alive(local_stack, name) is (name in ("squatted", "default"))  # both existed before
         assert records(local_stack, f"stacks/{name}/events") == []
     finally:
         if name == "squatted":
@@ -124,3 +123,27 @@ def test_a_namespace_recreated_after_a_destroy_is_not_the_destroyed_stack(local_
     state, tasks = run(dagbag, "stack_destroy", {"name": "real-stale"})
     assert state == "failed" and "newest record is 'destroyed'" in capfd.readouterr().out
     assert alive(local_stack, "real-stale")
+
+
+def test_a_stack_made_and_destroyed_leaves_no_plaintext_in_airflow(local_stack, dagbag, sops_bin):
+    """The real stack_create (decrypting the ephemeral secrets) then stack_destroy; afterwards the
+    session's whole AIRFLOW_HOME (metadata DB with XCom and rendered fields, logs) and the state
+    folder hold none of the example plaintexts."""
+    from tests.conftest import SESSION_AIRFLOW_HOME
+    from tests.e2e.test_faults import scan
+    from tests.support.secrets import example_plaintexts
+
+    local_stack.seed()
+    state, tasks = run(dagbag, "stack_create", {"name": "owned", "owner": "alice"})
+    try:
+        assert state == "success", tasks
+        created = [e for e in records(local_stack, "stacks/owned/events") if e["event"] == "created"]
+        assert created and created[0]["owner"] == "alice"  # no signed-in user under dags test: the form's
+        state, _ = run(dagbag, "stack_destroy", {"name": "owned"})
+        assert state == "success"
+    finally:
+        remove(local_stack, "owned")
+    plaintexts = example_plaintexts(sops_bin)
+    assert len(plaintexts) >= 6
+    assert scan(SESSION_AIRFLOW_HOME, plaintexts) == []
+    assert scan(local_stack.settings.home, plaintexts) == []

@@ -23,7 +23,7 @@ from stackyard.core.release_recovery import (
     DEFAULT_FOREIGN_GRACE, DEFAULT_LEASE_SECONDS, Action, Holder, LeaseView, Revision, holder_alive,
     lease_name, parse_helm_time, plan_recovery,
 )
-from stackyard.exceptions import ConflictError, InputError, NotFoundError
+from stackyard.exceptions import AccessDeniedError, ConflictError, InputError, NotFoundError
 from stackyard.adapters.runner import process_alive
 
 if TYPE_CHECKING:
@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 ANNOTATION_HOLDER = "stackyard.io/holder"
 LABEL_MANAGED = "app.kubernetes.io/managed-by"
 Clock = Callable[[], datetime]
+#: (namespace, release) leases this process holds right now: a lease naming this process but not
+#: in here was left by an earlier operation of ours that could not release it (server gone).
+_HELD_HERE: set[tuple[str, str]] = set()
+_HELD_LOCK = threading.Lock()
 
 
 def _utc_now() -> datetime:
@@ -75,6 +79,8 @@ class LeaseClient:
                 raise ConflictError(f"lease {body['metadata']['name']} was just taken") from None
             if exc.status == 404:
                 raise NotFoundError(f"namespace {namespace} does not exist") from None
+            if exc.status == 403:
+                raise _denied(exc, namespace) from None
             raise
 
     def replace(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +93,16 @@ class LeaseClient:
         except ApiException as exc:
             if exc.status in (409, 404):
                 raise ConflictError(f"lease {name} changed since it was read") from None
+            if exc.status == 403:
+                raise _denied(exc, namespace) from None
             raise
+
+
+def _denied(exc: Exception, namespace: str) -> AccessDeniedError:
+    return AccessDeniedError(
+        f"the cluster refused to write helm release leases in namespace {namespace} ({getattr(exc, 'reason', exc)}): "
+        "stackyard's cluster identity needs get, create and update on coordination.k8s.io leases there "
+        "(docs/faults.md)")
 
 
 def lease_view(lease: dict[str, Any]) -> LeaseView:
@@ -140,6 +155,8 @@ class ReleaseGuard:
             yield
             return
         lease, previous = taken
+        with _HELD_LOCK:
+            _HELD_HERE.add((namespace, release))
         stop = threading.Event()
         state = {"lease": lease, "release": release}
         renewer = threading.Thread(target=self._renew, args=(namespace, state, stop), daemon=True,
@@ -151,6 +168,8 @@ class ReleaseGuard:
         finally:
             stop.set()
             renewer.join()
+            with _HELD_LOCK:
+                _HELD_HERE.discard((namespace, release))
             self._release(namespace, release, state["lease"])
 
     # -- the lease --------------------------------------------------------------------------------
@@ -184,7 +203,7 @@ class ReleaseGuard:
                     except NotFoundError:
                         return None
                 view = lease_view(current)
-                if view.held and self._alive(view):
+                if view.held and self._alive(view, namespace, release):
                     who = view.holder.describe() if view.holder else current["spec"].get("holderIdentity")
                     if time.monotonic() >= deadline:
                         raise ConflictError(
@@ -205,11 +224,12 @@ class ReleaseGuard:
                     raise
                 continue  # someone else moved first: read again
 
-    def _alive(self, view: LeaseView) -> bool:
+    def _alive(self, view: LeaseView, namespace: str, release: str) -> bool:
         holder = view.holder
         if holder is not None and holder.host == self.holder.host:
-            if holder.pid == self.holder.pid:
-                return True  # this process: another thread of ours; never take it over
+            if holder.pid == self.holder.pid:  # this process: alive only while a guard of ours holds it
+                with _HELD_LOCK:
+                    return (namespace, release) in _HELD_HERE
             return holder_alive(view, now=self.clock(), process_alive=process_alive(holder.pid))
         return holder_alive(view, now=self.clock(), process_alive=None)
 

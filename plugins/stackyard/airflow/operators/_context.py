@@ -3,13 +3,14 @@ current run's XCom."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from airflow.sdk import get_current_context
 
 from stackyard.core.times import utc_now
 
-__all__ = ["pulled", "utc_now"]
+__all__ = ["is_admin", "past_slot_reason", "pulled", "record_event", "triggering_user", "user_roles", "utc_now"]
 
 
 def pulled(task_id: str, key: str = "return_value") -> Any:
@@ -67,3 +68,20 @@ def record_event(stack: str, event: str, **details: Any) -> None:
     data = {"event": event, "stack": stack, "run_id": context["run_id"], "dag_id": context["dag"].dag_id,
             "at": timestamp(utc_now()), **details}
     record_store_for(Settings.from_env()).append(f"stacks/{stack}/events", data)
+
+
+def past_slot_reason(context: Any, schedule: str | None) -> str | None:
+    """Why this scheduled run is for a past slot (None: run it). Manual and asset-triggered runs
+    always run. ``schedule`` is the DAG's cron expression (or preset such as ``@hourly``)."""
+    from croniter import croniter
+
+    from stackyard.core.access import past_slot
+
+    run = context["dag_run"]
+    if not schedule or not str(getattr(run, "run_type", "")).endswith("scheduled"):
+        return None
+    slot = getattr(run, "run_after", None) or context.get("data_interval_end")
+    if slot is None:
+        return None
+    next_slot = croniter(schedule, slot).get_next(datetime)
+    return past_slot(slot, next_slot, utc_now())

@@ -19,6 +19,7 @@ from airflow.sdk import get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from stackyard.adapters import metrics
+from stackyard.adapters.helm import sweep_leftovers
 
 from stackyard.airflow import notify
 from stackyard.steps import personal_stacks as stack_steps
@@ -29,10 +30,14 @@ from stackyard.airflow.hooks.namespaces import StackHook
 from stackyard.airflow.stores import manifest_store_for, record_store_for, registry_for
 from stackyard.steps.publishing import load_umbrella_template
 from stackyard.settings import Settings
-from stackyard.airflow.operators._context import is_admin, pulled, record_event, triggering_user, utc_now
+from stackyard.airflow.operators._context import (
+    is_admin, past_slot_reason, pulled, record_event, triggering_user, utc_now,
+)
 
 log = logging.getLogger(__name__)
 RELEASE = stack_steps.RELEASE
+#: Every night at 03:00 UTC (dags/ephemeral_reaper.py); a run for an older slot changes nothing.
+REAPER_SCHEDULE = "0 3 * * *"
 PLAN = "{{ ti.xcom_pull(task_ids='validate') }}"
 
 
@@ -247,6 +252,12 @@ def plan_reaping() -> dict[str, Any]:
     """One list call, then the pure decision; the cap is checked before anything is deleted."""
     context = get_current_context()
     params, ti = context["params"], context["ti"]
+    for path in sweep_leftovers():
+        log.warning("removed %s, left behind by a killed task", path)
+    stale = past_slot_reason(context, REAPER_SCHEDULE)
+    if stale:
+        ti.xcom_push(key="past_slot", value=stale)
+        raise AirflowSkipException(stale)
     namespaces = _stack_hook().list(rules.EPHEMERAL_SELECTOR)
     now = utc_now()
     registry = stack_steps.registry_reserved(Settings.from_env().stacks_file)
@@ -304,6 +315,8 @@ def report() -> dict[str, Any]:
     deletion failed."""
     context = get_current_context()
     params = context["params"]
+    if pulled("plan_reaping", "past_slot"):
+        raise AirflowSkipException(pulled("plan_reaping", "past_slot"))
     verdicts = [rules.Verdict.from_dict(v) for v in (pulled("plan_reaping", "verdicts") or [])]
     outcomes = {name: (rules.Outcome(o), detail) for name, (o, detail) in (pulled("reap") or {}).items()}
     error = pulled("plan_reaping", "error")

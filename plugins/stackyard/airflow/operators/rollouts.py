@@ -34,6 +34,8 @@ from stackyard.airflow.stores import manifest_store_for, record_store_for, regis
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.settings import Settings
 from stackyard.adapters.helm import DEFAULT_TIMEOUT
+from stackyard.airflow.operators._context import past_slot_reason, triggering_user, user_roles
+from stackyard.core.access import refused_trigger
 from stackyard.core.times import utc_now
 
 OUTCOME_XCOM_KEY = "outcome"
@@ -51,19 +53,20 @@ def _stack(name: str) -> Stack:
 
 
 def _triggered_by(context: Any) -> str | None:
+    """Who triggered a manual run, as Airflow recorded it (for the rollout record)."""
     run = context["dag_run"]
     return getattr(run, "triggering_user_name", None) if str(getattr(run, "run_type", "")).endswith("manual") else None
 
 
 def check_triggerer(stack: Stack, context: Any) -> None:
-    """Defence in depth behind the auth manager: a listed ``users`` allow-list is checked at run
-    start for manual runs, whichever auth manager let the trigger through."""
-    user = _triggered_by(context)
-    allowed = stack.triggerers.users
-    if user is not None and allowed and user not in allowed:
-        raise AirflowFailException(
-            f"{stack.dag_id}: {user} may not trigger this stack (allowed users: {', '.join(allowed)}); nothing changed"
-        )
+    """Defence in depth behind the auth manager: the registry's ``triggerers`` (roles and users)
+    and the stack's owner are checked at run start for manual runs, whichever auth manager let
+    the trigger through (the simple auth manager has no per-DAG permissions)."""
+    user = triggering_user(context)
+    refused = refused_trigger(user=user, roles=user_roles(user), allowed_roles=stack.triggerers.roles,
+                              allowed_users=stack.triggerers.users, owner=stack.owner)
+    if refused:
+        raise AirflowFailException(f"{stack.dag_id}: {refused}; nothing changed")
 
 
 @task(task_id="plan", retries=0)
@@ -78,6 +81,11 @@ def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
     if not isinstance((context["dag_run"].conf or {}).get("plan_only", False), bool):
         raise AirflowFailException(f"{stack.dag_id}: conf plan_only: expected true or false; nothing was done")
     ti = context["ti"]
+    stale = past_slot_reason(context, stack.schedule)
+    if stale:
+        ti.xcom_push(key=DECISION_XCOM_KEY, value={"changed": False, "reason": stale})
+        print(f"{stack.dag_id}: {stale}")
+        return []
     decision = window_decision(stack.windows, utc_now())
     if not decision.open:
         ti.xcom_push(key=DECISION_XCOM_KEY, value={"changed": False, "reason": decision.reason})
