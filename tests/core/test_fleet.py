@@ -9,7 +9,8 @@ import pytest
 from stackyard.core.charts import split_chart
 from stackyard.core.fleet import (
     CellState, ClusterState, NamespaceRow, RecordRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
-    deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view,
+    UmbrellaVersion, deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view, recorded_overrides,
+    umbrella_manifest_version,
 )
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
 
@@ -147,3 +148,56 @@ def test_persistent_view_uses_the_rollouts_window_rule_and_next_cadence():
     assert view["qa1"]["window_state"] == "closed" and view["qa1"]["window_reason"]
     assert view["prod"]["window_state"] == "open" and "next_rollout" not in view["prod"]
     assert view["legacy"]["window_state"] == "unknown"  # on the cluster, not in the registry
+
+
+# --- personal stacks with overrides (the umbrella l3-N.0.0-overrides-<hash>) ----------------------
+
+
+def created_event(overrides):
+    return RecordRow(NOW, {"event": "created", "owner": "alice", "manifest_version": 2, "overrides": overrides,
+                           "dag_id": "stack_create", "run_id": "c1"})
+
+
+def test_an_overrides_umbrella_deploys_its_manifest_pins_with_the_recorded_overrides_marked():
+    hist = history(("orders", "1.1.0"))
+    cluster = ClusterState((ns("alice-dev", "ephemeral"),),
+                           (ReleaseRow("l3", "alice-dev", "deployed", "l3-2.0.0-overrides-7dfaccb4669c"),), NOW)
+    events = {"alice-dev": [created_event({"orders": {"from": "1.1.0", "to": "1.0.0"}})]}
+    matrix = fleet_matrix(history=hist, cluster=cluster, rollouts={}, events=events)
+    rows = {row["service"]: row["cells"][1] for row in matrix["rows"]}
+    assert rows["orders"]["version"] == "1.0.0" and rows["orders"]["state"] == "behind"
+    assert rows["orders"]["override"] == {"from": "1.1.0", "to": "1.0.0"}
+    assert rows["catalog"]["version"] == "1.0.0" and rows["catalog"]["state"] == "same" and "override" not in rows["catalog"]
+    view = ephemeral_view(cluster, events, [], NOW)
+    assert view["stacks"][0]["overrides"] == {"orders": "1.0.0"}
+
+
+def test_an_overrides_umbrella_without_its_created_record_claims_no_versions():
+    hist = history(("orders", "1.1.0"))
+    cluster = ClusterState((ns("alice-dev", "ephemeral"),),
+                           (ReleaseRow("l3", "alice-dev", "deployed", "l3-2.0.0-overrides-7dfaccb4669c"),), NOW)
+    matrix = fleet_matrix(history=hist, cluster=cluster, rollouts={})
+    cells = [row["cells"][1] for row in matrix["rows"]]
+    assert {c["state"] for c in cells} == {"unknown"} and all("version" not in c for c in cells)
+
+
+@pytest.mark.parametrize("version, expected", [
+    ("2.0.0", UmbrellaVersion(2)),
+    ("3.0.0-candidate-ab12cd34ef56", UmbrellaVersion(3, candidate="ab12cd34ef56")),
+    ("2.0.0-overrides-7dfaccb4669c", UmbrellaVersion(2, overrides="7dfaccb4669c")),
+    ("2.1.0", None),
+    ("2.0.0-rc1", None),
+])
+def test_umbrella_versions_the_gate_and_personal_stacks_publish(version, expected):
+    assert umbrella_manifest_version(version) == expected
+
+
+@pytest.mark.parametrize("recorded, expected", [
+    ({"orders": {"from": "1.1.0", "to": "1.0.0"}}, {"orders": {"from": "1.1.0", "to": "1.0.0"}}),
+    ({"orders": {"from": None, "to": "0.9.0"}}, {"orders": {"from": None, "to": "0.9.0"}}),  # a service new to L3
+    ({"orders": "1.0.0"}, {"orders": {"from": None, "to": "1.0.0"}}),  # the plain form
+    ({"orders": {"to": "s3cr3t"}}, None),  # not a version: never passed through
+    ({}, None),
+])
+def test_recorded_overrides_keep_only_versions(recorded, expected):
+    assert recorded_overrides({"overrides": recorded}) == expected

@@ -111,7 +111,10 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     for entry in status["services"]:
         state = entry["state"] + (f" by {entry['behind']}" if entry.get("behind") else "")
         last = entry.get("last_rollout") or {}
-        rows.append([entry["service"], entry.get("version") or "-", entry.get("l3") or "-", state,
+        version = entry.get("version") or "-"
+        if entry.get("override"):
+            version += " (override)"
+        rows.append([entry["service"], version, entry.get("l3") or "-", state,
                      f"{last.get('outcome', '')} {last.get('version', '')} {last.get('at', '')}".strip() or "-"])
     if len(rows) > 1:
         _table(rows)

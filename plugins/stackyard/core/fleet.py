@@ -45,7 +45,10 @@ GATE_DAG_ID = "l3_gate"
 #: Outcomes of a rollout record that count as "failed last rollout" in the matrix.
 FAILED_OUTCOMES = frozenset({"failed", "rolled_back", "canary_aborted", "error", "timeout"})
 _COLUMN_ORDER = {"l3": 0, StackType.PRODUCTION.value: 1, StackType.PERSISTENT.value: 2, StackType.EPHEMERAL.value: 3}
-_CANDIDATE_VERSION = re.compile(r"^([0-9]+)\.0\.0(?:-candidate-([0-9a-f]+))?$")
+#: The umbrella versions stackyard publishes: L3 ``N.0.0``, a gate candidate ``N.0.0-candidate-<id>``
+#: (:mod:`stackyard.core.umbrella`), a personal stack with overrides ``N.0.0-overrides-<hash>``
+#: (:mod:`stackyard.steps.personal_stacks`).
+_UMBRELLA_VERSION = re.compile(r"^([0-9]+)\.0\.0(?:-(candidate|overrides)-([0-9a-f]+))?$")
 _RUN_REF = re.compile(r"^([A-Za-z0-9_.-]+)/(.+)$")
 
 
@@ -303,28 +306,75 @@ def needs_candidates(cluster: ClusterState | None, manifests: Mapping[int, Manif
     for release in (cluster.releases if cluster else ()):
         name, version = split_chart(release.chart)
         parsed = umbrella_manifest_version(version) if name == UMBRELLA_NAME and version else None
-        if parsed and parsed[1] is not None:
-            stored = manifests.get(parsed[0])
-            if stored is None or not stored.candidate_id.startswith(parsed[1]):
+        if parsed and parsed.candidate is not None:
+            stored = manifests.get(parsed.manifest)
+            if stored is None or not stored.candidate_id.startswith(parsed.candidate):
                 return True
     return False
 
 
-def umbrella_manifest_version(chart_version: str) -> tuple[int, str | None] | None:
-    """``N.0.0`` → (N, None); ``N.0.0-candidate-<id>`` → (N, id prefix); else None."""
-    match = _CANDIDATE_VERSION.match(chart_version)
-    return (int(match[1]), match[2]) if match else None
+@dataclass(frozen=True)
+class UmbrellaVersion:
+    """What an umbrella chart version says: the manifest it starts from, and either the gate
+    candidate (an id prefix) or the hash of a personal stack's overridden pins."""
+
+    manifest: int
+    candidate: str | None = None
+    overrides: str | None = None
+
+
+def umbrella_manifest_version(chart_version: str) -> UmbrellaVersion | None:
+    """``N.0.0``, ``N.0.0-candidate-<id>``, ``N.0.0-overrides-<hash>``; anything else None."""
+    match = _UMBRELLA_VERSION.match(chart_version)
+    if not match:
+        return None
+    number = int(match[1])
+    if match[2] == "candidate":
+        return UmbrellaVersion(number, candidate=match[3])
+    if match[2] == "overrides":
+        return UmbrellaVersion(number, overrides=match[3])
+    return UmbrellaVersion(number)
+
+
+def recorded_overrides(data: Mapping[str, Any]) -> dict[str, dict[str, str | None]] | None:
+    """A stack's overrides from its ``created`` record, as service → ``{"from", "to"}``.
+
+    ``stack_create`` records ``{"orders": {"from": "1.1.0", "to": "1.0.0"}}``; a plain
+    ``{"orders": "1.0.0"}`` is read too. Only version strings are kept (values are never shown);
+    None when the record carries no usable overrides."""
+    raw = data.get("overrides")
+    if not isinstance(raw, Mapping):
+        return None
+    found: dict[str, dict[str, str | None]] = {}
+    for service, change in raw.items():
+        if isinstance(change, str) and is_semver(change):
+            found[str(service)] = {"from": None, "to": change}
+        elif isinstance(change, Mapping) and isinstance(change.get("to"), str) and is_semver(change["to"]):
+            before = change.get("from")
+            found[str(service)] = {"from": before if isinstance(before, str) and is_semver(before) else None,
+                                   "to": change["to"]}
+    return found or None
+
+
+def stack_overrides(events: Sequence[RecordRow]) -> dict[str, dict[str, str | None]] | None:
+    """The overrides of a stack's latest ``created`` event (a re-created stack replaces them)."""
+    created = max((r for r in events if r.data.get("event") == "created"), key=lambda r: r.recorded, default=None)
+    return recorded_overrides(created.data) if created else None
 
 
 def deployed_services(
     releases: Iterable[ReleaseRow], manifests: Mapping[int, Manifest], candidates: Iterable[Manifest] = (),
     *, by_candidate: Mapping[str, Manifest] | None = None,
+    overrides: Mapping[str, Mapping[str, str | None]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """What a namespace's releases deploy, per service: version and helm status.
 
     A service release (chart = service) deploys its own version. The L3 umbrella release deploys
     every pin of the manifest its version names (``N.0.0``), or of the candidate whose id its
-    version carries; a candidate that is in neither store is reported with unknown pins.
+    version carries; a candidate that is in neither store is reported with unknown pins. An
+    overrides umbrella (``N.0.0-overrides-<hash>``) deploys manifest N's pins with the stack's
+    recorded ``overrides`` applied (entries marked ``override``); without that record the
+    overridden services cannot be told apart, so every pin is reported ``unknown``.
     """
     out: dict[str, dict[str, Any]] = {}
     if by_candidate is None:  # candidate_id is a hash: callers with many namespaces pass it in
@@ -337,18 +387,27 @@ def deployed_services(
             parsed = umbrella_manifest_version(version)
             manifest = None
             if parsed:
-                number, prefix = parsed
-                if prefix is None:
-                    manifest = manifests.get(number)
+                stored = manifests.get(parsed.manifest)
+                if parsed.candidate is None:
+                    manifest = stored
+                elif stored is not None and stored.candidate_id.startswith(parsed.candidate):
+                    manifest = stored
                 else:
-                    stored = manifests.get(number)
-                    if stored is not None and stored.candidate_id.startswith(prefix):
-                        manifest = stored
-                    else:
-                        manifest = next((c for cid, c in by_candidate.items() if cid.startswith(prefix)), None)
-            for service, pin in (manifest.services.items() if manifest else ()):
-                out.setdefault(service, {"version": pin.chart_version, "status": release.status,
-                                         "release": release.name})
+                    manifest = next((c for cid, c in by_candidate.items() if cid.startswith(parsed.candidate)), None)
+            base = {"status": release.status, "release": release.name}
+            pins = {service: pin.chart_version for service, pin in (manifest.services.items() if manifest else ())}
+            if parsed and parsed.overrides is not None:
+                if overrides is None:
+                    for service in pins:
+                        out.setdefault(service, {"version": None, **base, "unknown": "overrides not recorded"})
+                    continue
+                for service, change in overrides.items():
+                    pins[service] = change["to"]
+            for service, chart_version in pins.items():
+                entry = {"version": chart_version, **base}
+                if parsed and parsed.overrides is not None and service in overrides:
+                    entry["override"] = dict(overrides[service])
+                out.setdefault(service, entry)
         else:
             # A service's own release wins over the umbrella's pin of it.
             out[name] = {"version": version, "status": release.status, "release": release.name}
@@ -385,8 +444,12 @@ def _columns(cluster: ClusterState | None, specs: Sequence[StackSpec],
 def fleet_matrix(
     *, history: Sequence[Manifest], cluster: ClusterState | None, rollouts: Mapping[str, Sequence[RecordRow]],
     specs: Sequence[StackSpec] = (), candidates: Iterable[Manifest] = (),
+    events: Mapping[str, Sequence[RecordRow]] | None = None,
 ) -> dict[str, Any]:
     """Rows = services (L3's and any deployed), columns = L3 then stacks; see :func:`cell_state`.
+
+    ``events`` (per stack, its lifecycle records) tell what a personal stack's overrides umbrella
+    deploys; an overridden cell carries ``override`` (``{"from", "to"}``).
 
     ``cluster`` None means it could not be read: stack cells are UNKNOWN (the last rollout
     record is still shown as what it is: a record, with its time).
@@ -399,8 +462,10 @@ def fleet_matrix(
     for release in (cluster.releases if cluster else ()):
         by_namespace.setdefault(release.namespace, []).append(release)
     by_candidate = {c.candidate_id: c for c in candidates}
+    events = events or {}
     deployed = {c.name: deployed_services(by_namespace.get(c.namespace or c.name, ()), manifests,
-                                          by_candidate=by_candidate) for c in columns}
+                                          by_candidate=by_candidate, overrides=stack_overrides(events.get(c.name, ())))
+                for c in columns}
     namespace_rows = {ns.name: ns for ns in (cluster.namespaces if cluster else ())}
     last_rollout = {stack: _last_rollout_per_service(records) for stack, records in rollouts.items()}
     services = sorted(set(lineage) | {s for d in deployed.values() for s in d} |
@@ -416,11 +481,13 @@ def fleet_matrix(
             record = last_rollout.get(column.name, {}).get(service)
             failed = bool(record and record.get("failed")) or bool(here and here["status"] == "failed")
             state, behind = cell_state(here["version"] if here else None, line, failed=failed,
-                                       cluster_known=cluster is not None)
+                                       cluster_known=cluster is not None and not (here and here.get("unknown")))
             cells.append(_compact({
                 "version": here["version"] if here else None,
                 "state": state.value,
                 "behind": behind,
+                "override": here.get("override") if here else None,
+                "note": here.get("unknown") if here else None,
                 "status": here["status"] if here and here["status"] != "deployed" else None,
                 "run": _cell_run(column, here, record, namespace_rows),
                 "last_rollout": record,
@@ -530,23 +597,12 @@ def _parse_time(text: object) -> datetime | None:
     return parsed.astimezone(timezone.utc) if parsed.tzinfo else None
 
 
-def _overrides(data: Mapping[str, Any]) -> dict[str, str] | None:
-    """Service → version overrides of a stack (only version strings: values are never shown)."""
-    raw = data.get("overrides")
-    if isinstance(raw, Mapping):
-        found = {str(k): v for k, v in raw.items() if isinstance(v, str) and is_semver(v)}
-        return found or None
-    return None
-
-
 def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[RecordRow]],
                    reaper_runs: Sequence[RecordRow], now: datetime) -> dict[str, Any]:
     stacks = []
     for ns in (cluster.namespaces if cluster else ()):
         if stack_type_of(ns) != StackType.EPHEMERAL.value:
             continue
-        created_event = next((r for r in sorted(events.get(ns.name, ()), key=lambda r: r.recorded)
-                              if r.data.get("event") == "created"), None)
         last_event = max(events.get(ns.name, ()), key=lambda r: r.recorded, default=None)
         created = _parse_time(ns.annotations.get(ANNOTATION_CREATED))
         ttl, left, note = time_left(ns, now, created)
@@ -556,7 +612,7 @@ def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[R
             "owner": ns.annotations.get(ANNOTATION_OWNER) or ns.labels.get(LABEL_OWNER),
             "purpose": ns.labels.get(LABEL_PURPOSE),
             "manifest_version": int(version) if version and version.isdigit() else None,
-            "overrides": _overrides(created_event.data) if created_event else None,
+            "overrides": _override_versions(stack_overrides(events.get(ns.name, ()))),
             "created": _iso(created),
             "created_by": parse_run_ref(ns.annotations.get(ANNOTATION_CREATED_BY)),
             "last_activity": _iso(_parse_time(ns.annotations.get(ANNOTATION_LAST_ACTIVITY))),
@@ -568,6 +624,10 @@ def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[R
         }))
     stacks.sort(key=lambda s: (s.get("seconds_left") is None, s.get("seconds_left") or 0, s["name"]))
     return {"stacks": stacks, "last_reaper_run": reaper_summary(reaper_runs[0]) if reaper_runs else None}
+
+
+def _override_versions(overrides: Mapping[str, Mapping[str, str | None]] | None) -> dict[str, str] | None:
+    return {service: change["to"] for service, change in overrides.items()} if overrides else None
 
 
 def _event_summary(record: RecordRow) -> dict[str, Any]:

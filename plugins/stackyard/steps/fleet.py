@@ -217,7 +217,7 @@ class Fleet:
         return {"sources": snap.sources_dict(), **self._matrix(snap)}
 
     def _matrix(self, snap: Snapshot) -> dict[str, Any]:
-        return views.fleet_matrix(history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts,
+        return views.fleet_matrix(history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts, events=snap.events,
                                   specs=snap.specs, candidates=snap.candidates)
 
     def history(self, limit: int = HISTORY_LIMIT) -> dict[str, Any]:
