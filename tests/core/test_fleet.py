@@ -10,7 +10,7 @@ from stackyard.core.charts import split_chart
 from stackyard.core.fleet import (
     CellState, ClusterState, NamespaceRow, RecordRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
     UmbrellaVersion, deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view, recorded_overrides,
-    umbrella_manifest_version,
+    umbrella_manifest_version, rejection_text, l3_history, Rejection,
 )
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
 
@@ -201,3 +201,33 @@ def test_umbrella_versions_the_gate_and_personal_stacks_publish(version, expecte
 ])
 def test_recorded_overrides_keep_only_versions(recorded, expected):
     assert recorded_overrides({"overrides": recorded}) == expected
+
+
+@pytest.mark.parametrize("paused, expected_next, expected_paused", [
+    ({"qa1": True}, None, True),                        # a paused rollout DAG never fires: no next rollout
+    ({"qa1": False}, "2026-03-05T06:00:00Z", False),
+    (None, "2026-03-05T06:00:00Z", None),               # Airflow not asked: the cadence, nothing claimed
+])
+def test_next_rollout_is_not_shown_for_a_paused_rollout_dag(paused, expected_next, expected_paused):
+    specs = [StackSpec("qa1", "persistent", "alice", cadence="0 6 * * *", declared=True)]
+    view = persistent_view(specs, None, {}, NOW, paused=paused)[0]
+    assert view.get("next_rollout") == expected_next and view.get("paused") == expected_paused
+
+
+@pytest.mark.parametrize("reason, failed, expected", [
+    ("system tests failed: l3-orders-test", ["l3-orders-test"], "system tests failed: l3-orders-test"),  # named once
+    ("system tests failed: a, b", ["a", "b", "b"], "system tests failed: a, b"),
+    ("deploy failed", ["l3-orders-test"], "deploy failed (l3-orders-test)"),  # a test the reason does not name
+    ("system tests failed: l3-orders-test-slow", ["l3-orders-test"], "system tests failed: l3-orders-test-slow (l3-orders-test)"),
+    (None, [], "rejected"),
+])
+def test_a_rejection_names_each_failed_test_once(reason, failed, expected):
+    assert rejection_text(reason, failed) == expected
+
+
+def test_l3_history_rejection_summary_does_not_repeat_the_failed_test():
+    hist = history(("orders", "1.1.0"))
+    candidate = propose(hist[-1], "catalog", "1.1.0", None, NOW, Provenance("gate-3", "carol", None))
+    entries = l3_history(hist, {}, [Rejection(candidate, "system tests failed: l3-catalog-test", NOW + timedelta(hours=1),
+                                              ("l3-catalog-test",))])
+    assert entries[0]["kind"] == "rejected" and entries[0]["summary"].count("l3-catalog-test") == 1

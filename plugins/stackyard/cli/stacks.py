@@ -47,7 +47,20 @@ def cli_fleet(settings: Settings) -> Fleet:
         record_store=open_record_store(settings.records_url),
         cluster=kube_cluster_reader(core_v1, lambda: cli_helm(settings)) if kubeconfig else None,
         stacks_file=settings.stacks_file,
+        dag_states=_api_dag_states(),
     )
+
+
+def _api_dag_states():
+    """Whether rollout DAGs are paused, from Airflow's REST API when its credentials are set
+    (``STACKYARD_API_URL``/``_USER``/``_PASSWORD``, as for ``stackyard gate``); else not asked."""
+    user, password = os.environ.get("STACKYARD_API_USER"), os.environ.get("STACKYARD_API_PASSWORD")
+    if not (user and password):
+        return None
+    from stackyard.cli.gate import DEFAULT_API, AirflowApi
+
+    api = AirflowApi(os.environ.get("STACKYARD_API_URL") or DEFAULT_API, user, password)
+    return api.paused
 
 
 def _print_sources(sources: dict[str, Any]) -> bool:
@@ -123,7 +136,9 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     details = status.get("details") or {}
     if "seconds_left" in details or "note" in details:
         print(f"reaped in: {details.get('note') or seconds_text(details.get('seconds_left'))} (TTL {details.get('ttl')})")
-    if "next_rollout" in details:
+    if details.get("paused"):
+        print(f"next rollout: none, its rollout DAG is paused; window {details['window']} ({details['window_state']})")
+    elif "next_rollout" in details:
         print(f"next rollout: {details['next_rollout']}; window {details['window']} ({details['window_state']})")
     for event in status["events"][:5]:
         print(f"event: {event.get('at')} {event.get('event')} by {event.get('who', '-')}")

@@ -534,6 +534,15 @@ def _state_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 # --- L3 history -----------------------------------------------------------------------------------
 
 
+def rejection_text(reason: str | None, failed_tests: Sequence[str] = ()) -> str:
+    """A rejection in one line: the reason, then the failed tests it does not name already (the
+    gate writes ``system tests failed: <names>`` as its reason, so naming them again doubles them)."""
+    text = reason or "rejected"
+    missing = [name for name in dict.fromkeys(failed_tests) if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)]
+    return f"{text} ({', '.join(missing)})" if missing else text
+
+
+
 def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
                rejections: Sequence[Rejection]) -> list[dict[str, Any]]:
     """Every manifest (promoted or seeded) and every rejected candidate, newest first."""
@@ -565,6 +574,7 @@ def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
             "at": _iso(rejection.recorded),
             "result": "rejected",
             "reason": rejection.reason,
+            "summary": rejection_text(rejection.reason, rejection.failed_tests),
             "failed_tests": list(rejection.failed_tests),
             "duration_seconds": rejection.duration_seconds,
             "run": run_link(GATE_DAG_ID, candidate.provenance.dag_run_id),
@@ -672,8 +682,14 @@ def next_run(cadence: str | None, now: datetime) -> datetime | None:
 
 
 def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
-                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime) -> list[dict[str, Any]]:
+                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime,
+                    paused: Mapping[str, bool] | None = None) -> list[dict[str, Any]]:
     """Persistent and production stacks: the registry's, plus any the cluster or the records know.
+
+    ``paused`` is, per stack, whether its rollout DAG is paused in Airflow: a paused DAG has no
+    next rollout (the cadence would not fire), so none is shown and the stack says ``paused``.
+    A stack missing from ``paused`` (or ``paused`` None: Airflow not asked) shows the cadence's
+    next time, with ``paused`` left out: nothing is claimed about it.
 
     The deployment window is decided by the rollout's own rule (:func:`window_decision`), so the
     view says exactly what a rollout started now would do; a stack the registry does not declare
@@ -689,7 +705,8 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
     out = []
     for spec in sorted(by_name.values(), key=lambda s: (_COLUMN_ORDER.get(s.type, 9), s.name)):
         records = sorted(rollouts.get(spec.name, ()), key=lambda r: r.recorded, reverse=True)
-        upcoming = next_run(spec.cadence, now)
+        is_paused = (paused or {}).get(spec.name)
+        upcoming = None if is_paused else next_run(spec.cadence, now)
         state, reason = "unknown", None
         if spec.declared:
             decision = window_decision(spec.windows, now)
@@ -701,6 +718,7 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
             "profile": spec.profile,
             "cadence": spec.cadence or "manual",
             "next_rollout": _iso(upcoming),
+            "paused": is_paused,
             "window": spec.window or "always",
             "window_state": state,
             "window_reason": reason,

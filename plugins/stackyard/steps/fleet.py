@@ -24,7 +24,7 @@ from stackyard.core import fleet as views
 from stackyard.core.fleet import ClusterState, GateReport, RecordRow, Rejection, StackSpec
 from stackyard.core.manifest import Manifest
 from stackyard.core.rollout import describe_window
-from stackyard.core.stack_registry import load_registry
+from stackyard.core.stack_registry import dag_id_for, load_registry
 from stackyard.core.ephemeral import LABEL_MANAGED_BY, MANAGED_BY, timestamp
 from stackyard.adapters.manifest_store import ManifestStore
 
@@ -37,6 +37,11 @@ STACK_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 #: How many records per stack the views read: the matrix's "failed last rollout" looks at these.
 RECORDS_PER_STACK = 50
 HISTORY_LIMIT = 30
+
+
+class DagStateReader(Protocol):
+    def __call__(self, dag_ids: list[str]) -> dict[str, bool]:
+        """Whether each of these DAGs is paused (DAGs Airflow does not know are left out)."""
 
 
 class ClusterReader(Protocol):
@@ -125,6 +130,7 @@ class Snapshot:
     events: dict[str, list[RecordRow]] = field(default_factory=dict)
     reaper_runs: list[RecordRow] = field(default_factory=list)
     candidates: list[Manifest] = field(default_factory=list)
+    paused: dict[str, bool] | None = None  # per stack: its rollout DAG is paused (None: not read)
 
     def sources_dict(self) -> dict[str, Any]:
         return {name: status.to_dict() for name, status in self.sources.items()}
@@ -136,8 +142,9 @@ class Fleet:
 
     def __init__(self, *, manifest_store: ManifestStore, record_store: Any | None,
                  cluster: ClusterReader | None, stacks_file: Path | None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, dag_states: DagStateReader | None = None) -> None:
         self.manifest_store = manifest_store
+        self.dag_states = dag_states
         self.record_store = record_store
         self.cluster = cluster
         self.stacks_file = stacks_file
@@ -156,7 +163,8 @@ class Fleet:
         snapshot.sources[name] = SourceStatus(True, read_at=timestamp(read_at), detail=detail)
         return value
 
-    def snapshot(self, *, cluster: bool = True, records: bool = True, candidates: bool = False) -> Snapshot:
+    def snapshot(self, *, cluster: bool = True, records: bool = True, candidates: bool = False,
+                 dags: bool = False) -> Snapshot:
         snap = Snapshot(now=self.clock())
         snap.history = self._read(snap, "manifest_store", lambda: MANIFESTS.history(self.manifest_store),
                                   repr(self.manifest_store))
@@ -176,7 +184,16 @@ class Fleet:
                 snap.sources["records"] = SourceStatus(False, error="no record store configured")
             else:
                 self._read(snap, "records", lambda: self._load_records(snap), repr(self.record_store))
+        if dags and self.dag_states is not None:
+            snap.paused = self._read(snap, "airflow", lambda: self._paused(snap), "rollout DAGs paused or not")
         return snap
+
+    def _paused(self, snap: Snapshot) -> dict[str, bool]:
+        """Per persistent/production stack, whether its rollout DAG is paused (one query)."""
+        stacks = {spec.name for spec in snap.specs} | set(snap.rollouts)
+        by_dag = {dag_id_for(name): name for name in stacks}
+        states = self.dag_states(sorted(by_dag)) if by_dag else {}
+        return {by_dag[dag_id]: paused for dag_id, paused in states.items() if dag_id in by_dag}
 
     def _load_specs(self) -> list[StackSpec]:
         if self.stacks_file is None or not self.stacks_file.exists():
@@ -263,29 +280,29 @@ class Fleet:
                 **views.ephemeral_view(snap.cluster, snap.events, snap.reaper_runs, snap.now)}
 
     def persistent(self) -> dict[str, Any]:
-        snap = self.snapshot()
+        snap = self.snapshot(dags=True)
         return {"sources": snap.sources_dict(),
-                "stacks": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now)}
+                "stacks": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, snap.paused)}
 
     def overview(self) -> dict[str, Any]:
         """Everything the page shows, from one read of each source."""
-        snap = self.snapshot(candidates=True)
+        snap = self.snapshot(candidates=True, dags=True)
         return {
             "sources": snap.sources_dict(),
             "now": timestamp(snap.now),
             "matrix": self._matrix(snap),
             "ephemeral": views.ephemeral_view(snap.cluster, snap.events, snap.reaper_runs, snap.now),
-            "persistent": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now),
+            "persistent": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, snap.paused),
         }
 
     def stack(self, name: str) -> dict[str, Any] | None:
-        snap = self.snapshot(candidates=True)
+        snap = self.snapshot(candidates=True, dags=True)
         status = views.stack_status(name, self._matrix(snap), snap.rollouts.get(name, ()), snap.events.get(name, ()))
         if status is None:
             return None
         ephemeral = next((s for s in views.ephemeral_view(snap.cluster, snap.events, snap.reaper_runs, snap.now)["stacks"]
                           if s["name"] == name), None)
-        persistent = next((s for s in views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now)
+        persistent = next((s for s in views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, snap.paused)
                            if s["name"] == name), None)
         return {"sources": snap.sources_dict(), **status, "details": ephemeral or persistent}
 

@@ -23,4 +23,18 @@ def airflow_fleet(settings: Settings | None = None) -> Fleet:
         record_store=record_store_for(settings),
         cluster=CachedClusterReader(reader, CLUSTER_CACHE_SECONDS),
         stacks_file=settings.stacks_file,
+        dag_states=paused_dags,
     )
+
+
+def paused_dags(dag_ids: list[str]) -> dict[str, bool]:
+    """Whether each DAG is paused, from Airflow's metadata DB (the api-server serves this app and
+    holds a session pool already: one indexed query, no HTTP round trip)."""
+    from sqlalchemy import select
+
+    from airflow.models.dag import DagModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.execute(select(DagModel.dag_id, DagModel.is_paused).where(DagModel.dag_id.in_(dag_ids)))
+        return {dag_id: bool(is_paused) for dag_id, is_paused in rows}
