@@ -30,6 +30,7 @@ from enum import Enum
 from typing import Any
 
 from stackyard.core.charts import split_chart
+from stackyard.core.health import Health, ServiceHealth, Status, assess_namespace, counts_by_health, stack_health
 from stackyard.core.manifest import Manifest
 from stackyard.core.rollout import window_decision
 from stackyard.core.ephemeral import (
@@ -88,11 +89,19 @@ class NamespaceRow:
 
 @dataclass(frozen=True)
 class ClusterState:
-    """The stackyard namespaces and the helm releases in them, read at ``read_at``."""
+    """The stackyard namespaces and the helm releases in them, read at ``read_at``; with the
+    live objects of those namespaces (workloads, ReplicaSets, pods, services, ingresses: plain
+    API JSON) and their warning Events when the reader lists them (``objects`` None: not read,
+    health is not claimed). ``api_calls`` counts the requests per kind; ``errors`` names the
+    kinds that could not be listed."""
 
     namespaces: tuple[NamespaceRow, ...]
     releases: tuple[ReleaseRow, ...]
     read_at: datetime
+    objects: Mapping[str, Sequence[Mapping[str, Any]]] | None = field(default=None, compare=False)
+    warnings: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict, compare=False)
+    api_calls: Mapping[str, int] = field(default_factory=dict, compare=False)
+    errors: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -441,10 +450,37 @@ def _columns(cluster: ClusterState | None, specs: Sequence[StackSpec],
     return sorted(columns.values(), key=lambda c: (_COLUMN_ORDER.get(c.type, 9), c.name))
 
 
+def _deployed_per_column(cluster: ClusterState | None, columns: Sequence[Column], manifests: Mapping[int, Manifest],
+                         candidates: Iterable[Manifest], events: Mapping[str, Sequence[RecordRow]]) -> dict[str, dict]:
+    by_namespace: dict[str, list[ReleaseRow]] = {}
+    for release in (cluster.releases if cluster else ()):
+        by_namespace.setdefault(release.namespace, []).append(release)
+    by_candidate = {c.candidate_id: c for c in candidates}
+    return {c.name: deployed_services(by_namespace.get(c.namespace or c.name, ()), manifests, by_candidate=by_candidate,
+                                      overrides=stack_overrides(events.get(c.name, ())))
+            for c in columns}
+
+
+def fleet_health(*, history: Sequence[Manifest], cluster: ClusterState | None,
+                 rollouts: Mapping[str, Sequence[RecordRow]], specs: Sequence[StackSpec] = (),
+                 candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[RecordRow]] | None = None,
+                 ) -> dict[str, dict[str, ServiceHealth]] | None:
+    """Per stack (column name), per deployed service, its health from the cluster's live objects
+    (:func:`stackyard.core.health.assess_namespace`); None when the objects were not read."""
+    if cluster is None or cluster.objects is None:
+        return None
+    columns = _columns(cluster, specs, rollouts.keys())
+    deployed = _deployed_per_column(cluster, columns, {m.version: m for m in history}, candidates, events or {})
+    return {c.name: assess_namespace(cluster.objects.get(c.namespace or c.name, ()), deployed[c.name],
+                                     cluster.warnings.get(c.namespace or c.name, ()))
+            for c in columns}
+
+
 def fleet_matrix(
     *, history: Sequence[Manifest], cluster: ClusterState | None, rollouts: Mapping[str, Sequence[RecordRow]],
     specs: Sequence[StackSpec] = (), candidates: Iterable[Manifest] = (),
     events: Mapping[str, Sequence[RecordRow]] | None = None,
+    health: Mapping[str, Mapping[str, ServiceHealth]] | None = None,
 ) -> dict[str, Any]:
     """Rows = services (L3's and any deployed), columns = L3 then stacks; see :func:`cell_state`.
 
@@ -453,19 +489,20 @@ def fleet_matrix(
 
     ``cluster`` None means it could not be read: stack cells are UNKNOWN (the last rollout
     record is still shown as what it is: a record, with its time).
+
+    Each deployed cell carries ``health`` (and ``health_reason`` unless healthy) and each stack
+    column its rolled-up ``health`` when the live objects were read (``health``: precomputed
+    :func:`fleet_health`, else computed here); without them cells say ``unknown``.
     """
     manifests = {m.version: m for m in history}
     latest = max(history, key=lambda m: m.version) if history else None
     lineage = lineages(history)
     columns = _columns(cluster, specs, rollouts.keys())
-    by_namespace: dict[str, list[ReleaseRow]] = {}
-    for release in (cluster.releases if cluster else ()):
-        by_namespace.setdefault(release.namespace, []).append(release)
-    by_candidate = {c.candidate_id: c for c in candidates}
     events = events or {}
-    deployed = {c.name: deployed_services(by_namespace.get(c.namespace or c.name, ()), manifests,
-                                          by_candidate=by_candidate, overrides=stack_overrides(events.get(c.name, ())))
-                for c in columns}
+    deployed = _deployed_per_column(cluster, columns, manifests, candidates, events)
+    if health is None:
+        health = fleet_health(history=history, cluster=cluster, rollouts=rollouts, specs=specs,
+                              candidates=candidates, events=events)
     namespace_rows = {ns.name: ns for ns in (cluster.namespaces if cluster else ())}
     last_rollout = {stack: _last_rollout_per_service(records) for stack, records in rollouts.items()}
     services = sorted(set(lineage) | {s for d in deployed.values() for s in d} |
@@ -482,24 +519,42 @@ def fleet_matrix(
             failed = bool(record and record.get("failed")) or bool(here and here["status"] == "failed")
             state, behind = cell_state(here["version"] if here else None, line, failed=failed,
                                        cluster_known=cluster is not None and not (here and here.get("unknown")))
+            status = _cell_health(health, column.name, service) if here else None
             cells.append(_compact({
                 "version": here["version"] if here else None,
                 "state": state.value,
                 "behind": behind,
                 "override": here.get("override") if here else None,
                 "note": here.get("unknown") if here else None,
+                "health": status.health.value if status else None,
+                "health_reason": status.reason if status and status.health is not Health.HEALTHY else None,
                 "status": here["status"] if here and here["status"] != "deployed" else None,
                 "run": _cell_run(column, here, record, namespace_rows),
                 "last_rollout": record,
             }))
         rows.append({"service": service, "cells": cells})
     l3_column = Column(L3_COLUMN, "l3", manifest_version=latest.version if latest else None)
+    column_docs = [l3_column.to_dict()]
+    for column in columns:
+        doc = column.to_dict()
+        if health is not None and health.get(column.name):
+            overall = stack_health(health[column.name])
+            doc["health"] = overall.health.value
+            doc["health_counts"] = counts_by_health(h.status for h in health[column.name].values())
+        column_docs.append(doc)
     return {
         "l3_version": latest.version if latest else None,
-        "columns": [l3_column.to_dict()] + [c.to_dict() for c in columns],
+        "columns": column_docs,
         "rows": rows,
         "counts": _state_counts(rows),
     }
+
+
+def _cell_health(health: Mapping[str, Mapping[str, ServiceHealth]] | None, stack: str, service: str) -> Status:
+    if health is None:
+        return Status(Health.UNKNOWN, "live objects not read")
+    found = health.get(stack, {}).get(service)
+    return found.status if found else Status(Health.UNKNOWN, "not assessed")
 
 
 def _last_rollout_per_service(records: Sequence[RecordRow]) -> dict[str, dict[str, Any]]:

@@ -59,6 +59,8 @@ class SourceStatus:
     read_at: str | None = None
     error: str | None = None
     detail: str | None = None
+    api_calls: dict[str, int] | None = None  # the cluster: requests per kind of the read shown
+    partial: dict[str, str] | None = None  # the cluster: kinds that could not be listed, and why
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -145,6 +147,8 @@ class Fleet:
                  clock: Callable[[], datetime] = utc_now, dag_states: DagStateReader | None = None) -> None:
         self.manifest_store = manifest_store
         self.dag_states = dag_states
+        self._lock = threading.Lock()
+        self._health_memo: tuple[Any, ClusterState, Any] | None = None
         self.record_store = record_store
         self.cluster = cluster
         self.stacks_file = stacks_file
@@ -159,8 +163,12 @@ class Fleet:
             log.warning("stacks view: %s unreachable: %s", name, _describe(exc))
             snapshot.sources[name] = SourceStatus(False, error=_describe(exc), detail=detail)
             return None
-        read_at = value.read_at if isinstance(value, ClusterState) else snapshot.now
-        snapshot.sources[name] = SourceStatus(True, read_at=timestamp(read_at), detail=detail)
+        status = SourceStatus(True, read_at=timestamp(snapshot.now), detail=detail)
+        if isinstance(value, ClusterState):
+            status.read_at = timestamp(value.read_at)
+            status.api_calls = dict(value.api_calls) or None
+            status.partial = dict(value.errors) or None
+        snapshot.sources[name] = status
         return value
 
     def snapshot(self, *, cluster: bool = True, records: bool = True, candidates: bool = False,
@@ -234,8 +242,25 @@ class Fleet:
         return {"sources": snap.sources_dict(), **self._matrix(snap)}
 
     def _matrix(self, snap: Snapshot) -> dict[str, Any]:
-        return views.fleet_matrix(history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts, events=snap.events,
-                                  specs=snap.specs, candidates=snap.candidates)
+        return views.fleet_matrix(history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts,
+                                  events=snap.events, specs=snap.specs, candidates=snap.candidates,
+                                  health=self._health(snap))
+
+    def _health(self, snap: Snapshot) -> dict[str, Any] | None:
+        """Health per stack and service, computed once per cluster read (the reader caches a read
+        for some seconds: every page load in between reuses it)."""
+        if snap.cluster is None or snap.cluster.objects is None:
+            return None
+        key = (id(snap.cluster), tuple(m.version for m in snap.history or ()),
+               tuple(sorted(c.candidate_id for c in snap.candidates)), tuple(sorted(snap.rollouts)))
+        with self._lock:
+            if self._health_memo is not None and self._health_memo[0] == key and self._health_memo[1] is snap.cluster:
+                return self._health_memo[2]
+        health = views.fleet_health(history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts,
+                                    specs=snap.specs, candidates=snap.candidates, events=snap.events)
+        with self._lock:
+            self._health_memo = (key, snap.cluster, health)
+        return health
 
     def history(self, limit: int = HISTORY_LIMIT) -> dict[str, Any]:
         snap = self.snapshot(cluster=False, records=False)
@@ -322,12 +347,53 @@ def _row(record: Any) -> RecordRow:
 # --- cluster readers ------------------------------------------------------------------------------
 
 
-def kube_cluster_reader(core_v1: Callable[[], Any], helm: Callable[[], Any], *, timeout: float = 10.0) -> ClusterReader:
-    """A reader from a CoreV1Api factory and a context manager factory giving a :class:`Helm`."""
+#: What the fleet read lists, one request per kind for the whole cluster (workloads in stackyard's
+#: namespaces carry no label of stackyard's, so they are listed cluster-wide and filtered by
+#: namespace here). A kind that cannot be listed (RBAC, an old cluster) is reported, not fatal.
+LISTED_KINDS = {
+    "Pod": "/api/v1/pods",
+    "Deployment": "/apis/apps/v1/deployments",
+    "StatefulSet": "/apis/apps/v1/statefulsets",
+    "DaemonSet": "/apis/apps/v1/daemonsets",
+    "ReplicaSet": "/apis/apps/v1/replicasets",
+    "Service": "/api/v1/services",
+    "Ingress": "/apis/networking.k8s.io/v1/ingresses",
+}
+EVENTS_PATH = "/api/v1/events"
+#: Kinds without which no health is claimed (the rest only enrich the resource tree).
+HEALTH_KINDS = frozenset({"Pod", "Deployment", "StatefulSet", "DaemonSet"})
+WARNINGS_PER_NAMESPACE = 50
+
+
+def list_raw(api_client: Any, path: str, *, timeout: float, field_selector: str | None = None) -> list[dict[str, Any]]:
+    """One list request, its items as plain JSON dicts (no client model objects: ~10x cheaper for
+    thousands of pods)."""
+    import json
+
+    query = [("fieldSelector", field_selector)] if field_selector else []
+    response = api_client.call_api(path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                                   auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout)
+    data = response[0] if isinstance(response, tuple) else response
+    document = json.loads(data.data)
+    kind = (document.get("kind") or "").removesuffix("List")
+    items = document.get("items") or []
+    for item in items:  # list items carry no kind of their own
+        item.setdefault("kind", kind)
+    return items
+
+
+def kube_cluster_reader(core_v1: Callable[[], Any], helm: Callable[[], Any], *, timeout: float = 10.0,
+                        objects: bool = True) -> ClusterReader:
+    """A reader from a CoreV1Api factory and a context manager factory giving a :class:`Helm`.
+
+    With ``objects``, it also lists every kind of :data:`LISTED_KINDS` and the warning Events,
+    once each for the whole cluster, keeping those in stackyard's namespaces."""
     from stackyard.core.fleet import NamespaceRow, ReleaseRow
 
     def read() -> ClusterState:
-        namespaces = core_v1().list_namespace(label_selector=STACK_SELECTOR, _request_timeout=timeout).items
+        api = core_v1()
+        calls: dict[str, int] = {"Namespace": 1}
+        namespaces = api.list_namespace(label_selector=STACK_SELECTOR, _request_timeout=timeout).items
         rows = tuple(
             NamespaceRow(ns.metadata.name, dict(ns.metadata.labels or {}), dict(ns.metadata.annotations or {}),
                          ns.status.phase if ns.status else None)
@@ -335,10 +401,41 @@ def kube_cluster_reader(core_v1: Callable[[], Any], helm: Callable[[], Any], *, 
         )
         names = {row.name for row in rows}
         with helm() as client:
+            calls["helm list"] = 1
             releases = tuple(
                 ReleaseRow(r.name, r.namespace, r.status, r.chart, r.revision)
                 for r in client.list() if r.namespace in names
             )
-        return ClusterState(rows, releases, utc_now())
+        if not objects:
+            return ClusterState(rows, releases, utc_now(), api_calls=calls)
+        found: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        warnings: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        errors: dict[str, str] = {}
+        for kind, path in LISTED_KINDS.items():
+            calls[kind] = 1
+            try:
+                items = list_raw(api.api_client, path, timeout=timeout)
+            except Exception as exc:  # one kind refused must not hide the others
+                errors[kind] = _describe(exc)
+                continue
+            for item in items:
+                where = (item.get("metadata") or {}).get("namespace")
+                if where in found:
+                    found[where].append(item)
+        calls["Event"] = 1
+        try:
+            for event in list_raw(api.api_client, EVENTS_PATH, timeout=timeout, field_selector="type=Warning"):
+                where = (event.get("metadata") or {}).get("namespace")
+                if where in warnings:
+                    warnings[where].append(event)
+        except Exception as exc:
+            errors["Event"] = _describe(exc)
+        for where, items in warnings.items():
+            items.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
+            del items[WARNINGS_PER_NAMESPACE:]
+        if errors.keys() & HEALTH_KINDS:
+            log.warning("stacks view: cannot list %s: health is not claimed", ", ".join(sorted(errors)))
+        return ClusterState(rows, releases, utc_now(), objects=None if errors.keys() & HEALTH_KINDS else found,
+                            warnings=warnings, api_calls=calls, errors=errors)
 
     return read
