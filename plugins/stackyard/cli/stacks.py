@@ -16,7 +16,7 @@ from stackyard.cli._common import cli_helm
 from stackyard.core.fleet import seconds_text
 from stackyard.core.ephemeral import validate_stack_name
 from stackyard.exceptions import InputError
-from stackyard.steps.fleet import Fleet, kube_cluster_reader
+from stackyard.steps.fleet import Fleet, kube_cluster_reader, kube_namespace_reader
 from stackyard.settings import Settings
 from stackyard.adapters.manifest_store import open_manifest_store
 from stackyard.adapters.record_store import open_record_store
@@ -48,6 +48,7 @@ def cli_fleet(settings: Settings) -> Fleet:
         cluster=kube_cluster_reader(core_v1, lambda: cli_helm(settings)) if kubeconfig else None,
         stacks_file=settings.stacks_file,
         dag_states=_api_dag_states(),
+        namespace_reader=kube_namespace_reader(core_v1) if kubeconfig else None,
     )
 
 

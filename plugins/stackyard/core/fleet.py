@@ -30,7 +30,12 @@ from enum import Enum
 from typing import Any
 
 from stackyard.core.charts import split_chart
-from stackyard.core.health import Health, ServiceHealth, Status, assess_namespace, counts_by_health, stack_health
+from stackyard.core.drift import DriftState, drift_state, release_drift
+from stackyard.core.health import (
+    Health, ServiceHealth, Status, assess_namespace, counts_by_health, event_summary, resource_tree, stack_health,
+)
+from stackyard.core.releases import ReleaseRecord, RenderedObject, manifest_objects, subchart_of
+from stackyard.core.releases import current as release_current
 from stackyard.core.manifest import Manifest
 from stackyard.core.rollout import window_decision
 from stackyard.core.ephemeral import (
@@ -461,6 +466,18 @@ def _deployed_per_column(cluster: ClusterState | None, columns: Sequence[Column]
             for c in columns}
 
 
+def stack_deployed(name: str, *, history: Sequence[Manifest], cluster: ClusterState | None,
+                   rollouts: Mapping[str, Sequence[RecordRow]], specs: Sequence[StackSpec] = (),
+                   candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[RecordRow]] | None = None,
+                   ) -> tuple[str, dict[str, dict[str, Any]]] | None:
+    """(namespace, what its releases deploy per service) of one stack; None if no column has it."""
+    column = next((c for c in _columns(cluster, specs, rollouts.keys()) if c.name == name), None)
+    if column is None:
+        return None
+    deployed = _deployed_per_column(cluster, [column], {m.version: m for m in history}, candidates, events or {})
+    return column.namespace or column.name, deployed[name]
+
+
 def fleet_health(*, history: Sequence[Manifest], cluster: ClusterState | None,
                  rollouts: Mapping[str, Sequence[RecordRow]], specs: Sequence[StackSpec] = (),
                  candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[RecordRow]] | None = None,
@@ -807,6 +824,62 @@ def stack_status(name: str, matrix: Mapping[str, Any], rollouts: Sequence[Record
         "services": services,
         "rollouts": [rollout_summary(r) for r in sorted(rollouts, key=lambda r: r.recorded, reverse=True)],
         "events": [_event_summary(r) for r in sorted(events, key=lambda r: r.recorded, reverse=True)],
+    }
+
+
+def release_services(release: ReleaseRecord, deployed: Mapping[str, Mapping[str, Any]]) -> dict[str, list[RenderedObject]]:
+    """A release's rendered objects per service: a service's own release renders only that
+    service; an umbrella's objects belong to the subchart whose template rendered them."""
+    objects = manifest_objects(release.manifest)
+    own = [s for s, entry in deployed.items() if entry.get("release") == release.name]
+    if len(own) == 1 and own[0] == release.name:
+        return {release.name: objects}
+    out: dict[str, list[RenderedObject]] = {}
+    for item in objects:
+        out.setdefault(subchart_of(item.source) or release.name, []).append(item)
+    return out
+
+
+def stack_detail(status: Mapping[str, Any], *, namespace: str, objects: Sequence[Mapping[str, Any]] | None,
+                 warnings: Sequence[Mapping[str, Any]], deployed: Mapping[str, Mapping[str, Any]],
+                 releases: Sequence[ReleaseRecord] | None, live: Mapping[tuple[str, str, str], Mapping[str, Any]] | None,
+                 compared_kinds: frozenset[str] | set[str]) -> dict[str, Any]:
+    """One stack's page: :func:`stack_status` plus, per service, ``name``, ``version``, ``health``
+    (with its pods, restarts, failing pods) and ``drift`` (``synced``/``drifted``/``unknown``, with
+    the objects and fields that differ); the resource tree, recent warning events and the helm
+    revisions of every release. ``releases`` None: the release records could not be read
+    (drift unknown); ``objects`` None: the live objects were not read (health unknown)."""
+    health = assess_namespace(objects, deployed, warnings) if objects is not None else None
+    live_releases = release_current(releases) if releases is not None else None
+    drift: dict[str, list[dict[str, Any]]] = {}
+    if live_releases is not None and live is not None:
+        for release in live_releases.values():
+            for service, rendered in release_services(release, deployed).items():
+                drift.setdefault(service, []).extend(release_drift(rendered, live, namespace, compared_kinds))
+    services = []
+    for entry in status["services"]:
+        name = entry["service"]
+        here = health.get(name) if health else None
+        diffs = drift.get(name) if live_releases is not None and live is not None and name in deployed else None
+        services.append({
+            **entry, "name": name,
+            "health": here.status.health.value if here else (Health.UNKNOWN.value if name in deployed else Health.MISSING.value),
+            "health_detail": here.summary() if here else None,
+            "drift": drift_state(diffs).value if name in deployed else DriftState.UNKNOWN.value,
+            "drift_detail": [d for d in diffs or () if "not_compared" not in d] or None,
+            "not_compared": sorted({k for d in diffs or () for k in d.get("not_compared", ())}) or None,
+        })
+    overall = stack_health({s["name"]: Status(Health(s["health"])) for s in services})
+    return {
+        **status,
+        "services": [_compact(s) for s in services],
+        "health": overall.health.value if services else Health.UNKNOWN.value,
+        "drift": (DriftState.DRIFTED.value if any(s["drift"] == DriftState.DRIFTED.value for s in services)
+                  else DriftState.UNKNOWN.value if any(s["drift"] == DriftState.UNKNOWN.value for s in services) or not services
+                  else DriftState.SYNCED.value),
+        "resources": resource_tree(objects, deployed) if objects is not None else None,
+        "warnings": [event_summary(e) for e in warnings][:20],
+        "revisions": [r.summary() for r in releases] if releases is not None else None,
     }
 
 

@@ -301,6 +301,75 @@ def _owner(obj: Mapping[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+class Attribution:
+    """Which deployed service each live object of a namespace belongs to: by its labels
+    (:func:`service_of`), else by its controller's (``ownerReferences``, up to three levels)."""
+
+    def __init__(self, objects: Sequence[Mapping[str, Any]], deployed: Mapping[str, Mapping[str, Any]]) -> None:
+        self.services = set(deployed)
+        self.releases = {entry.get("release"): service for service, entry in deployed.items()
+                         if entry.get("release") == service}
+        self.by_ref = {_ref(obj): obj for obj in objects}
+        self._memo: dict[tuple[str, str], str | None] = {}
+
+    def service_of(self, obj: Mapping[str, Any], depth: int = 0) -> str | None:
+        ref = _ref(obj)
+        if ref in self._memo:
+            return self._memo[ref]
+        found = service_of((obj.get("metadata") or {}).get("labels") or {}, self.services, self.releases)
+        if found is None and depth < 3:
+            owner = _owner(obj)
+            parent = self.by_ref.get(owner) if owner else None
+            found = self.service_of(parent, depth + 1) if parent is not None else None
+        self._memo[ref] = found
+        return found
+
+    def controller(self, pod: Mapping[str, Any]) -> tuple[str, str] | None:
+        """A pod's workload (Deployment through its ReplicaSet, StatefulSet, DaemonSet, Job)."""
+        owner = _owner(pod)
+        if owner and owner[0] == "ReplicaSet" and owner in self.by_ref:
+            return _owner(self.by_ref[owner]) or owner
+        return owner
+
+
+def resource_tree(objects: Sequence[Mapping[str, Any]], deployed: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Per service: its workloads with their pods, its Services and Ingresses (named fields only);
+    objects no deployed service claims are listed under ``unattributed``."""
+    attribute = Attribution(objects, deployed)
+    tree: dict[str, dict[str, list]] = {}
+
+    def node(service: str | None) -> dict[str, list]:
+        return tree.setdefault(service or "unattributed", {"workloads": [], "services": [], "ingresses": []})
+
+    workloads: dict[tuple[str, str], dict[str, Any]] = {}
+    for obj in objects:
+        kind, name = _ref(obj)
+        if kind in WORKLOAD_KINDS:
+            entry = {"kind": kind, "name": name, **replica_counts(obj), **object_health(obj).to_dict(), "pods": []}
+            workloads[(kind, name)] = entry
+            node(attribute.service_of(obj))["workloads"].append(entry)
+        elif kind == "Service":
+            spec = obj.get("spec") or {}
+            node(attribute.service_of(obj))["services"].append({
+                "name": name, "type": spec.get("type", "ClusterIP"),
+                "ports": [f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in spec.get("ports") or []]})
+        elif kind == "Ingress":
+            rules = (obj.get("spec") or {}).get("rules") or []
+            node(attribute.service_of(obj))["ingresses"].append({"name": name, "hosts": [r.get("host") for r in rules if r.get("host")]})
+    for obj in objects:
+        if obj.get("kind") != "Pod":
+            continue
+        status = pod_health(obj)
+        pod = {"name": _ref(obj)[1], "phase": (obj.get("status") or {}).get("phase"), "restarts": restarts(obj),
+               **status.to_dict()}
+        parent = workloads.get(attribute.controller(obj) or ("", ""))
+        if parent is not None:
+            parent["pods"].append(pod)
+        else:
+            node(attribute.service_of(obj)).setdefault("pods", []).append(pod)
+    return tree
+
+
 def event_summary(event: Mapping[str, Any]) -> dict[str, Any]:
     """The named fields of an Event the page shows."""
     involved = event.get("involvedObject") or event.get("regarding") or {}
@@ -323,27 +392,12 @@ def assess_namespace(objects: Sequence[Mapping[str, Any]], deployed: Mapping[str
     :func:`stackyard.core.fleet.deployed_services` returns), its health from the namespace's
     live ``objects`` (workloads, ReplicaSets, pods; any order) and warning ``events``: a pod
     running but not ready whose probe a warning Event says failed is degraded, not progressing."""
-    services = set(deployed)
-    releases = {entry.get("release"): service for service, entry in deployed.items()
-                if entry.get("release") == service}
-    by_ref = {_ref(obj): obj for obj in objects}
-    owner_service: dict[tuple[str, str], str] = {}
+    attribute = Attribution(objects, deployed)
+    by_ref, service_for = attribute.by_ref, attribute.service_of
     out = {service: ServiceHealth(Status(Health.HEALTHY), release=entry.get("release"))
            for service, entry in deployed.items()}
     statuses: dict[str, list[Status]] = {service: [release_health(entry.get("status"))]
                                          for service, entry in deployed.items()}
-
-    def service_for(obj: Mapping[str, Any], depth: int = 0) -> str | None:
-        ref = _ref(obj)
-        if ref in owner_service:
-            return owner_service[ref]
-        found = service_of((obj.get("metadata") or {}).get("labels") or {}, services, releases)
-        if found is None and depth < 3:
-            owner = _owner(obj)
-            parent = by_ref.get(owner) if owner else None
-            found = service_for(parent, depth + 1) if parent is not None else None
-        owner_service[ref] = found
-        return found
 
     warnings: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for event in sorted(events, key=lambda e: str(event_summary(e)["at"] or ""), reverse=True):

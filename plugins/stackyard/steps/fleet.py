@@ -23,6 +23,8 @@ from typing import Any, Protocol
 from stackyard.core import fleet as views
 from stackyard.core.fleet import ClusterState, GateReport, RecordRow, Rejection, StackSpec
 from stackyard.core.manifest import Manifest
+from stackyard.core.releases import ReleaseRecord, manifest_objects, release_records
+from stackyard.core.releases import current as current_releases
 from stackyard.core.rollout import describe_window
 from stackyard.core.stack_registry import dag_id_for, load_registry
 from stackyard.core.ephemeral import LABEL_MANAGED_BY, MANAGED_BY, timestamp
@@ -42,6 +44,17 @@ HISTORY_LIMIT = 30
 class DagStateReader(Protocol):
     def __call__(self, dag_ids: list[str]) -> dict[str, bool]:
         """Whether each of these DAGs is paused (DAGs Airflow does not know are left out)."""
+
+
+@dataclass
+class NamespaceRead:
+    """One stack's release records (every revision) and its live objects by (kind, namespace,
+    name), for the stack page's drift and helm revisions."""
+
+    releases: list[ReleaseRecord]
+    live: dict[tuple[str, str, str], dict[str, Any]]
+    api_calls: dict[str, int]
+    broken: list[str] = field(default_factory=list)
 
 
 class ClusterReader(Protocol):
@@ -144,9 +157,11 @@ class Fleet:
 
     def __init__(self, *, manifest_store: ManifestStore, record_store: Any | None,
                  cluster: ClusterReader | None, stacks_file: Path | None,
-                 clock: Callable[[], datetime] = utc_now, dag_states: DagStateReader | None = None) -> None:
+                 clock: Callable[[], datetime] = utc_now, dag_states: DagStateReader | None = None,
+                 namespace_reader: Callable[[str], NamespaceRead] | None = None) -> None:
         self.manifest_store = manifest_store
         self.dag_states = dag_states
+        self.namespace_reader = namespace_reader
         self._lock = threading.Lock()
         self._health_memo: tuple[Any, ClusterState, Any] | None = None
         self.record_store = record_store
@@ -321,6 +336,7 @@ class Fleet:
         }
 
     def stack(self, name: str) -> dict[str, Any] | None:
+        """One stack's page: versions, health, drift, resource tree, events, helm revisions, runs."""
         snap = self.snapshot(candidates=True, dags=True)
         status = views.stack_status(name, self._matrix(snap), snap.rollouts.get(name, ()), snap.events.get(name, ()))
         if status is None:
@@ -329,7 +345,20 @@ class Fleet:
                           if s["name"] == name), None)
         persistent = next((s for s in views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, snap.paused)
                            if s["name"] == name), None)
-        return {"sources": snap.sources_dict(), **status, "details": ephemeral or persistent}
+        found = views.stack_deployed(name, history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts,
+                                     specs=snap.specs, candidates=snap.candidates, events=snap.events)
+        namespace, deployed = found if found else (name, {})
+        releases, live = None, None
+        if snap.cluster is not None and self.namespace_reader is not None:
+            read = self._read(snap, "release_records", lambda: self.namespace_reader(namespace), namespace)
+            if read is not None:
+                releases, live = read.releases, read.live
+        cluster = snap.cluster
+        detail = views.stack_detail(
+            status, namespace=namespace, objects=cluster.objects.get(namespace, ()) if cluster and cluster.objects is not None else None,
+            warnings=cluster.warnings.get(namespace, ()) if cluster else (), deployed=deployed,
+            releases=releases, live=live, compared_kinds=set(NAMESPACED_KINDS))
+        return {"sources": snap.sources_dict(), **detail, "namespace": namespace, "details": ephemeral or persistent}
 
 
 def _describe_windows(windows: Any) -> str | None:
@@ -437,5 +466,50 @@ def kube_cluster_reader(core_v1: Callable[[], Any], helm: Callable[[], Any], *, 
             log.warning("stacks view: cannot list %s: health is not claimed", ", ".join(sorted(errors)))
         return ClusterState(rows, releases, utc_now(), objects=None if errors.keys() & HEALTH_KINDS else found,
                             warnings=warnings, api_calls=calls, errors=errors)
+
+    return read
+
+
+#: The namespaced kinds the stack page compares with their release manifest, each listed once per
+#: stack page (only the kinds its releases render). Other kinds are reported as not compared.
+NAMESPACED_KINDS = {
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
+    "DaemonSet": "/apis/apps/v1/namespaces/{ns}/daemonsets",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
+    "CronJob": "/apis/batch/v1/namespaces/{ns}/cronjobs",
+    "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+    "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+}
+
+
+def kube_namespace_reader(core_v1: Callable[[], Any], *, timeout: float = 10.0) -> Callable[[str], NamespaceRead]:
+    """Reads one stack's release Secrets and the live objects of every kind its current
+    releases render (one list per kind; the Secrets list serves both)."""
+
+    def read(namespace: str) -> NamespaceRead:
+        api = core_v1().api_client
+        calls = {"Secret": 1}
+        secrets = list_raw(api, NAMESPACED_KINDS["Secret"].format(ns=namespace), timeout=timeout)
+        releases, broken = release_records(secrets)
+        kinds = {item.obj.get("kind") for r in current_releases(releases).values() for item in manifest_objects(r.manifest)}
+        live: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for kind in sorted(k for k in kinds if k in NAMESPACED_KINDS):
+            items = secrets if kind == "Secret" else list_raw(api, NAMESPACED_KINDS[kind].format(ns=namespace), timeout=timeout)
+            if kind != "Secret":
+                calls[kind] = 1
+            for item in items:
+                meta = item.get("metadata") or {}
+                live[(kind, meta.get("namespace") or namespace, meta.get("name") or "")] = item
+        return NamespaceRead(releases, live, calls, broken)
 
     return read

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stackyard.steps.fleet import CachedClusterReader, Fleet, kube_cluster_reader
+from stackyard.steps.fleet import CachedClusterReader, Fleet, kube_cluster_reader, kube_namespace_reader
 from stackyard.settings import Settings
 
 #: Cluster reads are reused this long (seconds); the page shows when they were made.
@@ -24,6 +24,7 @@ def airflow_fleet(settings: Settings | None = None) -> Fleet:
         cluster=CachedClusterReader(reader, CLUSTER_CACHE_SECONDS),
         stacks_file=settings.stacks_file,
         dag_states=paused_dags,
+        namespace_reader=kube_namespace_reader(lambda: StackHook(conn_id).core),
     )
 
 
