@@ -121,19 +121,35 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
     stack = status["stack"]
     print(f"{stack['name']} ({stack['type']}{', owner ' + stack['owner'] if stack.get('owner') else ''}); "
           f"L3 v{status['l3_version'] or '-'}")
-    rows = [["SERVICE", "DEPLOYED", "L3", "STATE", "LAST ROLLOUT"]]
+    print(f"health: {status.get('health', 'unknown')}; drift: {status.get('drift', 'unknown')}")
+    rows = [["SERVICE", "DEPLOYED", "L3", "STATE", "HEALTH", "DRIFT", "LAST ROLLOUT"]]
     for entry in status["services"]:
         state = entry["state"] + (f" by {entry['behind']}" if entry.get("behind") else "")
         last = entry.get("last_rollout") or {}
         version = entry.get("version") or "-"
         if entry.get("override"):
             version += " (override)"
-        rows.append([entry["service"], version, entry.get("l3") or "-", state,
+        health = entry.get("health", "unknown")
+        detail = entry.get("health_detail") or {}
+        if detail.get("reason"):
+            health += f": {detail['reason']}"
+        rows.append([entry["name"], version, entry.get("l3") or "-", state, health, entry.get("drift", "unknown"),
                      f"{last.get('outcome', '')} {last.get('version', '')} {last.get('at', '')}".strip() or "-"])
     if len(rows) > 1:
         _table(rows)
     else:
         print("nothing deployed")
+    for entry in status["services"]:
+        for diff in entry.get("drift_detail") or ():
+            what = "missing (deleted by hand?)" if diff.get("missing") else ", ".join(diff.get("fields", ()))
+            print(f"drift: {entry['name']}: {diff['object']}: {what}")
+        for pod in (entry.get("health_detail") or {}).get("failing", ()):
+            print(f"failing: {entry['name']}: pod {pod['pod']}: {pod['reason']}")
+    for warning in (status.get("warnings") or [])[:5]:
+        print(f"warning: {warning.get('at')} {warning.get('object')} {warning.get('reason')}: {warning.get('message')}")
+    for revision in (status.get("revisions") or [])[:10]:
+        print(f"helm: {revision['release']} r{revision['revision']} {revision['chart']} {revision['status']} "
+              f"{revision.get('updated', '')}")
     details = status.get("details") or {}
     if "seconds_left" in details or "note" in details:
         print(f"reaped in: {details.get('note') or seconds_text(details.get('seconds_left'))} (TTL {details.get('ttl')})")
