@@ -669,6 +669,11 @@ def time_left(ns: NamespaceRow, now: datetime, created: datetime | None = None) 
     return ttl, None, verdict.reason
 
 
+def parse_time(text: object) -> datetime | None:
+    """An ISO time with a zone (``Z`` too) as UTC; None if it is not one."""
+    return _parse_time(text)
+
+
 def _parse_time(text: object) -> datetime | None:
     if not isinstance(text, str) or not text:
         return None
@@ -838,6 +843,17 @@ def release_services(release: ReleaseRecord, deployed: Mapping[str, Mapping[str,
     for item in objects:
         out.setdefault(subchart_of(item.source) or release.name, []).append(item)
     return out
+
+
+def service_drift(deployed: Mapping[str, Mapping[str, Any]], *, namespace: str, releases: Sequence[ReleaseRecord],
+                  live: Mapping[tuple[str, str, str], Mapping[str, Any]], compared_kinds: frozenset[str] | set[str],
+                  ) -> dict[str, str]:
+    """Per deployed service, its :class:`DriftState` value (the stack page's rule, states only)."""
+    diffs: dict[str, list[dict[str, Any]]] = {}
+    for release in release_current(releases).values():
+        for service, rendered in release_services(release, deployed).items():
+            diffs.setdefault(service, []).extend(release_drift(rendered, live, namespace, compared_kinds))
+    return {service: drift_state(diffs.get(service)).value for service in deployed}
 
 
 def stack_detail(status: Mapping[str, Any], *, namespace: str, objects: Sequence[Mapping[str, Any]] | None,

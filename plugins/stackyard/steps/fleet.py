@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from stackyard.core import fleet as views
 from stackyard.core.fleet import ClusterState, GateReport, RecordRow, Rejection, StackSpec
+from stackyard.core.gauges import GateState
 from stackyard.core.manifest import Manifest
 from stackyard.core.releases import ReleaseRecord, manifest_objects, release_records
 from stackyard.core.releases import current as current_releases
@@ -359,6 +360,46 @@ class Fleet:
             warnings=cluster.warnings.get(namespace, ()) if cluster else (), deployed=deployed,
             releases=releases, live=live, compared_kinds=set(NAMESPACED_KINDS))
         return {"sources": snap.sources_dict(), **detail, "namespace": namespace, "details": ephemeral or persistent}
+
+
+    def drift(self, snap: Snapshot) -> dict[str, dict[str, str]]:
+        """Per stack and deployed service: ``synced``/``drifted``/``unknown``; one namespace read per
+        stack (release Secrets + the kinds they render). For ``/metrics``, which caches it."""
+        out: dict[str, dict[str, str]] = {}
+        if snap.cluster is None or self.namespace_reader is None:
+            return out
+        columns = [c for c in views.fleet_matrix(history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts,
+                                                 specs=snap.specs, candidates=snap.candidates, events=snap.events,
+                                                 health={})["columns"][1:]]
+        for column in columns:
+            found = views.stack_deployed(column["name"], history=snap.history or [], cluster=snap.cluster,
+                                         rollouts=snap.rollouts, specs=snap.specs, candidates=snap.candidates,
+                                         events=snap.events)
+            if not found or not found[1]:
+                continue
+            namespace, deployed = found
+            try:
+                read = self.namespace_reader(namespace)
+            except Exception as exc:  # one stack unreadable: its drift is unknown, the others still count
+                log.warning("stacks view: drift of %s unknown: %s", column["name"], _describe(exc))
+                out[column["name"]] = {service: views.DriftState.UNKNOWN.value for service in deployed}
+                continue
+            out[column["name"]] = views.service_drift(deployed, namespace=namespace, releases=read.releases,
+                                                      live=read.live, compared_kinds=set(NAMESPACED_KINDS))
+        return out
+
+    def gate_state(self, queued: Callable[[], int] | None = None) -> GateState:
+        """The gate's queue (``queued``: runs queued or running, from Airflow) and its last outcome
+        (the newest L3 history entry: promoted or rejected)."""
+        entries = self.history(limit=1)["entries"]
+        last = next((e for e in entries if e["kind"] in ("promoted", "rejected")), None)
+        count = None
+        if queued is not None:
+            try:
+                count = queued()
+            except Exception as exc:
+                log.warning("stacks view: gate queue unknown: %s", _describe(exc))
+        return GateState(count, last["kind"] if last else None, views.parse_time(last.get("at")) if last else None)
 
 
 def _describe_windows(windows: Any) -> str | None:
