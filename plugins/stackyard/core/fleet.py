@@ -530,12 +530,15 @@ def fleet_matrix(
         l3_cell = _compact({"version": line.current, "state": CellState.SAME.value, "run": line.introduced_by}) \
             if line else {"state": CellState.NOT_DEPLOYED.value}
         cells = [l3_cell]
+        states: dict[tuple[str | None, bool, bool], tuple[CellState, int | None]] = {}
         for column in columns:
             here = deployed[column.name].get(service)
             record = last_rollout.get(column.name, {}).get(service)
             failed = bool(record and record.get("failed")) or bool(here and here["status"] == "failed")
-            state, behind = cell_state(here["version"] if here else None, line, failed=failed,
-                                       cluster_known=cluster is not None and not (here and here.get("unknown")))
+            key = (here["version"] if here else None, failed, cluster is not None and not (here and here.get("unknown")))
+            if key not in states:  # a service has few distinct versions across 40 stacks: decide each once
+                states[key] = cell_state(key[0], line, failed=key[1], cluster_known=key[2])
+            state, behind = states[key]
             status = _cell_health(health, column.name, service) if here else None
             cells.append(_compact({
                 "version": here["version"] if here else None,

@@ -17,6 +17,7 @@ import binascii
 import gzip
 import json
 import re
+from functools import lru_cache
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,17 +73,30 @@ def decode_release(secret: Mapping[str, Any]) -> ReleaseRecord:
     )
 
 
-def release_records(secrets: Sequence[Mapping[str, Any]]) -> tuple[list[ReleaseRecord], list[str]]:
+def release_records(secrets: Sequence[Mapping[str, Any]],
+                    cache: dict[tuple[str, str, str], ReleaseRecord] | None = None) -> tuple[list[ReleaseRecord], list[str]]:
     """Every release record among ``secrets``, newest revision first per release; and the
-    names of release Secrets that could not be decoded."""
+    names of release Secrets that could not be decoded. ``cache`` (the caller's) reuses records
+    decoded before, keyed by (namespace, name, resourceVersion): a change makes a new version."""
     records, broken = [], []
     for secret in secrets:
         if secret.get("type") != RELEASE_SECRET_TYPE:
             continue
+        meta = secret.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "", meta.get("resourceVersion") or "")
+        if cache is not None and key[2] and key in cache:
+            records.append(cache[key])
+            continue
         try:
-            records.append(decode_release(secret))
+            record = decode_release(secret)
         except InputError as exc:
             broken.append(str(exc))
+            continue
+        records.append(record)
+        if cache is not None and key[2]:
+            if len(cache) > 20_000:
+                cache.clear()
+            cache[key] = record
     records.sort(key=lambda r: (r.name, -r.revision))
     return records, broken
 
@@ -105,18 +119,26 @@ class RenderedObject:
     obj: Mapping[str, Any]
 
 
-def manifest_objects(manifest: str) -> list[RenderedObject]:
-    """The objects of a rendered manifest, each with its ``# Source:`` path."""
+def manifest_objects(manifest: str) -> tuple[RenderedObject, ...]:
+    """The objects of a rendered manifest, each with its ``# Source:`` path. A release
+    revision's manifest never changes, so each is parsed once per process (bounded cache);
+    callers must not mutate what they get."""
+    return _parse_manifest(manifest)
+
+
+@lru_cache(maxsize=2048)
+def _parse_manifest(manifest: str) -> tuple[RenderedObject, ...]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader parses ~10x faster
     out = []
     for document in re.split(r"^---\s*$", manifest, flags=re.MULTILINE):
         source = _SOURCE.search(document)
         try:
-            obj = yaml.safe_load(document)
+            obj = yaml.load(document, Loader=loader)  # noqa: S506 (a safe loader)
         except yaml.YAMLError:
             continue
         if isinstance(obj, Mapping) and obj.get("kind"):
             out.append(RenderedObject(source[1].strip() if source else "", obj))
-    return out
+    return tuple(out)
 
 
 def subchart_of(source: str) -> str | None:

@@ -537,11 +537,13 @@ def kube_namespace_reader(core_v1: Callable[[], Any], *, timeout: float = 10.0) 
     """Reads one stack's release Secrets and the live objects of every kind its current
     releases render (one list per kind; the Secrets list serves both)."""
 
+    decoded: dict = {}  # release records by (namespace, name, resourceVersion): decoded once
+
     def read(namespace: str) -> NamespaceRead:
         api = core_v1().api_client
         calls = {"Secret": 1}
         secrets = list_raw(api, NAMESPACED_KINDS["Secret"].format(ns=namespace), timeout=timeout)
-        releases, broken = release_records(secrets)
+        releases, broken = release_records(secrets, decoded)
         kinds = {item.obj.get("kind") for r in current_releases(releases).values() for item in manifest_objects(r.manifest)}
         live: dict[tuple[str, str, str], dict[str, Any]] = {}
         for kind in sorted(k for k in kinds if k in NAMESPACED_KINDS):
