@@ -115,7 +115,7 @@ def test_every_endpoint_shows_what_is_deployed_where_and_no_secret(airflow_api, 
     assert rows["orders"][1]["version"] == "1.0.0" and rows["orders"][1]["state"] == "behind" and rows["orders"][1]["behind"] == 1
     assert rows["catalog"][1]["state"] == "failed"  # last rollout rolled back
     assert rows["catalog"][1]["last_rollout"]["run"] == {"dag_id": "rollout_qa1", "run_id": "scheduled__r1"}
-    assert rows["orders"][2] == {"version": "1.1.0", "state": "same", "run": {"dag_id": "stack_create", "run_id": "manual__alice"}}
+    assert rows["orders"][2] == {"version": "1.1.0", "state": "same", "health": "healthy", "run": {"dag_id": "stack_create", "run_id": "manual__alice"}}
     assert rows["storefront"][1]["state"] == "not-deployed"
 
     history = bodies["/api/history"]["entries"]
