@@ -43,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     status.set_defaults(func=status_command)
     create = stacks.add_parser("create", help="create a personal stack (the stack_create DAG)")
     create.add_argument("name", help="namespace name (DNS-1123 label), e.g. alice-dev")
-    create.add_argument("--owner", help="who it belongs to (default: $USER)")
+    create.add_argument("--owner", help="who it belongs to (default: $STACKYARD_API_USER; Airflow records the "
+                                          "signed-in user as the owner)")
     create.add_argument("--ttl-days", type=int, help="removed after this many days without activity (default 7)")
     create.add_argument("--manifest-version", type=int, help="the L3 manifest to start from (default: the latest)")
     create.add_argument("--override", action="append", default=[], metavar="SERVICE=VERSION",
@@ -224,9 +225,11 @@ def _ttl(days: int | None) -> int | None:
 
 def create_command(args: argparse.Namespace, settings: Settings) -> int:
     validate_stack_name(args.name)
-    owner = args.owner or os.environ.get("USER")
+    # stack_create makes the signed-in user (the API user) the owner whatever the form says; the
+    # parameter is still required, so send who will be recorded.
+    owner = args.owner or os.environ.get("STACKYARD_API_USER") or os.environ.get("USER")
     if not owner:
-        raise InputError("--owner: say who the stack belongs to (no $USER either)")
+        raise InputError("--owner: say who the stack belongs to (no $STACKYARD_API_USER or $USER either)")
     conf: dict[str, Any] = {"name": args.name, "owner": owner, "overrides": _overrides(args.override)}
     if args.ttl_days is not None:
         conf["ttl_days"] = _ttl(args.ttl_days)
@@ -256,9 +259,10 @@ def _run(dag_id: str, conf: dict[str, Any], args: argparse.Namespace, *, done) -
     from stackyard.cli.gate import DEFAULT_API, AirflowApi, AirflowApiError, follow
 
     user, password = os.environ.get("STACKYARD_API_USER"), os.environ.get("STACKYARD_API_PASSWORD")
-    if not user or not password:
-        print("stackyard: set STACKYARD_API_USER and STACKYARD_API_PASSWORD to an Airflow user allowed to trigger DAGs",
-              file=sys.stderr)
+    if not user or not password:  # nothing was asked: "could not ask" (exit 2), as for stackyard gate
+        missing = " and ".join(k for k, v in (("STACKYARD_API_USER", user), ("STACKYARD_API_PASSWORD", password)) if not v)
+        print(f"stackyard: {missing} not set: set STACKYARD_API_USER and STACKYARD_API_PASSWORD "
+              "to an Airflow user allowed to trigger DAGs", file=sys.stderr)
         return ERROR
     if args.timeout <= 0:
         raise InputError(f"--timeout: expected a positive number of seconds, got {args.timeout:g}")
