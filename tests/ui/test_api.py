@@ -65,6 +65,8 @@ def fleet_data(local_stack, monkeypatch, example_secrets):
     store.record_rejection(rejected, "system tests failed: l3-catalog-test",
                            {"failed_tests": ["l3-catalog-test"], "test_output": f"password: {secret}"})
 
+    # The Airflow DB of the test session may hold a rollout_qa1 from other tests: say its state.
+    monkeypatch.setattr("stackyard.ui.sources.paused_dags", lambda dag_ids: {"rollout_qa1": False})
     managed = {LABEL_MANAGED_BY: "stackyard"}
     namespace(local_stack, "qa1", {**managed, LABEL_STACK_TYPE: "persistent"})
     local_stack.helm.upgrade_install("orders", local_stack.registry.fetch("orders", "1.0.0"), namespace="qa1", timeout="2m0s")
