@@ -213,9 +213,12 @@ def gate_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def follow(api: AirflowApi, run_id: str, deadline: float) -> str | None:
     """Print each task's state as it changes until the run ends; its final state, or None on time-out."""
-    started, seen = time.monotonic(), {}
+    started, seen, last_state = time.monotonic(), {}, None
     while time.monotonic() < deadline:
         run_state = api.run(run_id)["state"]
+        if run_state != last_state:  # a queued run has no task states yet: say it waits
+            last_state = run_state
+            _say(f"  [{time.monotonic() - started:6.1f}s] run: {run_state}")
         for task_id, state in api.task_states(run_id).items():
             if state and seen.get(task_id) != state:
                 seen[task_id] = state

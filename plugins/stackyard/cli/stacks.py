@@ -118,7 +118,7 @@ def list_command(args: argparse.Namespace, settings: Settings) -> int:
     print(f"L3: v{matrix['l3_version']}" if matrix["l3_version"] else "L3: none (the manifest store is empty)")
     ephemeral = {s["name"]: s for s in overview["ephemeral"]["stacks"]}
     persistent = {s["name"]: s for s in overview["persistent"]}
-    rows = [["STACK", "TYPE", "OWNER", "SAME", "BEHIND", "FAILED", "LAST ROLLOUT / REAPED IN"]]
+    rows = [["STACK", "TYPE", "OWNER", "HEALTH", "SAME", "BEHIND", "FAILED", "LAST ROLLOUT / REAPED IN"]]
     for index, column in enumerate(matrix["columns"][1:], start=1):
         states = [row["cells"][index]["state"] for row in matrix["rows"]]
         name = column["name"]
@@ -129,7 +129,7 @@ def list_command(args: argparse.Namespace, settings: Settings) -> int:
             extra = f"reaped in {ephemeral[name].get('note') or seconds_text(ephemeral[name].get('seconds_left'))}"
         else:
             extra = "-"
-        rows.append([name, column["type"], column.get("owner") or "-", str(states.count("same")),
+        rows.append([name, column["type"], column.get("owner") or "-", column.get("health") or "-", str(states.count("same")),
                      str(states.count("behind")), str(states.count("failed")), extra.strip()])
     if len(rows) > 1:
         _table(rows)
