@@ -10,7 +10,7 @@ from stackyard.core.charts import split_chart
 from stackyard.core.fleet import (
     CellState, ClusterState, NamespaceRow, RecordRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
     UmbrellaVersion, deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view, recorded_overrides,
-    umbrella_manifest_version, rejection_text, l3_history, Rejection,
+    umbrella_manifest_version, rejection_text, l3_history, Rejection, stack_detail, stack_status,
 )
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
 
@@ -231,3 +231,14 @@ def test_l3_history_rejection_summary_does_not_repeat_the_failed_test():
     entries = l3_history(hist, {}, [Rejection(candidate, "system tests failed: l3-catalog-test", NOW + timedelta(hours=1),
                                               ("l3-catalog-test",))])
     assert entries[0]["kind"] == "rejected" and entries[0]["summary"].count("l3-catalog-test") == 1
+
+
+def test_a_stack_page_without_the_cluster_claims_no_health_and_no_drift():
+    matrix = fleet_matrix(history=history(), cluster=None, rollouts={"qa1": [RecordRow(NOW, {"service": "orders",
+                                                                                               "to_version": "1.0.0", "status": "succeeded"})]})
+    status = stack_status("qa1", matrix, [], [])
+    page = stack_detail(status, namespace="qa1", objects=None, warnings=[], deployed={}, releases=None, live=None,
+                        compared_kinds=set())
+    assert {(s["name"], s["health"], s["drift"]) for s in page["services"]} == {
+        ("orders", "unknown", "unknown"), ("catalog", "unknown", "unknown")}
+    assert page["health"] == "unknown" and page["drift"] == "unknown" and page["resources"] is None

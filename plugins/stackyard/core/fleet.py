@@ -882,7 +882,9 @@ def stack_detail(status: Mapping[str, Any], *, namespace: str, objects: Sequence
         diffs = drift.get(name) if live_releases is not None and live is not None and name in deployed else None
         services.append({
             **entry, "name": name,
-            "health": here.status.health.value if here else (Health.UNKNOWN.value if name in deployed else Health.MISSING.value),
+            # Not deployed (only a rollout record names it) is missing, if the cluster said so.
+            "health": here.status.health.value if here else (
+                Health.MISSING.value if objects is not None and name not in deployed else Health.UNKNOWN.value),
             "health_detail": here.summary() if here else None,
             "drift": drift_state(diffs).value if name in deployed else DriftState.UNKNOWN.value,
             "drift_detail": [d for d in diffs or () if "not_compared" not in d] or None,
