@@ -108,3 +108,5 @@ def test_the_stack_page_names_drifted_fields_health_revisions_and_the_tree(qa):
     tree = page["resources"]["catalog"]["workloads"][0]
     assert tree["kind"] == "Deployment" and tree["pods"], tree
     assert page["resources"]["orders"]["services"][0]["name"] == "orders"
+    # One list of the namespace's Secrets (release records too) and one per kind the releases render.
+    assert page["sources"]["release_records"]["api_calls"] == {"Secret": 1, "ConfigMap": 1, "Deployment": 1, "Service": 1}

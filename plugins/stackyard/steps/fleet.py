@@ -354,13 +354,15 @@ class Fleet:
             read = self._read(snap, "release_records", lambda: self.namespace_reader(namespace), namespace)
             if read is not None:
                 releases, live = read.releases, read.live
+                status_of = snap.sources["release_records"]
+                status_of.api_calls = dict(read.api_calls)
+                status_of.partial = {f"undecodable {i}": text for i, text in enumerate(read.broken)} or None
         cluster = snap.cluster
         detail = views.stack_detail(
             status, namespace=namespace, objects=cluster.objects.get(namespace, ()) if cluster and cluster.objects is not None else None,
             warnings=cluster.warnings.get(namespace, ()) if cluster else (), deployed=deployed,
             releases=releases, live=live, compared_kinds=set(NAMESPACED_KINDS))
         return {"sources": snap.sources_dict(), **detail, "namespace": namespace, "details": ephemeral or persistent}
-
 
     def drift(self, snap: Snapshot) -> dict[str, dict[str, str]]:
         """Per stack and deployed service: ``synced``/``drifted``/``unknown``; one namespace read per
