@@ -6,9 +6,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from stackyard.core.times import format_utc
 from stackyard.core.rollout import (
     CHECK_TYPES, CanaryState, Deployed, PlanStep, RolloutStatus, Target, advance, canary_release, canary_values,
-    deployed_services, failed_before, format_time, make_plan, qualified_targets, rollout_record, running_versions,
+    deployed_services, failed_before, make_plan, qualified_targets, rollout_record, running_versions,
     window_decision,
 )
 from stackyard.core.stack_registry import HealthySource, parse_stack
@@ -147,7 +148,7 @@ STAGE_24H = HealthySource("stage", 24)
 
 
 def record(service: str, version: str, finished: datetime, status: str = "succeeded", manifest: int = 1) -> dict:
-    return {"service": service, "to_version": version, "status": status, "finished": format_time(finished),
+    return {"service": service, "to_version": version, "status": status, "finished": format_utc(finished),
             "manifest_version": manifest}
 
 
