@@ -47,6 +47,9 @@ def test_cell_state_rules(deployed, lineage, failed, known, expected):
     ("my-service-10.0.1", ("my-service", "10.0.1")),
     ("l3-6.0.0-candidate-ab12cd34ef56", ("l3", "6.0.0-candidate-ab12cd34ef56")),
     ("weird", ("weird", None)),
+    ("svc-299-1.0.0", ("svc-299", "1.0.0")),  # a numeric name segment is not a short version
+    ("orders-1.0.0-rc-1", ("orders", "1.0.0-rc-1")),
+    ("app-v1.2", ("app", "v1.2")),  # a short version when nothing longer fits
 ])
 def test_split_chart_handles_hyphens_in_names_and_versions(chart, expected):
     assert split_chart(chart) == expected
