@@ -37,8 +37,16 @@ class _LazyApp:
         await self._app(scope, receive, send)
 
 
+def _run_notes():
+    from stackyard.airflow import run_notes
+
+    return run_notes
+
+
 class StackyardUIPlugin(AirflowPlugin):
     name = "stackyard_ui"
+    # Sets each stackyard run's note when it ends (in the scheduler): stackyard.airflow.run_notes.
+    listeners = [_run_notes()]
     fastapi_apps = [{"app": _LazyApp(), "url_prefix": URL_PREFIX, "name": "stackyard Stacks view"}]
     # logical_date optional and param refusals in one line for POST …/dagRuns (stackyard.ui.trigger_api)
     fastapi_root_middlewares = [{"middleware": TriggerRequests, "args": [], "kwargs": {},

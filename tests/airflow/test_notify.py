@@ -123,3 +123,28 @@ def test_metrics_go_out_through_airflows_statsd_configuration(monkeypatch):
     assert packets == {"af.stackyard.gate.rejected:1|c", "af.stackyard.gate.duration:12500.000000|ms",
                        "af.stackyard.rollout.qa1.rolled_back:1|c", "af.stackyard.stacks.ephemeral.live:3|g",
                        "af.stackyard.stacks.reaped:2|c"}
+
+
+@pytest.mark.parametrize("owner, conn_id", [
+    ("team-qa", "stackyard_webhook_team_qa"),
+    ("alice@example.com", "stackyard_webhook_alice_example_com"),
+    ("Payments Team", "stackyard_webhook_payments_team"),
+])
+def test_an_owners_webhook_connection_id(owner, conn_id):
+    assert notify.owner_conn_id(owner) == conn_id
+
+
+def test_alerts_go_to_the_owners_webhook_and_fall_back_to_the_shared_one(receiver, monkeypatch):
+    shared = Receiver()
+    try:
+        monkeypatch.setenv("AIRFLOW_CONN_STACKYARD_WEBHOOK_TEAM_QA", json.dumps(
+            {"conn_type": "http", "host": f"http://127.0.0.1:{receiver.port}/team-qa", "extra": {"format": "json"}}))
+        monkeypatch.setenv("AIRFLOW_CONN_STACKYARD_WEBHOOK", json.dumps(
+            {"conn_type": "http", "host": f"http://127.0.0.1:{shared.port}/shared", "extra": {"format": "json"}}))
+        assert notify.send(notify.rollout_failed("qa1", "orders", "1.4.0", owner="team-qa")) is True
+        assert notify.send(notify.rollout_failed("qa2", "orders", "1.4.0", owner="team-payments")) is True
+        assert notify.send(notify.gate_rejected(candidate(), "deploy failed")) is True  # owner alice: none of hers
+        assert [path for path, _, _ in receiver.requests] == ["/team-qa"]
+        assert [path for path, _, _ in shared.requests] == ["/shared", "/shared"]
+    finally:
+        shared.server.shutdown()

@@ -9,7 +9,8 @@ import pytest
 from stackyard.core.charts import split_chart
 from stackyard.core.fleet import (
     CellState, ClusterState, NamespaceRow, RecordRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
-    deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view,
+    UmbrellaVersion, deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view, recorded_overrides,
+    umbrella_manifest_version, rejection_text, l3_history, Rejection, stack_detail, stack_status,
 )
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
 
@@ -46,6 +47,9 @@ def test_cell_state_rules(deployed, lineage, failed, known, expected):
     ("my-service-10.0.1", ("my-service", "10.0.1")),
     ("l3-6.0.0-candidate-ab12cd34ef56", ("l3", "6.0.0-candidate-ab12cd34ef56")),
     ("weird", ("weird", None)),
+    ("svc-299-1.0.0", ("svc-299", "1.0.0")),  # a numeric name segment is not a short version
+    ("orders-1.0.0-rc-1", ("orders", "1.0.0-rc-1")),
+    ("app-v1.2", ("app", "v1.2")),  # a short version when nothing longer fits
 ])
 def test_split_chart_handles_hyphens_in_names_and_versions(chart, expected):
     assert split_chart(chart) == expected
@@ -147,3 +151,97 @@ def test_persistent_view_uses_the_rollouts_window_rule_and_next_cadence():
     assert view["qa1"]["window_state"] == "closed" and view["qa1"]["window_reason"]
     assert view["prod"]["window_state"] == "open" and "next_rollout" not in view["prod"]
     assert view["legacy"]["window_state"] == "unknown"  # on the cluster, not in the registry
+
+
+# --- personal stacks with overrides (the umbrella l3-N.0.0-overrides-<hash>) ----------------------
+
+
+def created_event(overrides):
+    return RecordRow(NOW, {"event": "created", "owner": "alice", "manifest_version": 2, "overrides": overrides,
+                           "dag_id": "stack_create", "run_id": "c1"})
+
+
+def test_an_overrides_umbrella_deploys_its_manifest_pins_with_the_recorded_overrides_marked():
+    hist = history(("orders", "1.1.0"))
+    cluster = ClusterState((ns("alice-dev", "ephemeral"),),
+                           (ReleaseRow("l3", "alice-dev", "deployed", "l3-2.0.0-overrides-7dfaccb4669c"),), NOW)
+    events = {"alice-dev": [created_event({"orders": {"from": "1.1.0", "to": "1.0.0"}})]}
+    matrix = fleet_matrix(history=hist, cluster=cluster, rollouts={}, events=events)
+    rows = {row["service"]: row["cells"][1] for row in matrix["rows"]}
+    assert rows["orders"]["version"] == "1.0.0" and rows["orders"]["state"] == "behind"
+    assert rows["orders"]["override"] == {"from": "1.1.0", "to": "1.0.0"}
+    assert rows["catalog"]["version"] == "1.0.0" and rows["catalog"]["state"] == "same" and "override" not in rows["catalog"]
+    view = ephemeral_view(cluster, events, [], NOW)
+    assert view["stacks"][0]["overrides"] == {"orders": "1.0.0"}
+
+
+def test_an_overrides_umbrella_without_its_created_record_claims_no_versions():
+    hist = history(("orders", "1.1.0"))
+    cluster = ClusterState((ns("alice-dev", "ephemeral"),),
+                           (ReleaseRow("l3", "alice-dev", "deployed", "l3-2.0.0-overrides-7dfaccb4669c"),), NOW)
+    matrix = fleet_matrix(history=hist, cluster=cluster, rollouts={})
+    cells = [row["cells"][1] for row in matrix["rows"]]
+    assert {c["state"] for c in cells} == {"unknown"} and all("version" not in c for c in cells)
+
+
+@pytest.mark.parametrize("version, expected", [
+    ("2.0.0", UmbrellaVersion(2)),
+    ("3.0.0-candidate-ab12cd34ef56", UmbrellaVersion(3, candidate="ab12cd34ef56")),
+    ("2.0.0-overrides-7dfaccb4669c", UmbrellaVersion(2, overrides="7dfaccb4669c")),
+    ("2.1.0", None),
+    ("2.0.0-rc1", None),
+])
+def test_umbrella_versions_the_gate_and_personal_stacks_publish(version, expected):
+    assert umbrella_manifest_version(version) == expected
+
+
+@pytest.mark.parametrize("recorded, expected", [
+    ({"orders": {"from": "1.1.0", "to": "1.0.0"}}, {"orders": {"from": "1.1.0", "to": "1.0.0"}}),
+    ({"orders": {"from": None, "to": "0.9.0"}}, {"orders": {"from": None, "to": "0.9.0"}}),  # a service new to L3
+    ({"orders": "1.0.0"}, {"orders": {"from": None, "to": "1.0.0"}}),  # the plain form
+    ({"orders": {"to": "s3cr3t"}}, None),  # not a version: never passed through
+    ({}, None),
+])
+def test_recorded_overrides_keep_only_versions(recorded, expected):
+    assert recorded_overrides({"overrides": recorded}) == expected
+
+
+@pytest.mark.parametrize("paused, expected_next, expected_paused", [
+    ({"qa1": True}, None, True),                        # a paused rollout DAG never fires: no next rollout
+    ({"qa1": False}, "2026-03-05T06:00:00Z", False),
+    (None, "2026-03-05T06:00:00Z", None),               # Airflow not asked: the cadence, nothing claimed
+])
+def test_next_rollout_is_not_shown_for_a_paused_rollout_dag(paused, expected_next, expected_paused):
+    specs = [StackSpec("qa1", "persistent", "alice", cadence="0 6 * * *", declared=True)]
+    view = persistent_view(specs, None, {}, NOW, paused=paused)[0]
+    assert view.get("next_rollout") == expected_next and view.get("paused") == expected_paused
+
+
+@pytest.mark.parametrize("reason, failed, expected", [
+    ("system tests failed: l3-orders-test", ["l3-orders-test"], "system tests failed: l3-orders-test"),  # named once
+    ("system tests failed: a, b", ["a", "b", "b"], "system tests failed: a, b"),
+    ("deploy failed", ["l3-orders-test"], "deploy failed (l3-orders-test)"),  # a test the reason does not name
+    ("system tests failed: l3-orders-test-slow", ["l3-orders-test"], "system tests failed: l3-orders-test-slow (l3-orders-test)"),
+    (None, [], "rejected"),
+])
+def test_a_rejection_names_each_failed_test_once(reason, failed, expected):
+    assert rejection_text(reason, failed) == expected
+
+
+def test_l3_history_rejection_summary_does_not_repeat_the_failed_test():
+    hist = history(("orders", "1.1.0"))
+    candidate = propose(hist[-1], "catalog", "1.1.0", None, NOW, Provenance("gate-3", "carol", None))
+    entries = l3_history(hist, {}, [Rejection(candidate, "system tests failed: l3-catalog-test", NOW + timedelta(hours=1),
+                                              ("l3-catalog-test",))])
+    assert entries[0]["kind"] == "rejected" and entries[0]["summary"].count("l3-catalog-test") == 1
+
+
+def test_a_stack_page_without_the_cluster_claims_no_health_and_no_drift():
+    matrix = fleet_matrix(history=history(), cluster=None, rollouts={"qa1": [RecordRow(NOW, {"service": "orders",
+                                                                                               "to_version": "1.0.0", "status": "succeeded"})]})
+    status = stack_status("qa1", matrix, [], [])
+    page = stack_detail(status, namespace="qa1", objects=None, warnings=[], deployed={}, releases=None, live=None,
+                        compared_kinds=set())
+    assert {(s["name"], s["health"], s["drift"]) for s in page["services"]} == {
+        ("orders", "unknown", "unknown"), ("catalog", "unknown", "unknown")}
+    assert page["health"] == "unknown" and page["drift"] == "unknown" and page["resources"] is None

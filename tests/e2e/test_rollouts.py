@@ -102,6 +102,17 @@ def run(bag, dag_id: str, conf: dict | None = None):
     return dag_run.state, tasks, mapped_states(dag_run)
 
 
+def last_note(dag_id: str) -> str | None:
+    """The run note of the DAG's latest run (set by stackyard's listener when the run ended)."""
+    from sqlalchemy import select
+
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return session.scalars(select(DagRun).where(DagRun.dag_id == dag_id).order_by(DagRun.id.desc())).first().note
+
+
 # --- persistent stacks ---------------------------------------------------------------------------------
 
 
@@ -130,6 +141,7 @@ def test_qa_stack_catches_up_from_l3_v1_to_v3_one_service_at_a_time(local_stack,
     assert catalog["finished"] <= orders["started"]  # one at a time
     assert catalog["manifest_version"] == v3.version and catalog["values_digest"].startswith("sha256:")
     assert catalog["run_id"] == orders["run_id"] and catalog["profile"] == "qa1"
+    assert last_note(dag_id) == f"catalog 1.1.0 → {stack}: succeeded; orders 1.1.0 → {stack}: succeeded"
     # The values really came from the qa1 profile: orders' qa1 profile runs 2 replicas.
     assert apps_v1(local_stack).read_namespaced_deployment("orders", stack).spec.replicas == 2
 
@@ -137,6 +149,7 @@ def test_qa_stack_catches_up_from_l3_v1_to_v3_one_service_at_a_time(local_stack,
     state, tasks, upgrades = run(bag, dag_id)
     assert state == "success" and tasks["summary"] == "success" and upgrades == {}
     assert len(rollouts.rollouts(stack)) == 5
+    assert last_note(dag_id).startswith(f"{stack}: nothing changed")
 
 
 def test_a_failing_upgrade_stops_the_run_and_rolls_back_only_that_service(local_stack, rollouts, capfd, monkeypatch):
@@ -171,6 +184,9 @@ def test_a_failing_upgrade_stops_the_run_and_rolls_back_only_that_service(local_
     out = capfd.readouterr().out
     assert f"rollout of {stack} stopped at orders (1.0.0 -> 1.1.0): rolled_back" in out
     assert "not attempted: storefront" in out
+    note = last_note(dag_id)
+    assert note.startswith(f"catalog 1.1.0 → {stack}: succeeded; orders 1.1.0 → {stack}: rolled_back (chart tests failed")
+    assert note.endswith("not attempted: storefront")
     receiver.server.shutdown()
     [(_, _, alert)] = receiver.requests  # the stack's owner hears of the rollback, once
     assert alert["kind"] == "rollout_failed" and alert["fields"]["service"] == "orders"

@@ -65,6 +65,8 @@ def fleet_data(local_stack, monkeypatch, example_secrets):
     store.record_rejection(rejected, "system tests failed: l3-catalog-test",
                            {"failed_tests": ["l3-catalog-test"], "test_output": f"password: {secret}"})
 
+    # The Airflow DB of the test session may hold a rollout_qa1 from other tests: say its state.
+    monkeypatch.setattr("stackyard.ui.sources.paused_dags", lambda dag_ids: {"rollout_qa1": False})
     managed = {LABEL_MANAGED_BY: "stackyard"}
     namespace(local_stack, "qa1", {**managed, LABEL_STACK_TYPE: "persistent"})
     local_stack.helm.upgrade_install("orders", local_stack.registry.fetch("orders", "1.0.0"), namespace="qa1", timeout="2m0s")
@@ -115,7 +117,7 @@ def test_every_endpoint_shows_what_is_deployed_where_and_no_secret(airflow_api, 
     assert rows["orders"][1]["version"] == "1.0.0" and rows["orders"][1]["state"] == "behind" and rows["orders"][1]["behind"] == 1
     assert rows["catalog"][1]["state"] == "failed"  # last rollout rolled back
     assert rows["catalog"][1]["last_rollout"]["run"] == {"dag_id": "rollout_qa1", "run_id": "scheduled__r1"}
-    assert rows["orders"][2] == {"version": "1.1.0", "state": "same", "run": {"dag_id": "stack_create", "run_id": "manual__alice"}}
+    assert rows["orders"][2] == {"version": "1.1.0", "state": "same", "health": "healthy", "run": {"dag_id": "stack_create", "run_id": "manual__alice"}}
     assert rows["storefront"][1]["state"] == "not-deployed"
 
     history = bodies["/api/history"]["entries"]

@@ -111,6 +111,19 @@ def test_stacks_view_in_airflows_ui_shows_what_the_gate_runs_deployed(local_stac
                 frame.locator('nav button[data-tab="history"]').click()
                 history = frame.locator("#history").inner_text()
                 assert "orders 1.0.0 → 1.1.0" in history and "rejected: system tests failed" in history
+                assert history.count("l3-catalog-test") <= 1  # a failing test is named once
+                # Both of Airflow's themes: the view follows the UI's choice (next-themes, key "theme").
+                backgrounds = {}
+                for theme in ("light", "dark"):
+                    page.evaluate(f"localStorage.setItem('theme', '{theme}')")
+                    page.reload(wait_until="networkidle")
+                    frame = page.frame_locator("iframe").first
+                    frame.locator(f"html[data-theme={theme}] body[data-loaded=overview]").wait_for(timeout=60_000)
+                    backgrounds[theme] = frame.locator("body").evaluate(
+                        "b => [getComputedStyle(b).backgroundColor, getComputedStyle(b).color]")
+                    page.screenshot(path=str(tmp_path / f"stacks-view-{theme}.png"), full_page=True)
+                assert backgrounds["light"][0] != backgrounds["dark"][0], backgrounds
+                assert all(bg != fg for bg, fg in backgrounds.values()), backgrounds
             finally:
                 browser.close()
         local_stack.core_v1().delete_namespace(kept)
@@ -119,4 +132,6 @@ def test_stacks_view_in_airflows_ui_shows_what_the_gate_runs_deployed(local_stac
     artifacts = Path(os.environ.get("STACKYARD_ARTIFACTS") or ROOT / ".stackyard" / "artifacts")
     artifacts.mkdir(parents=True, exist_ok=True)
     kept_shot = shutil.copy2(shot, artifacts / "stacks-view.png")
+    for theme in ("light", "dark"):
+        shutil.copy2(tmp_path / f"stacks-view-{theme}.png", artifacts / f"stacks-view-{theme}.png")
     print(f"\nstacks view screenshot: {shot}\nstacks view screenshot (artifact): {kept_shot}")

@@ -1,4 +1,5 @@
-"""Failure and warning notifications through the ``stackyard_webhook`` connection.
+"""Failure and warning notifications through webhook connections: the owner's own
+(``stackyard_webhook_<owner>``, see :func:`owner_conn_id`) when it exists, else ``stackyard_webhook``.
 
 Call one builder and :func:`send` (it never raises: a chat outage must not fail a deployment)::
 
@@ -18,6 +19,7 @@ versions, reasons and run ids, never values or tool output.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -175,9 +177,30 @@ def body_for(note: Notification, fmt: str, base_url: str | None = None) -> dict[
     return _redacted(body)
 
 
-def send(note: Notification, conn_id: str = DEFAULT_CONN_ID) -> bool:
-    """Post ``note`` to the webhook of ``conn_id``. True if delivered; False (logged) if the
-    connection is not configured or the webhook failed. Never raises."""
+def owner_conn_id(owner: str) -> str:
+    """The webhook connection of one owner: ``stackyard_webhook_<owner>`` with every character
+    that is not a letter or digit made ``_`` and lower-cased (``team-qa`` → ``stackyard_webhook_team_qa``,
+    ``alice@example.com`` → ``stackyard_webhook_alice_example_com``)."""
+    return f"{DEFAULT_CONN_ID}_{re.sub(r'[^a-z0-9]+', '_', owner.lower()).strip('_')}"
+
+
+def send(note: Notification, conn_id: str | None = None) -> bool:
+    """Post ``note`` to the webhook of ``conn_id``; by default to its owner's connection
+    (:func:`owner_conn_id`) when the owner has one, else to ``stackyard_webhook``. True if
+    delivered; False (logged) if no connection is configured or the webhook failed. Never raises."""
+    if conn_id is not None:
+        return _send(note, conn_id, last=True)
+    candidates = ([owner_conn_id(note.owner)] if note.owner and owner_conn_id(note.owner) != DEFAULT_CONN_ID else [])
+    candidates.append(DEFAULT_CONN_ID)
+    for index, candidate in enumerate(candidates):
+        outcome = _send(note, candidate, last=index == len(candidates) - 1)
+        if outcome is not None:
+            return outcome
+    return False
+
+
+def _send(note: Notification, conn_id: str, *, last: bool) -> bool | None:
+    """True delivered, False failed; None: no such connection and another one is to be tried."""
     from stackyard.airflow.hooks.webhook import WebhookHook
 
     try:
@@ -186,11 +209,13 @@ def send(note: Notification, conn_id: str = DEFAULT_CONN_ID) -> bool:
         hook.post(body_for(note, fmt))
     except Exception as exc:  # notifications are best effort by design
         if type(exc).__name__ == "AirflowNotFoundException":
+            if not last:
+                return None
             log.info("notification not sent (no %s connection): %s", conn_id, note.title)
         else:
             log.warning("notification not sent: %s (%s)", note.title, SECRETS.redact(str(exc)))
         return False
-    log.info("notification sent (%s): %s", note.kind.value, note.title)
+    log.info("notification sent (%s via %s): %s", note.kind.value, conn_id, note.title)
     _count(note)
     return True
 

@@ -114,8 +114,33 @@ class AirflowApi:
                     return str(detail["exc_value"])
         return None
 
+    def paused(self, dag_ids: list[str]) -> dict[str, bool]:
+        """Whether each DAG is paused (one page of ``GET /api/v2/dags`` per 100 DAGs asked)."""
+        wanted, out = set(dag_ids), {}
+        for start in range(0, len(dag_ids), 100):
+            chunk = dag_ids[start:start + 100]
+            query = urllib.parse.urlencode([("dag_id_pattern", _common_prefix(chunk)), ("limit", "100")])
+            offset = 0
+            while True:
+                answer = self._call("GET", f"/api/v2/dags?{query}&offset={offset}")
+                for dag in answer.get("dags") or []:
+                    if dag.get("dag_id") in wanted:
+                        out[dag["dag_id"]] = bool(dag.get("is_paused"))
+                offset += 100
+                if offset >= int(answer.get("total_entries") or 0) or set(chunk) <= set(out):
+                    break
+        return out
+
     def ui_url(self, run_id: str) -> str:
         return f"{self.url}/dags/{self.dag_id}/runs/{urllib.parse.quote(run_id, safe='')}"
+
+
+def _common_prefix(names: list[str]) -> str:
+    prefix = names[0] if names else ""
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    return prefix
 
 
 def _detail(exc: urllib.error.HTTPError) -> str:
@@ -188,9 +213,12 @@ def gate_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def follow(api: AirflowApi, run_id: str, deadline: float) -> str | None:
     """Print each task's state as it changes until the run ends; its final state, or None on time-out."""
-    started, seen = time.monotonic(), {}
+    started, seen, last_state = time.monotonic(), {}, None
     while time.monotonic() < deadline:
         run_state = api.run(run_id)["state"]
+        if run_state != last_state:  # a queued run has no task states yet: say it waits
+            last_state = run_state
+            _say(f"  [{time.monotonic() - started:6.1f}s] run: {run_state}")
         for task_id, state in api.task_states(run_id).items():
             if state and seen.get(task_id) != state:
                 seen[task_id] = state

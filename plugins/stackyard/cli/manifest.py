@@ -9,8 +9,9 @@ from stackyard.core.times import utc_now
 
 from stackyard.cli._common import cli_helm, print_manifest, registry_for_cli
 from stackyard.core.manifest import Manifest, Provenance, diff
+from stackyard.exceptions import InputError, StackyardError
+from stackyard.steps.fleet import Fleet
 from stackyard.steps.publishing import pin_of
-from stackyard.exceptions import InputError
 from stackyard.settings import Settings
 from stackyard.adapters.manifest_store import open_manifest_store
 
@@ -26,9 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("version", nargs="?", type=int)
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=show_command)
-    history = manifest.add_parser("history", help="every L3 version, newest first")
+    history = manifest.add_parser("history", help="every L3 version and every rejected candidate, newest first")
     history.add_argument("--limit", type=int)
-    history.add_argument("--json", action="store_true")
+    history.add_argument("--json", action="store_true",
+                         help="the manifests as JSON (with --rejections: the Stacks view's history entries)")
+    history.add_argument("--rejections", action="store_true", help="with --json: include rejected candidates")
     history.set_defaults(func=history_command)
     mdiff = manifest.add_parser("diff", help="what changed between two versions")
     mdiff.add_argument("a", type=int)
@@ -64,15 +67,33 @@ def show_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def history_command(args: argparse.Namespace, settings: Settings) -> int:
-    history = open_manifest_store(settings.manifest_store_url).history(limit=args.limit)
-    if args.json:
-        print(json.dumps([m.to_dict() for m in history], indent=2))
+    store = open_manifest_store(settings.manifest_store_url)
+    if args.json and not args.rejections:
+        print(json.dumps([m.to_dict() for m in store.history(limit=args.limit)], indent=2))
         return 0
-    for m in history:
-        change = str(m.change) if m.change else "seed"
-        who = m.provenance.requested_by or "-"
-        print(f"v{m.version:<4} {m.created:%Y-%m-%d %H:%M}Z  {change:<40} by {who}")
+    # Promotions and rejections interleaved by time: the same entries as the Stacks view's L3 history.
+    answer = Fleet(manifest_store=store, record_store=None, cluster=None,
+                   stacks_file=None).history(limit=args.limit or 1_000_000)
+    failed = [f"{name}: {status['error']}" for name, status in answer["sources"].items() if not status["ok"]]
+    if failed:
+        raise StackyardError(f"cannot read the L3 history from {settings.manifest_store_url}: {'; '.join(failed)}")
+    if args.json:
+        print(json.dumps(answer["entries"], indent=2))
+        return 0
+    for entry in answer["entries"]:
+        print(history_line(entry))
     return 0
+
+
+def history_line(entry: dict) -> str:
+    """One line per history entry: ``v3  <when>  orders 1.0.0 -> 1.1.0  by bob``, or a rejection."""
+    change = entry.get("change")
+    what = f"{change['service']} {change.get('from_version') or '(new)'} -> {change['to_version']}" if change else "seed"
+    at = (entry.get("at") or "").replace("T", " ")[:16] + "Z"
+    who = entry.get("requested_by") or "-"
+    if entry["kind"] == "rejected":
+        return f"{'rejected':<8} {at}  {what:<40} by {who}: {entry.get('summary') or entry.get('reason')}"
+    return f"v{entry['version']:<7} {at}  {what:<40} by {who}"
 
 
 def diff_command(args: argparse.Namespace, settings: Settings) -> int:

@@ -7,6 +7,8 @@ inside the artifact and ``helm install`` ignores it, so one immutable artifact s
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import io
 import tarfile
@@ -182,12 +184,18 @@ def vendored_charts(data: bytes, origin: str) -> list[Chart]:
     return subcharts
 
 
+_FULL_VERSION = re.compile(r"v?[0-9]+\.[0-9]+\.[0-9]+(?:[-+]|$)")
+
+
 def split_chart(chart: str) -> tuple[str, str | None]:
     """``helm list``'s ``chart`` column (``name-version``) split at the version, which may itself
     contain hyphens (``l3-6.0.0-candidate-ab12``)."""
     parts = chart.split("-")
-    for index in range(1, len(parts)):
-        version = "-".join(parts[index:])
-        if is_semver(version):
-            return "-".join(parts[:index]), version
+    # helm also accepts short versions (``299-1.0.0`` is 299 with a pre-release), so a name with a
+    # numeric segment (``svc-299-1.0.0``) would split too early: a full MAJOR.MINOR.PATCH wins first.
+    for full in (True, False):
+        for index in range(1, len(parts)):
+            version = "-".join(parts[index:])
+            if is_semver(version) and (not full or _FULL_VERSION.match(version)):
+                return "-".join(parts[:index]), version
     return chart, None

@@ -30,6 +30,12 @@ from enum import Enum
 from typing import Any
 
 from stackyard.core.charts import split_chart
+from stackyard.core.drift import DriftState, drift_state, release_drift
+from stackyard.core.health import (
+    Health, ServiceHealth, Status, assess_namespace, counts_by_health, event_summary, resource_tree, stack_health,
+)
+from stackyard.core.releases import ReleaseRecord, RenderedObject, manifest_objects, subchart_of
+from stackyard.core.releases import current as release_current
 from stackyard.core.manifest import Manifest
 from stackyard.core.rollout import window_decision
 from stackyard.core.ephemeral import (
@@ -47,7 +53,10 @@ GATE_DAG_ID = "l3_gate"
 #: Outcomes of a rollout record that count as "failed last rollout" in the matrix.
 FAILED_OUTCOMES = frozenset({"failed", "rolled_back", "canary_aborted", "error", "timeout"})
 _COLUMN_ORDER = {"l3": 0, StackType.PRODUCTION.value: 1, StackType.PERSISTENT.value: 2, StackType.EPHEMERAL.value: 3}
-_CANDIDATE_VERSION = re.compile(r"^([0-9]+)\.0\.0(?:-candidate-([0-9a-f]+))?$")
+#: The umbrella versions stackyard publishes: L3 ``N.0.0``, a gate candidate ``N.0.0-candidate-<id>``
+#: (:mod:`stackyard.core.umbrella`), a personal stack with overrides ``N.0.0-overrides-<hash>``
+#: (:mod:`stackyard.steps.personal_stacks`).
+_UMBRELLA_VERSION = re.compile(r"^([0-9]+)\.0\.0(?:-(candidate|overrides)-([0-9a-f]+))?$")
 _RUN_REF = re.compile(r"^([A-Za-z0-9_.-]+)/(.+)$")
 
 
@@ -87,11 +96,19 @@ class NamespaceRow:
 
 @dataclass(frozen=True)
 class ClusterState:
-    """The stackyard namespaces and the helm releases in them, read at ``read_at``."""
+    """The stackyard namespaces and the helm releases in them, read at ``read_at``; with the
+    live objects of those namespaces (workloads, ReplicaSets, pods, services, ingresses: plain
+    API JSON) and their warning Events when the reader lists them (``objects`` None: not read,
+    health is not claimed). ``api_calls`` counts the requests per kind; ``errors`` names the
+    kinds that could not be listed."""
 
     namespaces: tuple[NamespaceRow, ...]
     releases: tuple[ReleaseRow, ...]
     read_at: datetime
+    objects: Mapping[str, Sequence[Mapping[str, Any]]] | None = field(default=None, compare=False)
+    warnings: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict, compare=False)
+    api_calls: Mapping[str, int] = field(default_factory=dict, compare=False)
+    errors: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -305,28 +322,75 @@ def needs_candidates(cluster: ClusterState | None, manifests: Mapping[int, Manif
     for release in (cluster.releases if cluster else ()):
         name, version = split_chart(release.chart)
         parsed = umbrella_manifest_version(version) if name == UMBRELLA_NAME and version else None
-        if parsed and parsed[1] is not None:
-            stored = manifests.get(parsed[0])
-            if stored is None or not stored.candidate_id.startswith(parsed[1]):
+        if parsed and parsed.candidate is not None:
+            stored = manifests.get(parsed.manifest)
+            if stored is None or not stored.candidate_id.startswith(parsed.candidate):
                 return True
     return False
 
 
-def umbrella_manifest_version(chart_version: str) -> tuple[int, str | None] | None:
-    """``N.0.0`` → (N, None); ``N.0.0-candidate-<id>`` → (N, id prefix); else None."""
-    match = _CANDIDATE_VERSION.match(chart_version)
-    return (int(match[1]), match[2]) if match else None
+@dataclass(frozen=True)
+class UmbrellaVersion:
+    """What an umbrella chart version says: the manifest it starts from, and either the gate
+    candidate (an id prefix) or the hash of a personal stack's overridden pins."""
+
+    manifest: int
+    candidate: str | None = None
+    overrides: str | None = None
+
+
+def umbrella_manifest_version(chart_version: str) -> UmbrellaVersion | None:
+    """``N.0.0``, ``N.0.0-candidate-<id>``, ``N.0.0-overrides-<hash>``; anything else None."""
+    match = _UMBRELLA_VERSION.match(chart_version)
+    if not match:
+        return None
+    number = int(match[1])
+    if match[2] == "candidate":
+        return UmbrellaVersion(number, candidate=match[3])
+    if match[2] == "overrides":
+        return UmbrellaVersion(number, overrides=match[3])
+    return UmbrellaVersion(number)
+
+
+def recorded_overrides(data: Mapping[str, Any]) -> dict[str, dict[str, str | None]] | None:
+    """A stack's overrides from its ``created`` record, as service → ``{"from", "to"}``.
+
+    ``stack_create`` records ``{"orders": {"from": "1.1.0", "to": "1.0.0"}}``; a plain
+    ``{"orders": "1.0.0"}`` is read too. Only version strings are kept (values are never shown);
+    None when the record carries no usable overrides."""
+    raw = data.get("overrides")
+    if not isinstance(raw, Mapping):
+        return None
+    found: dict[str, dict[str, str | None]] = {}
+    for service, change in raw.items():
+        if isinstance(change, str) and is_semver(change):
+            found[str(service)] = {"from": None, "to": change}
+        elif isinstance(change, Mapping) and isinstance(change.get("to"), str) and is_semver(change["to"]):
+            before = change.get("from")
+            found[str(service)] = {"from": before if isinstance(before, str) and is_semver(before) else None,
+                                   "to": change["to"]}
+    return found or None
+
+
+def stack_overrides(events: Sequence[RecordRow]) -> dict[str, dict[str, str | None]] | None:
+    """The overrides of a stack's latest ``created`` event (a re-created stack replaces them)."""
+    created = max((r for r in events if r.data.get("event") == "created"), key=lambda r: r.recorded, default=None)
+    return recorded_overrides(created.data) if created else None
 
 
 def deployed_services(
     releases: Iterable[ReleaseRow], manifests: Mapping[int, Manifest], candidates: Iterable[Manifest] = (),
     *, by_candidate: Mapping[str, Manifest] | None = None,
+    overrides: Mapping[str, Mapping[str, str | None]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """What a namespace's releases deploy, per service: version and helm status.
 
     A service release (chart = service) deploys its own version. The L3 umbrella release deploys
     every pin of the manifest its version names (``N.0.0``), or of the candidate whose id its
-    version carries; a candidate that is in neither store is reported with unknown pins.
+    version carries; a candidate that is in neither store is reported with unknown pins. An
+    overrides umbrella (``N.0.0-overrides-<hash>``) deploys manifest N's pins with the stack's
+    recorded ``overrides`` applied (entries marked ``override``); without that record the
+    overridden services cannot be told apart, so every pin is reported ``unknown``.
     """
     out: dict[str, dict[str, Any]] = {}
     if by_candidate is None:  # candidate_id is a hash: callers with many namespaces pass it in
@@ -339,18 +403,27 @@ def deployed_services(
             parsed = umbrella_manifest_version(version)
             manifest = None
             if parsed:
-                number, prefix = parsed
-                if prefix is None:
-                    manifest = manifests.get(number)
+                stored = manifests.get(parsed.manifest)
+                if parsed.candidate is None:
+                    manifest = stored
+                elif stored is not None and stored.candidate_id.startswith(parsed.candidate):
+                    manifest = stored
                 else:
-                    stored = manifests.get(number)
-                    if stored is not None and stored.candidate_id.startswith(prefix):
-                        manifest = stored
-                    else:
-                        manifest = next((c for cid, c in by_candidate.items() if cid.startswith(prefix)), None)
-            for service, pin in (manifest.services.items() if manifest else ()):
-                out.setdefault(service, {"version": pin.chart_version, "status": release.status,
-                                         "release": release.name})
+                    manifest = next((c for cid, c in by_candidate.items() if cid.startswith(parsed.candidate)), None)
+            base = {"status": release.status, "release": release.name}
+            pins = {service: pin.chart_version for service, pin in (manifest.services.items() if manifest else ())}
+            if parsed and parsed.overrides is not None:
+                if overrides is None:
+                    for service in pins:
+                        out.setdefault(service, {"version": None, **base, "unknown": "overrides not recorded"})
+                    continue
+                for service, change in overrides.items():
+                    pins[service] = change["to"]
+            for service, chart_version in pins.items():
+                entry = {"version": chart_version, **base}
+                if parsed and parsed.overrides is not None and service in overrides:
+                    entry["override"] = dict(overrides[service])
+                out.setdefault(service, entry)
         else:
             # A service's own release wins over the umbrella's pin of it.
             out[name] = {"version": version, "status": release.status, "release": release.name}
@@ -384,25 +457,71 @@ def _columns(cluster: ClusterState | None, specs: Sequence[StackSpec],
     return sorted(columns.values(), key=lambda c: (_COLUMN_ORDER.get(c.type, 9), c.name))
 
 
+def _deployed_per_column(cluster: ClusterState | None, columns: Sequence[Column], manifests: Mapping[int, Manifest],
+                         candidates: Iterable[Manifest], events: Mapping[str, Sequence[RecordRow]]) -> dict[str, dict]:
+    by_namespace: dict[str, list[ReleaseRow]] = {}
+    for release in (cluster.releases if cluster else ()):
+        by_namespace.setdefault(release.namespace, []).append(release)
+    by_candidate = {c.candidate_id: c for c in candidates}
+    return {c.name: deployed_services(by_namespace.get(c.namespace or c.name, ()), manifests, by_candidate=by_candidate,
+                                      overrides=stack_overrides(events.get(c.name, ())))
+            for c in columns}
+
+
+def stack_deployed(name: str, *, history: Sequence[Manifest], cluster: ClusterState | None,
+                   rollouts: Mapping[str, Sequence[RecordRow]], specs: Sequence[StackSpec] = (),
+                   candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[RecordRow]] | None = None,
+                   ) -> tuple[str, dict[str, dict[str, Any]]] | None:
+    """(namespace, what its releases deploy per service) of one stack; None if no column has it."""
+    column = next((c for c in _columns(cluster, specs, rollouts.keys()) if c.name == name), None)
+    if column is None:
+        return None
+    deployed = _deployed_per_column(cluster, [column], {m.version: m for m in history}, candidates, events or {})
+    return column.namespace or column.name, deployed[name]
+
+
+def fleet_health(*, history: Sequence[Manifest], cluster: ClusterState | None,
+                 rollouts: Mapping[str, Sequence[RecordRow]], specs: Sequence[StackSpec] = (),
+                 candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[RecordRow]] | None = None,
+                 ) -> dict[str, dict[str, ServiceHealth]] | None:
+    """Per stack (column name), per deployed service, its health from the cluster's live objects
+    (:func:`stackyard.core.health.assess_namespace`); None when the objects were not read."""
+    if cluster is None or cluster.objects is None:
+        return None
+    columns = _columns(cluster, specs, rollouts.keys())
+    deployed = _deployed_per_column(cluster, columns, {m.version: m for m in history}, candidates, events or {})
+    return {c.name: assess_namespace(cluster.objects.get(c.namespace or c.name, ()), deployed[c.name],
+                                     cluster.warnings.get(c.namespace or c.name, ()))
+            for c in columns}
+
+
 def fleet_matrix(
     *, history: Sequence[Manifest], cluster: ClusterState | None, rollouts: Mapping[str, Sequence[RecordRow]],
     specs: Sequence[StackSpec] = (), candidates: Iterable[Manifest] = (),
+    events: Mapping[str, Sequence[RecordRow]] | None = None,
+    health: Mapping[str, Mapping[str, ServiceHealth]] | None = None,
 ) -> dict[str, Any]:
     """Rows = services (L3's and any deployed), columns = L3 then stacks; see :func:`cell_state`.
 
+    ``events`` (per stack, its lifecycle records) tell what a personal stack's overrides umbrella
+    deploys; an overridden cell carries ``override`` (``{"from", "to"}``).
+
     ``cluster`` None means it could not be read: stack cells are UNKNOWN (the last rollout
     record is still shown as what it is: a record, with its time).
+
+    Each deployed cell carries ``health`` (and ``health_reason`` unless healthy) and each stack
+    column its rolled-up ``health`` when the live objects were read (``health``: precomputed
+    :func:`fleet_health`, else computed here); without them cells say ``unknown``.
     """
     manifests = {m.version: m for m in history}
     latest = max(history, key=lambda m: m.version) if history else None
     lineage = lineages(history)
     columns = _columns(cluster, specs, rollouts.keys())
-    by_namespace: dict[str, list[ReleaseRow]] = {}
-    for release in (cluster.releases if cluster else ()):
-        by_namespace.setdefault(release.namespace, []).append(release)
-    by_candidate = {c.candidate_id: c for c in candidates}
-    deployed = {c.name: deployed_services(by_namespace.get(c.namespace or c.name, ()), manifests,
-                                          by_candidate=by_candidate) for c in columns}
+    events = events or {}
+    deployed = _deployed_per_column(cluster, columns, manifests, candidates, events)
+    if health is None:
+        health = fleet_health(history=history, cluster=cluster, rollouts=rollouts, specs=specs,
+                              candidates=candidates, events=events)
     namespace_rows = {ns.name: ns for ns in (cluster.namespaces if cluster else ())}
     last_rollout = {stack: _last_rollout_per_service(records) for stack, records in rollouts.items()}
     services = sorted(set(lineage) | {s for d in deployed.values() for s in d} |
@@ -413,28 +532,51 @@ def fleet_matrix(
         l3_cell = _compact({"version": line.current, "state": CellState.SAME.value, "run": line.introduced_by}) \
             if line else {"state": CellState.NOT_DEPLOYED.value}
         cells = [l3_cell]
+        states: dict[tuple[str | None, bool, bool], tuple[CellState, int | None]] = {}
         for column in columns:
             here = deployed[column.name].get(service)
             record = last_rollout.get(column.name, {}).get(service)
             failed = bool(record and record.get("failed")) or bool(here and here["status"] == "failed")
-            state, behind = cell_state(here["version"] if here else None, line, failed=failed,
-                                       cluster_known=cluster is not None)
+            key = (here["version"] if here else None, failed, cluster is not None and not (here and here.get("unknown")))
+            if key not in states:  # a service has few distinct versions across 40 stacks: decide each once
+                states[key] = cell_state(key[0], line, failed=key[1], cluster_known=key[2])
+            state, behind = states[key]
+            status = _cell_health(health, column.name, service) if here else None
             cells.append(_compact({
                 "version": here["version"] if here else None,
                 "state": state.value,
                 "behind": behind,
+                "override": here.get("override") if here else None,
+                "note": here.get("unknown") if here else None,
+                "health": status.health.value if status else None,
+                "health_reason": status.reason if status and status.health is not Health.HEALTHY else None,
                 "status": here["status"] if here and here["status"] != "deployed" else None,
                 "run": _cell_run(column, here, record, namespace_rows),
                 "last_rollout": record,
             }))
         rows.append({"service": service, "cells": cells})
     l3_column = Column(L3_COLUMN, "l3", manifest_version=latest.version if latest else None)
+    column_docs = [l3_column.to_dict()]
+    for column in columns:
+        doc = column.to_dict()
+        if health is not None and health.get(column.name):
+            overall = stack_health(health[column.name])
+            doc["health"] = overall.health.value
+            doc["health_counts"] = counts_by_health(h.status for h in health[column.name].values())
+        column_docs.append(doc)
     return {
         "l3_version": latest.version if latest else None,
-        "columns": [l3_column.to_dict()] + [c.to_dict() for c in columns],
+        "columns": column_docs,
         "rows": rows,
         "counts": _state_counts(rows),
     }
+
+
+def _cell_health(health: Mapping[str, Mapping[str, ServiceHealth]] | None, stack: str, service: str) -> Status:
+    if health is None:
+        return Status(Health.UNKNOWN, "live objects not read")
+    found = health.get(stack, {}).get(service)
+    return found.status if found else Status(Health.UNKNOWN, "not assessed")
 
 
 def _last_rollout_per_service(records: Sequence[RecordRow]) -> dict[str, dict[str, Any]]:
@@ -469,6 +611,15 @@ def _state_counts(rows: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 # --- L3 history -----------------------------------------------------------------------------------
 
 
+def rejection_text(reason: str | None, failed_tests: Sequence[str] = ()) -> str:
+    """A rejection in one line: the reason, then the failed tests it does not name already (the
+    gate writes ``system tests failed: <names>`` as its reason, so naming them again doubles them)."""
+    text = reason or "rejected"
+    missing = [name for name in dict.fromkeys(failed_tests) if not re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", text)]
+    return f"{text} ({', '.join(missing)})" if missing else text
+
+
+
 def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
                rejections: Sequence[Rejection]) -> list[dict[str, Any]]:
     """Every manifest (promoted or seeded) and every rejected candidate, newest first."""
@@ -500,6 +651,7 @@ def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
             "at": _iso(rejection.recorded),
             "result": "rejected",
             "reason": rejection.reason,
+            "summary": rejection_text(rejection.reason, rejection.failed_tests),
             "failed_tests": list(rejection.failed_tests),
             "duration_seconds": rejection.duration_seconds,
             "run": run_link(GATE_DAG_ID, candidate.provenance.dag_run_id),
@@ -522,20 +674,16 @@ def time_left(ns: NamespaceRow, now: datetime, created: datetime | None = None) 
     return ttl, None, verdict.reason
 
 
+def parse_time(text: object) -> datetime | None:
+    """An ISO time with a zone (``Z`` too) as UTC; None if it is not one."""
+    return _parse_time(text)
+
+
 def _parse_time(text: object) -> datetime | None:
     try:
         return parse_utc(text)
     except InputError:
         return None  # a view shows what it can read
-
-
-def _overrides(data: Mapping[str, Any]) -> dict[str, str] | None:
-    """Service → version overrides of a stack (only version strings: values are never shown)."""
-    raw = data.get("overrides")
-    if isinstance(raw, Mapping):
-        found = {str(k): v for k, v in raw.items() if isinstance(v, str) and is_semver(v)}
-        return found or None
-    return None
 
 
 def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[RecordRow]],
@@ -544,8 +692,6 @@ def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[R
     for ns in (cluster.namespaces if cluster else ()):
         if stack_type_of(ns) != StackType.EPHEMERAL.value:
             continue
-        created_event = next((r for r in sorted(events.get(ns.name, ()), key=lambda r: r.recorded)
-                              if r.data.get("event") == "created"), None)
         last_event = max(events.get(ns.name, ()), key=lambda r: r.recorded, default=None)
         created = _parse_time(ns.annotations.get(ANNOTATION_CREATED))
         ttl, left, note = time_left(ns, now, created)
@@ -555,7 +701,7 @@ def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[R
             "owner": ns.annotations.get(ANNOTATION_OWNER) or ns.labels.get(LABEL_OWNER),
             "purpose": ns.labels.get(LABEL_PURPOSE),
             "manifest_version": int(version) if version and version.isdigit() else None,
-            "overrides": _overrides(created_event.data) if created_event else None,
+            "overrides": _override_versions(stack_overrides(events.get(ns.name, ()))),
             "created": _iso(created),
             "created_by": parse_run_ref(ns.annotations.get(ANNOTATION_CREATED_BY)),
             "last_activity": _iso(_parse_time(ns.annotations.get(ANNOTATION_LAST_ACTIVITY))),
@@ -567,6 +713,10 @@ def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[R
         }))
     stacks.sort(key=lambda s: (s.get("seconds_left") is None, s.get("seconds_left") or 0, s["name"]))
     return {"stacks": stacks, "last_reaper_run": reaper_summary(reaper_runs[0]) if reaper_runs else None}
+
+
+def _override_versions(overrides: Mapping[str, Mapping[str, str | None]] | None) -> dict[str, str] | None:
+    return {service: change["to"] for service, change in overrides.items()} if overrides else None
 
 
 def _event_summary(record: RecordRow) -> dict[str, Any]:
@@ -611,8 +761,14 @@ def next_run(cadence: str | None, now: datetime) -> datetime | None:
 
 
 def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
-                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime) -> list[dict[str, Any]]:
+                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime,
+                    paused: Mapping[str, bool] | None = None) -> list[dict[str, Any]]:
     """Persistent and production stacks: the registry's, plus any the cluster or the records know.
+
+    ``paused`` is, per stack, whether its rollout DAG is paused in Airflow: a paused DAG has no
+    next rollout (the cadence would not fire), so none is shown and the stack says ``paused``.
+    A stack missing from ``paused`` (or ``paused`` None: Airflow not asked) shows the cadence's
+    next time, with ``paused`` left out: nothing is claimed about it.
 
     The deployment window is decided by the rollout's own rule (:func:`window_decision`), so the
     view says exactly what a rollout started now would do; a stack the registry does not declare
@@ -628,7 +784,8 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
     out = []
     for spec in sorted(by_name.values(), key=lambda s: (_COLUMN_ORDER.get(s.type, 9), s.name)):
         records = sorted(rollouts.get(spec.name, ()), key=lambda r: r.recorded, reverse=True)
-        upcoming = next_run(spec.cadence, now)
+        is_paused = (paused or {}).get(spec.name)
+        upcoming = None if is_paused else next_run(spec.cadence, now)
         state, reason = "unknown", None
         if spec.declared:
             decision = window_decision(spec.windows, now)
@@ -640,6 +797,7 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
             "profile": spec.profile,
             "cadence": spec.cadence or "manual",
             "next_rollout": _iso(upcoming),
+            "paused": is_paused,
             "window": spec.window or "always",
             "window_state": state,
             "window_reason": reason,
@@ -673,6 +831,75 @@ def stack_status(name: str, matrix: Mapping[str, Any], rollouts: Sequence[Record
         "services": services,
         "rollouts": [rollout_summary(r) for r in sorted(rollouts, key=lambda r: r.recorded, reverse=True)],
         "events": [_event_summary(r) for r in sorted(events, key=lambda r: r.recorded, reverse=True)],
+    }
+
+
+def release_services(release: ReleaseRecord, deployed: Mapping[str, Mapping[str, Any]]) -> dict[str, list[RenderedObject]]:
+    """A release's rendered objects per service: a service's own release renders only that
+    service; an umbrella's objects belong to the subchart whose template rendered them."""
+    objects = manifest_objects(release.manifest)
+    own = [s for s, entry in deployed.items() if entry.get("release") == release.name]
+    if len(own) == 1 and own[0] == release.name:
+        return {release.name: objects}
+    out: dict[str, list[RenderedObject]] = {}
+    for item in objects:
+        out.setdefault(subchart_of(item.source) or release.name, []).append(item)
+    return out
+
+
+def service_drift(deployed: Mapping[str, Mapping[str, Any]], *, namespace: str, releases: Sequence[ReleaseRecord],
+                  live: Mapping[tuple[str, str, str], Mapping[str, Any]], compared_kinds: frozenset[str] | set[str],
+                  ) -> dict[str, str]:
+    """Per deployed service, its :class:`DriftState` value (the stack page's rule, states only)."""
+    diffs: dict[str, list[dict[str, Any]]] = {}
+    for release in release_current(releases).values():
+        for service, rendered in release_services(release, deployed).items():
+            diffs.setdefault(service, []).extend(release_drift(rendered, live, namespace, compared_kinds))
+    return {service: drift_state(diffs.get(service)).value for service in deployed}
+
+
+def stack_detail(status: Mapping[str, Any], *, namespace: str, objects: Sequence[Mapping[str, Any]] | None,
+                 warnings: Sequence[Mapping[str, Any]], deployed: Mapping[str, Mapping[str, Any]],
+                 releases: Sequence[ReleaseRecord] | None, live: Mapping[tuple[str, str, str], Mapping[str, Any]] | None,
+                 compared_kinds: frozenset[str] | set[str]) -> dict[str, Any]:
+    """One stack's page: :func:`stack_status` plus, per service, ``name``, ``version``, ``health``
+    (with its pods, restarts, failing pods) and ``drift`` (``synced``/``drifted``/``unknown``, with
+    the objects and fields that differ); the resource tree, recent warning events and the helm
+    revisions of every release. ``releases`` None: the release records could not be read
+    (drift unknown); ``objects`` None: the live objects were not read (health unknown)."""
+    health = assess_namespace(objects, deployed, warnings) if objects is not None else None
+    live_releases = release_current(releases) if releases is not None else None
+    drift: dict[str, list[dict[str, Any]]] = {}
+    if live_releases is not None and live is not None:
+        for release in live_releases.values():
+            for service, rendered in release_services(release, deployed).items():
+                drift.setdefault(service, []).extend(release_drift(rendered, live, namespace, compared_kinds))
+    services = []
+    for entry in status["services"]:
+        name = entry["service"]
+        here = health.get(name) if health else None
+        diffs = drift.get(name) if live_releases is not None and live is not None and name in deployed else None
+        services.append({
+            **entry, "name": name,
+            # Not deployed (only a rollout record names it) is missing, if the cluster said so.
+            "health": here.status.health.value if here else (
+                Health.MISSING.value if objects is not None and name not in deployed else Health.UNKNOWN.value),
+            "health_detail": here.summary() if here else None,
+            "drift": drift_state(diffs).value if name in deployed else DriftState.UNKNOWN.value,
+            "drift_detail": [d for d in diffs or () if "not_compared" not in d] or None,
+            "not_compared": sorted({k for d in diffs or () for k in d.get("not_compared", ())}) or None,
+        })
+    overall = stack_health({s["name"]: Status(Health(s["health"])) for s in services})
+    return {
+        **status,
+        "services": [_compact(s) for s in services],
+        "health": overall.health.value if services else Health.UNKNOWN.value,
+        "drift": (DriftState.DRIFTED.value if any(s["drift"] == DriftState.DRIFTED.value for s in services)
+                  else DriftState.UNKNOWN.value if any(s["drift"] == DriftState.UNKNOWN.value for s in services) or not services
+                  else DriftState.SYNCED.value),
+        "resources": resource_tree(objects, deployed) if objects is not None else None,
+        "warnings": [event_summary(e) for e in warnings][:20],
+        "revisions": [r.summary() for r in releases] if releases is not None else None,
     }
 
 

@@ -19,6 +19,8 @@ Pure: no Airflow, no I/O, no clock. Callers pass ``created`` in.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import hashlib
 import json
 import re
@@ -205,12 +207,12 @@ class Manifest:
         """The seed manifest: version 1, no parent, no change."""
         return cls(version=1, services=services, parent=None, change=None, created=created, provenance=provenance)
 
-    @property
+    @cached_property  # a frozen manifest's hashes never change: computed once (views read them often)
     def digest(self) -> str:
         """``sha256:<hex>`` of the pins alone; identical pins give an identical digest."""
         return "sha256:" + hashlib.sha256(_canonical_json({"services": _pins_dict(self.services)})).hexdigest()
 
-    @property
+    @cached_property
     def candidate_id(self) -> str:
         """Short stable id of (parent version, pins): the same proposal always gets the same id."""
         content = {"parent": self.parent, "services": _pins_dict(self.services)}

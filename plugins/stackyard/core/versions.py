@@ -17,6 +17,8 @@ longer list winning a tie; build metadata is ignored (``1.0.0+a`` = ``1.0.0+b`` 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import re
 from dataclasses import dataclass
 
@@ -133,4 +135,11 @@ def semver_sort_key(text: str) -> PrecedenceKey:
 
 
 def _as_semver(version: str | SemVer) -> SemVer:
-    return version if isinstance(version, SemVer) else parse_semver(version)
+    return version if isinstance(version, SemVer) else _parsed(version)
+
+
+@lru_cache(maxsize=8192)
+def _parsed(text: str) -> SemVer:
+    # A fleet view compares the same few hundred version strings tens of thousands of times;
+    # SemVer is immutable, so one parse per string is enough.
+    return parse_semver(text)

@@ -22,9 +22,12 @@ from typing import Any, Protocol
 
 from stackyard.core import fleet as views
 from stackyard.core.fleet import ClusterState, GateReport, RecordRow, Rejection, StackSpec
+from stackyard.core.gauges import GateState
 from stackyard.core.manifest import Manifest
+from stackyard.core.releases import ReleaseRecord, manifest_objects, release_records
+from stackyard.core.releases import current as current_releases
 from stackyard.core.rollout import describe_window
-from stackyard.core.stack_registry import load_registry
+from stackyard.core.stack_registry import dag_id_for, load_registry
 from stackyard.core.ephemeral import LABEL_MANAGED_BY, MANAGED_BY, timestamp
 from stackyard.core.times import utc_now
 from stackyard.adapters.manifest_store import ManifestStore
@@ -40,6 +43,22 @@ RECORDS_PER_STACK = 50
 HISTORY_LIMIT = 30
 
 
+class DagStateReader(Protocol):
+    def __call__(self, dag_ids: list[str]) -> dict[str, bool]:
+        """Whether each of these DAGs is paused (DAGs Airflow does not know are left out)."""
+
+
+@dataclass
+class NamespaceRead:
+    """One stack's release records (every revision) and its live objects by (kind, namespace,
+    name), for the stack page's drift and helm revisions."""
+
+    releases: list[ReleaseRecord]
+    live: dict[tuple[str, str, str], dict[str, Any]]
+    api_calls: dict[str, int]
+    broken: list[str] = field(default_factory=list)
+
+
 class ClusterReader(Protocol):
     def __call__(self) -> ClusterState:
         """The stackyard namespaces and the helm releases in them; raises if unreachable."""
@@ -51,6 +70,8 @@ class SourceStatus:
     read_at: str | None = None
     error: str | None = None
     detail: str | None = None
+    api_calls: dict[str, int] | None = None  # the cluster: requests per kind of the read shown
+    partial: dict[str, str] | None = None  # the cluster: kinds that could not be listed, and why
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -122,6 +143,7 @@ class Snapshot:
     events: dict[str, list[RecordRow]] = field(default_factory=dict)
     reaper_runs: list[RecordRow] = field(default_factory=list)
     candidates: list[Manifest] = field(default_factory=list)
+    paused: dict[str, bool] | None = None  # per stack: its rollout DAG is paused (None: not read)
 
     def sources_dict(self) -> dict[str, Any]:
         return {name: status.to_dict() for name, status in self.sources.items()}
@@ -133,8 +155,13 @@ class Fleet:
 
     def __init__(self, *, manifest_store: ManifestStore, record_store: Any | None,
                  cluster: ClusterReader | None, stacks_file: Path | None,
-                 clock: Callable[[], datetime] = utc_now) -> None:
+                 clock: Callable[[], datetime] = utc_now, dag_states: DagStateReader | None = None,
+                 namespace_reader: Callable[[str], NamespaceRead] | None = None) -> None:
         self.manifest_store = manifest_store
+        self.dag_states = dag_states
+        self.namespace_reader = namespace_reader
+        self._lock = threading.Lock()
+        self._health_memo: tuple[Any, ClusterState, Any] | None = None
         self.record_store = record_store
         self.cluster = cluster
         self.stacks_file = stacks_file
@@ -149,11 +176,16 @@ class Fleet:
             log.warning("stacks view: %s unreachable: %s", name, _describe(exc))
             snapshot.sources[name] = SourceStatus(False, error=_describe(exc), detail=detail)
             return None
-        read_at = value.read_at if isinstance(value, ClusterState) else snapshot.now
-        snapshot.sources[name] = SourceStatus(True, read_at=timestamp(read_at), detail=detail)
+        status = SourceStatus(True, read_at=timestamp(snapshot.now), detail=detail)
+        if isinstance(value, ClusterState):
+            status.read_at = timestamp(value.read_at)
+            status.api_calls = dict(value.api_calls) or None
+            status.partial = dict(value.errors) or None
+        snapshot.sources[name] = status
         return value
 
-    def snapshot(self, *, cluster: bool = True, records: bool = True, candidates: bool = False) -> Snapshot:
+    def snapshot(self, *, cluster: bool = True, records: bool = True, candidates: bool = False,
+                 dags: bool = False) -> Snapshot:
         snap = Snapshot(now=self.clock())
         snap.history = self._read(snap, "manifest_store", lambda: MANIFESTS.history(self.manifest_store),
                                   repr(self.manifest_store))
@@ -173,7 +205,16 @@ class Fleet:
                 snap.sources["records"] = SourceStatus(False, error="no record store configured")
             else:
                 self._read(snap, "records", lambda: self._load_records(snap), repr(self.record_store))
+        if dags and self.dag_states is not None:
+            snap.paused = self._read(snap, "airflow", lambda: self._paused(snap), "rollout DAGs paused or not")
         return snap
+
+    def _paused(self, snap: Snapshot) -> dict[str, bool]:
+        """Per persistent/production stack, whether its rollout DAG is paused (one query)."""
+        stacks = {spec.name for spec in snap.specs} | set(snap.rollouts)
+        by_dag = {dag_id_for(name): name for name in stacks}
+        states = self.dag_states(sorted(by_dag)) if by_dag else {}
+        return {by_dag[dag_id]: paused for dag_id, paused in states.items() if dag_id in by_dag}
 
     def _load_specs(self) -> list[StackSpec]:
         if self.stacks_file is None or not self.stacks_file.exists():
@@ -215,7 +256,24 @@ class Fleet:
 
     def _matrix(self, snap: Snapshot) -> dict[str, Any]:
         return views.fleet_matrix(history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts,
-                                  specs=snap.specs, candidates=snap.candidates)
+                                  events=snap.events, specs=snap.specs, candidates=snap.candidates,
+                                  health=self._health(snap))
+
+    def _health(self, snap: Snapshot) -> dict[str, Any] | None:
+        """Health per stack and service, computed once per cluster read (the reader caches a read
+        for some seconds: every page load in between reuses it)."""
+        if snap.cluster is None or snap.cluster.objects is None:
+            return None
+        key = (id(snap.cluster), tuple(m.version for m in snap.history or ()),
+               tuple(sorted(c.candidate_id for c in snap.candidates)), tuple(sorted(snap.rollouts)))
+        with self._lock:
+            if self._health_memo is not None and self._health_memo[0] == key and self._health_memo[1] is snap.cluster:
+                return self._health_memo[2]
+        health = views.fleet_health(history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts,
+                                    specs=snap.specs, candidates=snap.candidates, events=snap.events)
+        with self._lock:
+            self._health_memo = (key, snap.cluster, health)
+        return health
 
     def history(self, limit: int = HISTORY_LIMIT) -> dict[str, Any]:
         snap = self.snapshot(cluster=False, records=False)
@@ -260,31 +318,87 @@ class Fleet:
                 **views.ephemeral_view(snap.cluster, snap.events, snap.reaper_runs, snap.now)}
 
     def persistent(self) -> dict[str, Any]:
-        snap = self.snapshot()
+        snap = self.snapshot(dags=True)
         return {"sources": snap.sources_dict(),
-                "stacks": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now)}
+                "stacks": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, snap.paused)}
 
     def overview(self) -> dict[str, Any]:
         """Everything the page shows, from one read of each source."""
-        snap = self.snapshot(candidates=True)
+        snap = self.snapshot(candidates=True, dags=True)
         return {
             "sources": snap.sources_dict(),
             "now": timestamp(snap.now),
             "matrix": self._matrix(snap),
             "ephemeral": views.ephemeral_view(snap.cluster, snap.events, snap.reaper_runs, snap.now),
-            "persistent": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now),
+            "persistent": views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, snap.paused),
         }
 
     def stack(self, name: str) -> dict[str, Any] | None:
-        snap = self.snapshot(candidates=True)
+        """One stack's page: versions, health, drift, resource tree, events, helm revisions, runs."""
+        snap = self.snapshot(candidates=True, dags=True)
         status = views.stack_status(name, self._matrix(snap), snap.rollouts.get(name, ()), snap.events.get(name, ()))
         if status is None:
             return None
         ephemeral = next((s for s in views.ephemeral_view(snap.cluster, snap.events, snap.reaper_runs, snap.now)["stacks"]
                           if s["name"] == name), None)
-        persistent = next((s for s in views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now)
+        persistent = next((s for s in views.persistent_view(snap.specs, snap.cluster, snap.rollouts, snap.now, snap.paused)
                            if s["name"] == name), None)
-        return {"sources": snap.sources_dict(), **status, "details": ephemeral or persistent}
+        found = views.stack_deployed(name, history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts,
+                                     specs=snap.specs, candidates=snap.candidates, events=snap.events)
+        namespace, deployed = found if found else (name, {})
+        releases, live = None, None
+        if snap.cluster is not None and self.namespace_reader is not None:
+            read = self._read(snap, "release_records", lambda: self.namespace_reader(namespace), namespace)
+            if read is not None:
+                releases, live = read.releases, read.live
+                status_of = snap.sources["release_records"]
+                status_of.api_calls = dict(read.api_calls)
+                status_of.partial = {f"undecodable {i}": text for i, text in enumerate(read.broken)} or None
+        cluster = snap.cluster
+        detail = views.stack_detail(
+            status, namespace=namespace, objects=cluster.objects.get(namespace, ()) if cluster and cluster.objects is not None else None,
+            warnings=cluster.warnings.get(namespace, ()) if cluster else (), deployed=deployed,
+            releases=releases, live=live, compared_kinds=set(NAMESPACED_KINDS))
+        return {"sources": snap.sources_dict(), **detail, "namespace": namespace, "details": ephemeral or persistent}
+
+    def drift(self, snap: Snapshot) -> dict[str, dict[str, str]]:
+        """Per stack and deployed service: ``synced``/``drifted``/``unknown``; one namespace read per
+        stack (release Secrets + the kinds they render). For ``/metrics``, which caches it."""
+        out: dict[str, dict[str, str]] = {}
+        if snap.cluster is None or self.namespace_reader is None:
+            return out
+        columns = [c for c in views.fleet_matrix(history=snap.history or [], cluster=snap.cluster, rollouts=snap.rollouts,
+                                                 specs=snap.specs, candidates=snap.candidates, events=snap.events,
+                                                 health={})["columns"][1:]]
+        for column in columns:
+            found = views.stack_deployed(column["name"], history=snap.history or [], cluster=snap.cluster,
+                                         rollouts=snap.rollouts, specs=snap.specs, candidates=snap.candidates,
+                                         events=snap.events)
+            if not found or not found[1]:
+                continue
+            namespace, deployed = found
+            try:
+                read = self.namespace_reader(namespace)
+            except Exception as exc:  # one stack unreadable: its drift is unknown, the others still count
+                log.warning("stacks view: drift of %s unknown: %s", column["name"], _describe(exc))
+                out[column["name"]] = {service: views.DriftState.UNKNOWN.value for service in deployed}
+                continue
+            out[column["name"]] = views.service_drift(deployed, namespace=namespace, releases=read.releases,
+                                                      live=read.live, compared_kinds=set(NAMESPACED_KINDS))
+        return out
+
+    def gate_state(self, queued: Callable[[], int] | None = None) -> GateState:
+        """The gate's queue (``queued``: runs queued or running, from Airflow) and its last outcome
+        (the newest L3 history entry: promoted or rejected)."""
+        entries = self.history(limit=1)["entries"]
+        last = next((e for e in entries if e["kind"] in ("promoted", "rejected")), None)
+        count = None
+        if queued is not None:
+            try:
+                count = queued()
+            except Exception as exc:
+                log.warning("stacks view: gate queue unknown: %s", _describe(exc))
+        return GateState(count, last["kind"] if last else None, views.parse_time(last.get("at")) if last else None)
 
 
 def _describe_windows(windows: Any) -> str | None:
@@ -302,12 +416,53 @@ def _row(record: Any) -> RecordRow:
 # --- cluster readers ------------------------------------------------------------------------------
 
 
-def kube_cluster_reader(core_v1: Callable[[], Any], helm: Callable[[], Any], *, timeout: float = 10.0) -> ClusterReader:
-    """A reader from a CoreV1Api factory and a context manager factory giving a :class:`Helm`."""
+#: What the fleet read lists, one request per kind for the whole cluster (workloads in stackyard's
+#: namespaces carry no label of stackyard's, so they are listed cluster-wide and filtered by
+#: namespace here). A kind that cannot be listed (RBAC, an old cluster) is reported, not fatal.
+LISTED_KINDS = {
+    "Pod": "/api/v1/pods",
+    "Deployment": "/apis/apps/v1/deployments",
+    "StatefulSet": "/apis/apps/v1/statefulsets",
+    "DaemonSet": "/apis/apps/v1/daemonsets",
+    "ReplicaSet": "/apis/apps/v1/replicasets",
+    "Service": "/api/v1/services",
+    "Ingress": "/apis/networking.k8s.io/v1/ingresses",
+}
+EVENTS_PATH = "/api/v1/events"
+#: Kinds without which no health is claimed (the rest only enrich the resource tree).
+HEALTH_KINDS = frozenset({"Pod", "Deployment", "StatefulSet", "DaemonSet"})
+WARNINGS_PER_NAMESPACE = 50
+
+
+def list_raw(api_client: Any, path: str, *, timeout: float, field_selector: str | None = None) -> list[dict[str, Any]]:
+    """One list request, its items as plain JSON dicts (no client model objects: ~10x cheaper for
+    thousands of pods)."""
+    import json
+
+    query = [("fieldSelector", field_selector)] if field_selector else []
+    response = api_client.call_api(path, "GET", query_params=query, header_params={"Accept": "application/json"},
+                                   auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout)
+    data = response[0] if isinstance(response, tuple) else response
+    document = json.loads(data.data)
+    kind = (document.get("kind") or "").removesuffix("List")
+    items = document.get("items") or []
+    for item in items:  # list items carry no kind of their own
+        item.setdefault("kind", kind)
+    return items
+
+
+def kube_cluster_reader(core_v1: Callable[[], Any], helm: Callable[[], Any], *, timeout: float = 10.0,
+                        objects: bool = True) -> ClusterReader:
+    """A reader from a CoreV1Api factory and a context manager factory giving a :class:`Helm`.
+
+    With ``objects``, it also lists every kind of :data:`LISTED_KINDS` and the warning Events,
+    once each for the whole cluster, keeping those in stackyard's namespaces."""
     from stackyard.core.fleet import NamespaceRow, ReleaseRow
 
     def read() -> ClusterState:
-        namespaces = core_v1().list_namespace(label_selector=STACK_SELECTOR, _request_timeout=timeout).items
+        api = core_v1()
+        calls: dict[str, int] = {"Namespace": 1}
+        namespaces = api.list_namespace(label_selector=STACK_SELECTOR, _request_timeout=timeout).items
         rows = tuple(
             NamespaceRow(ns.metadata.name, dict(ns.metadata.labels or {}), dict(ns.metadata.annotations or {}),
                          ns.status.phase if ns.status else None)
@@ -315,10 +470,88 @@ def kube_cluster_reader(core_v1: Callable[[], Any], helm: Callable[[], Any], *, 
         )
         names = {row.name for row in rows}
         with helm() as client:
+            calls["helm list"] = 1
             releases = tuple(
                 ReleaseRow(r.name, r.namespace, r.status, r.chart, r.revision)
                 for r in client.list() if r.namespace in names
             )
-        return ClusterState(rows, releases, utc_now())
+        if not objects:
+            return ClusterState(rows, releases, utc_now(), api_calls=calls)
+        found: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        warnings: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        errors: dict[str, str] = {}
+        for kind, path in LISTED_KINDS.items():
+            calls[kind] = 1
+            try:
+                items = list_raw(api.api_client, path, timeout=timeout)
+            except Exception as exc:  # one kind refused must not hide the others
+                errors[kind] = _describe(exc)
+                continue
+            for item in items:
+                where = (item.get("metadata") or {}).get("namespace")
+                if where in found:
+                    found[where].append(item)
+        calls["Event"] = 1
+        try:
+            for event in list_raw(api.api_client, EVENTS_PATH, timeout=timeout, field_selector="type=Warning"):
+                where = (event.get("metadata") or {}).get("namespace")
+                if where in warnings:
+                    warnings[where].append(event)
+        except Exception as exc:
+            errors["Event"] = _describe(exc)
+        for where, items in warnings.items():
+            items.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""), reverse=True)
+            del items[WARNINGS_PER_NAMESPACE:]
+        if errors.keys() & HEALTH_KINDS:
+            log.warning("stacks view: cannot list %s: health is not claimed", ", ".join(sorted(errors)))
+        return ClusterState(rows, releases, utc_now(), objects=None if errors.keys() & HEALTH_KINDS else found,
+                            warnings=warnings, api_calls=calls, errors=errors)
+
+    return read
+
+
+#: The namespaced kinds the stack page compares with their release manifest, each listed once per
+#: stack page (only the kinds its releases render). Other kinds are reported as not compared.
+NAMESPACED_KINDS = {
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "StatefulSet": "/apis/apps/v1/namespaces/{ns}/statefulsets",
+    "DaemonSet": "/apis/apps/v1/namespaces/{ns}/daemonsets",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
+    "CronJob": "/apis/batch/v1/namespaces/{ns}/cronjobs",
+    "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+    "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+}
+
+
+def kube_namespace_reader(core_v1: Callable[[], Any], *, timeout: float = 10.0) -> Callable[[str], NamespaceRead]:
+    """Reads one stack's release Secrets and the live objects of every kind its current
+    releases render (one list per kind; the Secrets list serves both)."""
+
+    decoded: dict = {}  # release records by (namespace, name, resourceVersion): decoded once
+
+    def read(namespace: str) -> NamespaceRead:
+        api = core_v1().api_client
+        calls = {"Secret": 1}
+        secrets = list_raw(api, NAMESPACED_KINDS["Secret"].format(ns=namespace), timeout=timeout)
+        releases, broken = release_records(secrets, decoded)
+        kinds = {item.obj.get("kind") for r in current_releases(releases).values() for item in manifest_objects(r.manifest)}
+        live: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for kind in sorted(k for k in kinds if k in NAMESPACED_KINDS):
+            items = secrets if kind == "Secret" else list_raw(api, NAMESPACED_KINDS[kind].format(ns=namespace), timeout=timeout)
+            if kind != "Secret":
+                calls[kind] = 1
+            for item in items:
+                meta = item.get("metadata") or {}
+                live[(kind, meta.get("namespace") or namespace, meta.get("name") or "")] = item
+        return NamespaceRead(releases, live, calls, broken)
 
     return read

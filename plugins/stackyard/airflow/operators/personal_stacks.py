@@ -22,6 +22,8 @@ from stackyard.adapters import metrics
 from stackyard.adapters.helm import sweep_leftovers
 
 from stackyard.airflow import notify
+from stackyard.airflow.run_notes import record_note
+from stackyard.core.run_notes import stack_note
 from stackyard.steps import personal_stacks as stack_steps
 from stackyard.core import ephemeral as rules
 from stackyard.exceptions import ConflictError, InputError
@@ -148,6 +150,8 @@ def ready(plan: dict[str, Any], built: dict[str, str], deployed: dict[str, Any])
     record_event(stack.name, "ready", owner=stack.owner, chart_ref=built["chart_ref"], digest=built["digest"],
                  release=deployed["release"], revision=deployed["revision"], values_digest=deployed["values_digest"])
     print(stack_steps.access_instructions(name=stack.name, release=deployed["release"], context=_kube_context()))
+    record_note(get_current_context(), stack_note("created", stack.name, manifest_version=stack.manifest.version,
+                                                  overrides=stack.overrides) + f" ({built['chart_ref']})")
     return {"namespace": stack.name, "release": deployed["release"], "chart_ref": built["chart_ref"],
             "context": _kube_context()}
 
@@ -162,6 +166,7 @@ def clean_up_failed() -> dict[str, Any]:
     _remove(name)
     record_event(name, "destroyed", reason="stack_create failed (see its deploy log)")
     print(f"stack_create failed; removed the half-made stack {name}")
+    record_note(get_current_context(), f"{name}: create failed; the half-made stack was removed")
     return {"removed": name}
 
 
@@ -229,6 +234,7 @@ def destroy(stack: dict[str, Any]) -> dict[str, Any]:
     releases = _remove(name)
     record_event(name, "destroyed", owner=stack.get("owner"), releases=releases)
     print(f"destroyed stack {name} (releases uninstalled: {', '.join(releases) or 'none'})")
+    record_note(get_current_context(), stack_note("destroyed", name, releases=releases))
     return {"namespace": name, "releases": releases}
 
 
@@ -240,6 +246,7 @@ def touch(stack: dict[str, Any]) -> dict[str, Any]:
     current = _stack_hook().get(name)
     ttl_text = (current.annotations.get(rules.ANNOTATION_TTL) if current else None) or rules.format_ttl(rules.DEFAULT_TTL)
     record_event(name, "touched", owner=stack.get("owner"), ttl=ttl_text)
+    record_note(get_current_context(), stack_note("touched", name, ttl=ttl_text))
     print(f"stack {name}: last activity {rules.timestamp(now)}, TTL {ttl_text}")
     return {"namespace": name, "last_activity": rules.timestamp(now), "ttl": ttl_text}
 
@@ -327,6 +334,9 @@ def report() -> dict[str, Any]:
     record_store_for(Settings.from_env()).append("reaper/runs", result)
     _announce(result, dag_id=context["dag"].dag_id, run_id=context["run_id"])
     counts = result["counts"]
+    record_note(context, f"reaper: deleted {counts['deleted']}, would delete {counts['would_delete']}, "
+                         f"kept {counts['kept']}{', failed ' + str(len(result['failed'])) if result['failed'] else ''}"
+                         f"{' (dry run)' if result['dry_run'] else ''}{': ' + result['error'] if result['error'] else ''}")
     print(f"reaper: deleted {counts['deleted']}, would delete {counts['would_delete']}, kept {counts['kept']}, "
           f"skipped {counts['skipped']}, failed {counts['failed']}{' (dry run)' if result['dry_run'] else ''}")
     for entry in result["kept"]:

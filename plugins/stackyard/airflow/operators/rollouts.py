@@ -22,6 +22,8 @@ from stackyard.adapters import metrics
 
 from stackyard.airflow import notify
 from stackyard.airflow.params import refuse_undeclared_conf
+from stackyard.airflow.run_notes import record_note
+from stackyard.core.run_notes import rollout_note
 from stackyard.steps import rollouts as steps
 from stackyard.core.rollout import (
     CanaryState, PlanStep, RolloutStatus, advance, canary_release, canary_values, check_url, failed_before,
@@ -329,6 +331,8 @@ def summary(stack_name: str, **context: Any) -> dict[str, Any]:
         "failed": [{"service": o["service"], "status": o["status"], "reason": o["reason"]} for o in failed],
         "not_attempted": [s for s in planned if s not in done], "decision": decision["reason"],
     }
+    record_note(context, rollout_note(stack_name, outcomes, not_attempted=report["not_attempted"],
+                                      decision=decision["reason"]))
     if failed:
         first = failed[0]
         raise AirflowFailException(
