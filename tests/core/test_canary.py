@@ -281,3 +281,31 @@ def test_property_no_path_ends_with_a_share_and_no_live_canary_and_abort_sets_ze
     for index, call in enumerate(world.calls):
         if call == ("remove",):
             assert world.calls[index - 1] == ("set_weight", 0)
+
+
+# --- placeholders ---
+
+from stackyard.core.canary import check_context, substitute  # noqa: E402
+
+CTX = check_context(service="shop", release="shop-canary", namespace="prod", stack="prod", interval_seconds=60)
+
+
+def test_placeholders_fill_known_names_and_leave_promql_braces():
+    assert substitute('rate(x{svc="{service}",ns="{namespace}"}[{interval}])', CTX, where="q") == \
+        'rate(x{svc="shop",ns="prod"}[60s])'
+
+
+@pytest.mark.parametrize("template, values, words", [
+    ("{servce}", CTX, "unknown placeholder {servce}"),
+    ("{service}", {**CTX, "service": 'a"} or vector(1)'}, "not a valid service"),
+    ("{interval}", {**CTX, "interval": "5m] or x["}, "not a valid interval"),
+    ("{stack}", {"service": "s"}, "no value for {stack}"),
+])
+def test_placeholders_refuse_unknown_names_and_unsafe_values(template, values, words):
+    with pytest.raises(InputError) as error:
+        substitute(template, values, where="check err: query")
+    assert str(error.value).startswith("check err: query: ") and words in str(error.value)
+
+
+def test_placeholder_values_are_escaped_by_the_caller():
+    assert substitute("/{service}", CTX, where="u", escape=lambda v: v.upper()) == "/SHOP"

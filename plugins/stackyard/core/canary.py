@@ -29,7 +29,8 @@ The rules (each has a named test in ``tests/core/test_canary.py``):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
@@ -42,7 +43,7 @@ from stackyard.core.times import format_utc, parse_utc
 from stackyard.exceptions import InputError
 
 __all__ = ["Action", "CanaryPlan", "CanaryRecord", "CheckResult", "Kind", "Progress", "decide", "finished_record",
-           "parse_plan", "progress"]
+           "parse_plan", "progress", "PLACEHOLDERS", "check_context", "substitute"]
 
 
 # --- the plan ---------------------------------------------------------------------------------------
@@ -297,3 +298,44 @@ def _guard(plan: CanaryPlan, action: Action, window_open: bool, window_reason: s
     if window_open or plan.on_window_close == "pause":
         return action
     return _abort(f"the window closed mid-canary (on_window_close is abort): {window_reason}")
+
+
+# --- placeholders in check queries ------------------------------------------------------------------
+
+
+#: What a check's query, URL or dimension may say; each value must match its pattern, so nothing a
+#: value holds can change the query around it (a quote, a brace, a PromQL operator).
+PLACEHOLDERS: dict[str, re.Pattern[str]] = {
+    "service": re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?"),
+    "release": re.compile(r"[a-z0-9]([-a-z0-9.]{0,51}[a-z0-9])?"),
+    "namespace": re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"),
+    "stack": re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"),
+    "interval": re.compile(r"[0-9]{1,7}[smhd]"),
+}
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def check_context(*, service: str, release: str, namespace: str, stack: str, interval_seconds: int) -> dict[str, str]:
+    """The placeholder values of one canary step (``{interval}`` in Prometheus duration form)."""
+    return {"service": service, "release": release, "namespace": namespace, "stack": stack,
+            "interval": f"{int(interval_seconds)}s"}
+
+
+def substitute(template: str, values: Mapping[str, str], *, where: str,
+               escape: Callable[[str], str] = lambda text: text) -> str:
+    """``template`` with each ``{name}`` of :data:`PLACEHOLDERS` replaced by ``escape(value)``. Other
+    braces (PromQL label matchers ``{job="x"}``) stay as they are; an unknown ``{word}`` or a value
+    that does not match its pattern is an InputError naming ``where``."""
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in PLACEHOLDERS:
+            raise InputError(f"{where}: unknown placeholder {{{name}}} (known: "
+                             f"{', '.join('{' + p + '}' for p in PLACEHOLDERS)})")
+        if name not in values:
+            raise InputError(f"{where}: no value for {{{name}}}")
+        value = str(values[name])
+        if not PLACEHOLDERS[name].fullmatch(value):
+            raise InputError(f"{where}: {{{name}}} value {value!r} is not a valid {name}")
+        return escape(value)
+
+    return _PLACEHOLDER.sub(one, template)
