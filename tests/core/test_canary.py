@@ -35,14 +35,15 @@ def test_plan_defaults_are_five_twenty_five_fifty():
 
 
 @pytest.mark.parametrize("data, words", [
-    ({"steps": [25, 5]}, "must increase strictly"),
-    ({"steps": [5, 100]}, "between 1 and 99"),
-    ({"steps": []}, "steps"),
-    ({"interval": 0}, "interval"),
-    ({"max_failed_checks": 0}, "max_failed_checks"),
-    ({"on_window_close": "ignore"}, "on_window_close"),
-    ({"step": [5]}, "step"),
-    ({"interval": "5m"}, "interval"),
+    ({"steps": [25, 5]}, "canary.steps: weights [25, 5] must increase strictly"),
+    ({"steps": [5, 100]}, "canary.steps: weight 100 is not between 1 and 99"),
+    ({"steps": []}, "canary.steps: a list of weights"),
+    ({"steps": [5, "x"]}, "canary.steps[1]: a weight"),
+    ({"interval": 0}, "canary.interval: seconds, an integer of at least 1, got 0"),
+    ({"max_failed_checks": 0}, "canary.max_failed_checks: an integer of at least 1"),
+    ({"on_window_close": "ignore"}, "canary.on_window_close: 'ignore' is not one of pause, abort"),
+    ({"step": [5]}, "canary: unknown field(s) step"),
+    ({"interval": "5m"}, "canary.interval: seconds, an integer of at least 1, got '5m'"),
 ])
 def test_bad_plan_names_file_stack_and_field(data, words):
     with pytest.raises(InputError) as error:
@@ -182,6 +183,12 @@ def test_rule7_resume_sets_the_recorded_weight_again_and_observes_it_anew():
     assert (action.name, action.weight) == ("set_weight", 25) and "resuming step 2" in action.reason
     resumed = history + [action.record(at(100), "r2")]
     assert decide(PLAN, resumed, now=at(130), run_id="r2").until == at(160)
+
+
+def test_rule7_a_plan_edited_mid_canary_continues_from_the_step_at_or_below_the_weight():
+    plan = PLAN.model_copy(update={"steps": (10, 30, 60)})
+    history = [rec(0, Kind.WEIGHT, 25), rec(60, Kind.CHECK, 25, OK)]
+    assert decide(plan, history, now=at(60), run_id="r1").weight == 30
 
 
 def test_rule7_resume_keeps_failures_counted():

@@ -29,6 +29,7 @@ The rules (each has a named test in ``tests/core/test_canary.py``):
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -80,9 +81,19 @@ def parse_plan(data: Mapping[str, Any] | None, where: str) -> CanaryPlan:
     try:
         # YAML lists arrive as lists; the model holds tuples (frozen).
         fixed = {k: tuple(v) if k == "steps" and isinstance(v, list) else v for k, v in data.items()}
-        return CanaryPlan.model_validate(fixed)
+        return _InStack.model_validate({"canary": fixed}).canary
     except ValidationError as error:
-        raise InputError(f"{where}: " + "; ".join(problems(error, root="canary"))) from None
+        raise InputError(f"{where}: " + "; ".join(problems(error, expected=_EXPECTED))) from None
+
+
+_EXPECTED = {"canary.interval": "seconds, an integer of at least 1",
+             "canary.max_failed_checks": "an integer of at least 1",
+             "canary.resume_within": "seconds, an integer of at least 1",
+             "canary.steps": "a list of weights (integers 1..99)", "canary.steps[]": "a weight, an integer 1..99"}
+
+
+class _InStack(Schema):
+    canary: CanaryPlan  # so every error path starts with ``canary.``
 
 
 # --- the history ------------------------------------------------------------------------------------
@@ -166,7 +177,8 @@ def progress(plan: CanaryPlan, history: Sequence[CanaryRecord]) -> Progress:
     state = Progress()
     for record in history:
         if record.kind is Kind.WEIGHT:
-            step = plan.steps.index(record.weight) if record.weight in plan.steps else state.step
+            # the highest step at or below the weight: a plan edited mid-canary continues from there
+            step = bisect.bisect_right(plan.steps, record.weight) - 1
             state = Progress(record.weight, step, state.failed_checks, record.time, record, None, None, state.failing)
         elif record.kind is Kind.CHECK:
             failed = state.failed_checks + (0 if record.passed else 1)
@@ -236,6 +248,8 @@ def decide(plan: CanaryPlan, history: Sequence[CanaryRecord], *, now: datetime, 
            owner_live: bool = False, window_open: bool = True, window_reason: str = "") -> Action:
     """The next action of run ``run_id`` at ``now`` (timezone-aware).
 
+    ``run_id`` must differ per attempt (``<dag run id>#<try number>``): a retry then counts as a
+    crash and re-applies the recorded weight (rule 7) instead of trusting that it was applied.
     ``owner_live``: whether the run that wrote the last record (if another) is still running.
     ``window_open``/``window_reason``: the stack's deployment window at ``now``
     (``core.rollout.window_decision``).
