@@ -32,7 +32,7 @@ def kube():
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # a real apiserver establishes a CRD asynchronously too
             crd = extensions.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
-            if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+            if any(c.type == "Established" and c.status == "True" for c in ((crd.status and crd.status.conditions) or [])):
                 break
             time.sleep(0.05)
         else:
@@ -232,3 +232,18 @@ def test_route53_weighted_records_move_between_legacy_and_kubernetes(route53):
     with pytest.raises(InputError, match="0 to 100"):
         provider.set_weight(-1)
     assert record_sets(client, zone) == [("stable", 100, "legacy-lb.example.net")]
+
+
+def test_gateway_a_concurrent_change_is_a_conflict_not_lost(kube):
+    provider = GatewayApiRoute(kube, namespace=NS, route="race", stable_service="s", canary_service="c", port=80,
+                               gateway="g")
+    provider.set_weight(5)
+    stale = provider._read()
+    fresh = provider._read()
+    fresh["spec"]["hostnames"] = ["someone.else.example.com"]
+    custom(kube).replace_namespaced_custom_object(G, V, NS, P, "race", fresh)
+    provider._read = lambda: stale  # this run read the route before the other writer changed it
+    with pytest.raises(ConflictError, match="changed while"):
+        provider.set_weight(25)
+    route = custom(kube).get_namespaced_custom_object(G, V, NS, P, "race")
+    assert route["spec"]["hostnames"] == ["someone.else.example.com"] and weights(kube, "race") == [[("s", 95), ("c", 5)]]

@@ -162,9 +162,17 @@ class GatewayApiRoute:
         if not self.adopt and not _owned(route):
             raise ConflictError(f"{self._where()} exists and is not managed by stackyard; "
                                 "name it to adopt it (adopt: true) or choose another route name")
-        # replace carries resourceVersion: a concurrent change makes it fail (409), never lost
-        self.api.replace_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, self.namespace, HTTPROUTES,
-                                                  self.route, self._split(route, weight))
+        self._replace(self._split(route, weight))
+
+    def _replace(self, route: dict[str, Any]) -> None:
+        # the body carries the resourceVersion read: a concurrent change fails (409), it is never lost
+        try:
+            self.api.replace_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, self.namespace, HTTPROUTES,
+                                                      self.route, route)
+        except _api_exception() as exc:
+            if exc.status == 409:
+                raise ConflictError(f"{self._where()} changed while its weights were set; retry") from None
+            raise
 
     def current(self) -> int:
         route = self._read()
@@ -185,8 +193,7 @@ class GatewayApiRoute:
         if not self.adopt and not _owned(route):
             raise ConflictError(f"{self._where()} exists and is not managed by stackyard; not touching it")
         # the route stays (it is what sends traffic to stable); only the canary backendRef goes
-        self.api.replace_namespaced_custom_object(GATEWAY_GROUP, GATEWAY_VERSION, self.namespace, HTTPROUTES,
-                                                  self.route, self._split(route, None))
+        self._replace(self._split(route, None))
 
 
 # --- ingress-nginx ----------------------------------------------------------------------------------
@@ -259,7 +266,12 @@ class IngressNginxCanary:
             raise ConflictError(f"ingress-nginx: Ingress {self.namespace}/{self.canary_ingress} exists and is "
                                 "not managed by stackyard; not touching it")
         body["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
-        self.api.replace_namespaced_ingress(self.canary_ingress, self.namespace, body)
+        try:
+            self.api.replace_namespaced_ingress(self.canary_ingress, self.namespace, body)
+        except _api_exception() as exc:
+            if exc.status == 409:
+                raise ConflictError(f"ingress-nginx: Ingress {self.canary_ingress} changed meanwhile; retry") from None
+            raise
 
     def current(self) -> int:
         existing = self._read(self.canary_ingress)
