@@ -256,6 +256,8 @@ def test_property_no_path_ends_with_a_share_and_no_live_canary_and_abort_sets_ze
         action = decide(plan, history, now=now, run_id=f"r{run}", window_open=window, window_reason="closed")
         if action.name == "done":
             break
+        if action.name == "abort":
+            assert action.effects[0] == ("set_weight", 0)
         line = action.record(now, f"r{run}")
         if line is not None:
             history.append(line)
