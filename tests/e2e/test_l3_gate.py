@@ -52,6 +52,9 @@ def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):
     rejection = local_stack.store.rejections()[0]
     assert rejection.reason == "system tests failed: l3-catalog-test"
     assert "l3-catalog-test" in rejection.report["test_output"]
+    by_name = {t["name"]: t for t in rejection.report["tests"]}  # every test, with its outcome and time
+    assert by_name["l3-catalog-test"]["phase"] == "Failed" and by_name["l3-catalog-test"]["logs"]
+    assert by_name["l3-orders-test"]["phase"] == "Succeeded" and by_name["l3-orders-test"]["seconds"] > 0
     assert ephemeral_namespaces(local_stack) == []
 
 
