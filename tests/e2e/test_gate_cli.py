@@ -156,3 +156,28 @@ def test_the_rest_api_takes_a_run_without_logical_date_and_refuses_bad_conf_in_o
     status, answer = post({"conf": {"service": "orders", "chart_version": "9.9.8"}})  # no logical_date
     assert status == 200, answer
     assert answer["logical_date"] is None and answer["conf"]["service"] == "orders"
+
+
+def test_rest_refuses_bad_values_with_400_and_undeclared_keys_at_the_first_task(airflow_server):
+    """Through the REST API: a param that fails its pattern is a 400 (no run); an undeclared conf
+    key (which Airflow accepts) fails ``validate`` naming it, and nothing changes."""
+    from stackyard.cli.gate import AirflowApi, AirflowApiError
+
+    server = airflow_server.server
+    api = AirflowApi(server.url, server.user, server.password)
+    before = airflow_server.stack.store.latest()
+    for conf in ({"service": "evil\n", "chart_version": "1.0.0"},
+                 {"service": "orders", "chart_version": "1.0.0", "ci_url": "javascript:alert(1)"}):
+        with pytest.raises(AirflowApiError) as refused:
+            api.trigger(conf)
+        assert refused.value.status == 400
+
+    run = api.trigger({"service": "orders", "chart_version": "1.0.0", "servce": "orders"})
+    deadline = time.monotonic() + 180
+    while api.run(run["dag_run_id"])["state"] not in ("success", "failed") and time.monotonic() < deadline:
+        time.sleep(2)
+    assert api.run(run["dag_run_id"])["state"] == "failed"
+    assert api.task_states(run["dag_run_id"])["validate"] == "failed"
+    error = api.task_error(run["dag_run_id"], "validate") or ""
+    assert "l3_gate: unknown conf key(s) servce; it takes" in error and "nothing was done" in error
+    assert airflow_server.stack.store.latest() == before

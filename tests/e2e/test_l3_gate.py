@@ -141,7 +141,7 @@ def test_bad_requests_fail_in_validate_and_create_nothing(local_stack, dagbag, c
     "conf, field",
     [
         ({"service": "Orders!", "chart_version": "1.0.0"}, "service"),
-        ({"service": "orders", "chart_version": "v1"}, "chart_version"),
+        ({"service": "orders", "chart_version": "1.x"}, "chart_version"),  # helm takes v1, not 1.x
         ({"service": "orders"}, "chart_version"),
     ],
 )

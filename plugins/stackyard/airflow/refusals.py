@@ -16,7 +16,7 @@ import re
 import sys
 from types import TracebackType
 
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.names import HTTP_URL_PATTERN, SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.exceptions import InputError
 
@@ -33,6 +33,7 @@ def is_refusal(exc: BaseException) -> bool:
 PATTERN_MEANINGS = {
     SEMVER_PATTERN: "is not a semantic version (like 1.4.2)",
     SERVICE_NAME_PATTERN: "is not a service name (a DNS-1123 label: lowercase letters, digits and '-')",
+    HTTP_URL_PATTERN: "is not an http(s) URL",
 }
 _MISMATCH = re.compile(r"(?P<value>'.*') does not match '(?P<pattern>.*)'$")
 

@@ -89,7 +89,7 @@ def load_stack(path: Path, name: str) -> Stack:
     """One valid stack, or InputError with the entry's own error."""
     registry = load_stacks(path)
     if name in registry.errors:
-        raise InputError(registry.errors[name])
+        raise InputError(f"{path}: {registry.errors[name]}")
     if name not in registry.stacks:
         raise NotFoundError(f"stack {name} is not in the registry {path}")
     return registry.stacks[name]
