@@ -267,6 +267,8 @@ class Rules:
                     code, secs, lines = decided  # the rule leaves the exit to the command
                     o = replace(o, exit_code=code, duration=secs if o.duration is None else o.duration,
                                 echoes=tuple(lines))
+                elif decided is not None and not o.image_pull:
+                    o = replace(o, echoes=tuple(decided[2]))  # what the command printed before the rule's exit
                 return o.finite(rp)
         if decided is not None:
             code, secs, lines = decided
