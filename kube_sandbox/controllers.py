@@ -266,7 +266,11 @@ class Controllers:
         if not any(c.get("type") == "Established" for c in conds):
             self.schedule(0, self._establish, name)
 
-    HANDLERS = {POD_KEY: _on_pod, DEP_KEY: _on_workload, RS_KEY: _on_workload, STS_KEY: _on_workload,
+    def _on_event_object(self, type_, key, obj, old) -> None:
+        if type_ == "RESUME":  # events from a snapshot count against the cap too
+            self._events.append((obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+
+    HANDLERS = {EVENT_KEY: _on_event_object, POD_KEY: _on_pod, DEP_KEY: _on_workload, RS_KEY: _on_workload, STS_KEY: _on_workload,
                 DS_KEY: _on_workload, JOB_KEY: _on_workload, SVC_KEY: _on_service, PVC_KEY: _on_pvc,
                 NS_KEY: _on_namespace, CRD_KEY: _on_crd}
 
