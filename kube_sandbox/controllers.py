@@ -644,8 +644,8 @@ class Controllers:
             complete = updated == n and total == n and new_ready == n
             deadline = int(spec.get("progressDeadlineSeconds", 600))
             started = _ts(new_rs["metadata"].get("creationTimestamp"))
-            stuck = any(o.fast_deadline and (p.get("status") or {}).get("containerStatuses")
-                        for p in self._owned_pods(new_rs) for o in self._outcomes(p).values())
+            stuck = not complete and any(o.fast_deadline and (p.get("status") or {}).get("containerStatuses")
+                                         for p in self._owned_pods(new_rs) for o in self._outcomes(p).values())
             if complete:
                 prog = _cond("Progressing", "True", "NewReplicaSetAvailable",
                              f'ReplicaSet "{rs_name}" has successfully progressed.')
