@@ -612,6 +612,14 @@ class Api:
         return head[:-1] + b',"items":[' + b",".join(e.raw for e in deleted) + b"]}"
 
     # ----------------------------------------------------------------- used by controllers
+    def record(self, rt: ResourceType, ns: str, obj: dict) -> dict:
+        """Store a controller-made object as is (no validation, defaults or managedFields): for the
+        Events the controllers write by the thousand. The caller holds the store lock."""
+        meta = obj["metadata"]
+        meta.update(namespace=ns, uid=str(uuid.uuid4()), creationTimestamp=now_str())
+        obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        return self._commit(rt, obj, "ADDED", False)
+
     def set_status(self, rt: ResourceType, ns: str, name: str, mutate) -> dict | None:
         """Apply ``mutate(obj)`` to a copy of the live object and commit it if it changed."""
         with self.store.lock:

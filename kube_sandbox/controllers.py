@@ -137,6 +137,7 @@ class Controllers:
         self._next_ip = 2
         self._events: deque = deque()
         self._mount_wait: dict[str, float] = {}  # pod uid -> when it first lacked a volume
+        self._selectors: dict[tuple[str, str, str], set[str]] = {}  # (ns, label, value) -> Services selecting it
         self._thread = threading.Thread(target=self._run, name="kube-sandbox-controllers", daemon=True)
         api.store.listeners.append(self.on_event)
 
@@ -202,7 +203,8 @@ class Controllers:
         ref = _controller_of(obj)
         if ref and ref.get("kind") in OWNER_KINDS:
             self.schedule(0, self.sync_owner, OWNER_KINDS[ref["kind"]], ns, ref.get("name"))
-        self.schedule(0, self.sync_endpoints_for_pod, ns, name)
+        if old is None or type_ != "MODIFIED" or _endpoint_view(old) != _endpoint_view(obj):
+            self.schedule(0, self.sync_endpoints_for_pod, ns, name)
         if type_ == "DELETED":
             if (obj.get("status") or {}).get("phase") == "Running":
                 for c in (obj.get("spec") or {}).get("containers") or ():
@@ -229,6 +231,12 @@ class Controllers:
     def _on_service(self, type_, key, obj, old) -> None:
         meta = obj["metadata"]
         ns, name = meta.get("namespace", ""), meta["name"]
+        for prev in (old, obj if type_ == "DELETED" else None):
+            for k, v in (((prev or {}).get("spec") or {}).get("selector") or {}).items():
+                self._selectors.get((ns, k, v), set()).discard(name)
+        if type_ != "DELETED":
+            for k, v in ((obj.get("spec") or {}).get("selector") or {}).items():
+                self._selectors.setdefault((ns, k, v), set()).add(name)
         self.schedule(0, self.sync_endpoints, ns, name)
         if type_ != "DELETED" and (obj.get("spec") or {}).get("type") == "LoadBalancer":
             if not ((obj.get("status") or {}).get("loadBalancer") or {}).get("ingress"):
@@ -258,7 +266,11 @@ class Controllers:
         if not any(c.get("type") == "Established" for c in conds):
             self.schedule(0, self._establish, name)
 
-    HANDLERS = {POD_KEY: _on_pod, DEP_KEY: _on_workload, RS_KEY: _on_workload, STS_KEY: _on_workload,
+    def _on_event_object(self, type_, key, obj, old) -> None:
+        if type_ == "RESUME":  # events from a snapshot count against the cap too
+            self._events.append((obj["metadata"].get("namespace", ""), obj["metadata"]["name"]))
+
+    HANDLERS = {EVENT_KEY: _on_event_object, POD_KEY: _on_pod, DEP_KEY: _on_workload, RS_KEY: _on_workload, STS_KEY: _on_workload,
                 DS_KEY: _on_workload, JOB_KEY: _on_workload, SVC_KEY: _on_service, PVC_KEY: _on_pvc,
                 NS_KEY: _on_namespace, CRD_KEY: _on_crd}
 
@@ -288,12 +300,12 @@ class Controllers:
                         "apiVersion": rt.api_version, "resourceVersion": obj["metadata"].get("resourceVersion")}
             if not ns:
                 involved.pop("namespace")
-            self.api.create(ev_rt, ev_ns, {
+            self.api.record(ev_rt, ev_ns, {
                 "metadata": {"name": ev_name}, "involvedObject": involved, "reason": reason, "message": message,
                 "source": {"component": component, **({"host": "sandbox-node"} if component == "kubelet" else {})},
                 "firstTimestamp": t, "lastTimestamp": t, "count": 1, "type": type_,
                 "eventTime": t, "action": reason, "reportingComponent": component, "reportingInstance": "sandbox-node"
-                if component == "kubelet" else component}, MANAGER, component)
+                if component == "kubelet" else component})
             self._events.append((ev_ns, ev_name))
             while len(self._events) > MAX_EVENTS:
                 old_ns, old_name = self._events.popleft()
@@ -632,8 +644,8 @@ class Controllers:
             complete = updated == n and total == n and new_ready == n
             deadline = int(spec.get("progressDeadlineSeconds", 600))
             started = _ts(new_rs["metadata"].get("creationTimestamp"))
-            stuck = any(o.fast_deadline and (p.get("status") or {}).get("containerStatuses")
-                        for p in self._owned_pods(new_rs) for o in self._outcomes(p).values())
+            stuck = not complete and any(o.fast_deadline and (p.get("status") or {}).get("containerStatuses")
+                                         for p in self._owned_pods(new_rs) for o in self._outcomes(p).values())
             if complete:
                 prog = _cond("Progressing", "True", "NewReplicaSetAvailable",
                              f'ReplicaSet "{rs_name}" has successfully progressed.')
@@ -839,11 +851,17 @@ class Controllers:
         store = self.api.store
         with store.lock:
             pod = store.get(POD_KEY, ns, pod_name)
-            labels = (pod or {}).get("metadata", {}).get("labels") or {}
-            for e in store.entries(SVC_KEY, ns):
-                sel = (e.obj.get("spec") or {}).get("selector")
-                if sel and (pod is None or all(labels.get(k) == v for k, v in sel.items())):
-                    self.schedule(0, self.sync_endpoints, ns, e.obj["metadata"]["name"])
+            if pod is None:  # gone: every Service that selects anything here re-counts
+                names = {n for (s_ns, _, _), ns_names in self._selectors.items() if s_ns == ns for n in ns_names}
+            else:  # the Services with a selector term this pod's labels satisfy, then the whole selector
+                labels = pod["metadata"].get("labels") or {}
+                names = set().union(*(self._selectors.get((ns, k, v), ()) for k, v in labels.items()))
+            for svc_name in sorted(names):
+                svc = store.get(SVC_KEY, ns, svc_name)
+                sel = ((svc or {}).get("spec") or {}).get("selector") or {}
+                if pod is None or (sel and all((pod["metadata"].get("labels") or {}).get(k) == v
+                                               for k, v in sel.items())):
+                    self.schedule(0, self.sync_endpoints, ns, svc_name)
 
     def sync_endpoints(self, ns: str, name: str) -> None:
         """Endpoints and an EndpointSlice for a Service with a selector: its pods that have an IP."""
@@ -1005,6 +1023,13 @@ POD_STEPS = (
     ("pod_restart", lambda c, pod, st, out: _waiting(st, "CrashLoopBackOff"),
      lambda c, pod, st, out: min(BACKOFF_CAP, c.ready_delay * 2 ** min(_restarts(st), 12))),
 )
+
+
+def _endpoint_view(pod: dict) -> tuple:
+    """What of a pod its Services' endpoints depend on."""
+    meta, st = pod.get("metadata") or {}, pod.get("status") or {}
+    return (tuple(sorted((meta.get("labels") or {}).items())), st.get("podIP"), pod_ready(pod), st.get("phase"),
+            bool(meta.get("deletionTimestamp")))
 
 
 def _target_port(port: dict, pods: list[dict]):

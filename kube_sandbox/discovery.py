@@ -342,8 +342,10 @@ COLUMNS = {
     "daemonsets": (["Desired", "Current", "Ready"], lambda o: [
         _g(o, "status", "desiredNumberScheduled", default=0), _g(o, "status", "currentNumberScheduled", default=0),
         _g(o, "status", "numberReady", default=0)]),
-    "services": (["Type", "Cluster-IP", "Port(s)"], lambda o: [
+    "services": (["Type", "Cluster-IP", "External-IP", "Port(s)"], lambda o: [
         _g(o, "spec", "type", default="ClusterIP"), _g(o, "spec", "clusterIP", default="<none>"),
+        ",".join(i.get("ip") or i.get("hostname", "") for i in _g(o, "status", "loadBalancer", "ingress", default=[]))
+        or ("<pending>" if _g(o, "spec", "type") == "LoadBalancer" else "<none>"),
         ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in _g(o, "spec", "ports", default=[]))
         or "<none>"]),
     "jobs": (["Status", "Completions"], lambda o: [

@@ -31,6 +31,7 @@ import re
 import shlex
 import threading
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
@@ -134,6 +135,18 @@ def _script(text: str, errexit: bool = False) -> tuple[int, float, list[str]] | 
 
 
 def decide(argv: list[str]) -> tuple[int, float, list[str]] | None:
+    """See ``_decide``; cached, since every pod step of every replica asks again."""
+    found = _decide(tuple(argv))
+    return None if found is None else (found[0], found[1], list(found[2]))
+
+
+@lru_cache(maxsize=4096)
+def _decide(argv: tuple[str, ...]) -> tuple[int, float, tuple[str, ...]] | None:
+    found = _decide_uncached(list(argv))
+    return None if found is None else (found[0], found[1], tuple(found[2]))
+
+
+def _decide_uncached(argv: list[str]) -> tuple[int, float, list[str]] | None:
     """What a container's argv does, when that is decidable without running it.
 
     ``true``, ``false``, ``:``, ``exit N``, ``echo ...``, ``sleep N``, and ``sh|bash -c SCRIPT``
@@ -267,6 +280,8 @@ class Rules:
                     code, secs, lines = decided  # the rule leaves the exit to the command
                     o = replace(o, exit_code=code, duration=secs if o.duration is None else o.duration,
                                 echoes=tuple(lines))
+                elif decided is not None and not o.image_pull:
+                    o = replace(o, echoes=tuple(decided[2]))  # what the command printed before the rule's exit
                 return o.finite(rp)
         if decided is not None:
             code, secs, lines = decided

@@ -58,7 +58,11 @@ def test_helm_wait_survives_a_restart_from_the_snapshot(tmp_path):
                              "--wait=watcher", "--timeout", "60s"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        time.sleep(2.5)  # objects created, pods not ready yet, helm watching
+        deadline = time.time() + 30  # until helm has created everything and is watching (pods not ready yet)
+        while time.time() < deadline and subprocess.run(
+                ["kubectl", "get", "sts/w-db", "deploy/w-web", "svc/w-web"], env=env, capture_output=True).returncode:
+            time.sleep(0.2)
+        time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
         time.sleep(0.5)

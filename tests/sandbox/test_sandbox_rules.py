@@ -174,3 +174,22 @@ def test_legacy_annotation_on_a_deployment_fails_its_rollout(cli, tmp_path):
     cli.kubectl("apply", "-f", str(path))
     _wait(lambda: any(c.get("reason") == "ProgressDeadlineExceeded" for c in json.loads(cli.kubectl(
         "get", "deploy", "old", "-o", "json").stdout)["status"].get("conditions", [])))
+
+
+def test_cli_rules_flag(tmp_path):
+    import os
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parents[2]
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([{"name": "from-cli", "match": {"image": "*"}, "result": {"ready": False}}]))
+    proc = subprocess.Popen([sys.executable, "-m", "kube_sandbox", "--port", "0", "--kubeconfig", str(tmp_path / "kc"),
+                             "--rules", str(rules)], stdout=subprocess.PIPE, text=True, cwd=root,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    try:
+        url = proc.stdout.readline().split()[-1]
+        with urllib.request.urlopen(url + "/sandbox/v1/rules") as resp:
+            assert [r["name"] for r in json.loads(resp.read())["rules"]] == ["from-cli"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
