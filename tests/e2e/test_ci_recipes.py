@@ -173,7 +173,9 @@ def run_recipe(steps: list[Step], repo: Path, registry: str, home: Path) -> list
     for step in steps:
         # The job image: stackyard (this checkout's: PYTHONPATH as in the image), helm and sops on PATH.
         env = {"PATH": f"{BIN}:/usr/bin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "HOME": str(home),
-               "STACKYARD_HOME": str(home / "stackyard"), "GITHUB_ENV": str(github_env), **step.env, **carried}
+               "STACKYARD_HOME": str(home / "stackyard"), "GITHUB_ENV": str(github_env),
+               # offline: the public images the chart deploys come from the session's local mirror
+               "STACKYARD_IMAGE_MIRRORS": os.environ["STACKYARD_IMAGE_MIRRORS"], **step.env, **carried}
         if step.builds_image:
             # Checked as written, then replaced (no Docker engine): push $IMAGE:$VERSION over the OCI API.
             assert "docker build -t" in step.script and "docker push" in step.script, step.script
@@ -231,7 +233,7 @@ RECIPE_CASES = {
 
 
 @pytest.mark.parametrize("platform", sorted(RECIPE_CASES))
-def test_recipe_builds_publishes_and_gates(platform, airflow_server, image_registry, generated_chart, tmp_path):
+def test_recipe_builds_publishes_and_gates(platform, airflow_server, image_registry, generated_chart, tmp_path, image_mirror):
     filename, reader, version = RECIPE_CASES[platform]
     repo = service_repo(tmp_path, generated_chart, version)
     api = {"STACKYARD_API_URL": airflow_server.server.url, "STACKYARD_API_USER": airflow_server.server.user,

@@ -33,7 +33,7 @@ from stackyard.core.ephemeral import (
 from stackyard.core.umbrella import UmbrellaTemplate, VendoredChart, build_umbrella, umbrella_version
 from stackyard.core.versions import is_semver
 from stackyard.exceptions import InputError, NotFoundError
-from stackyard.steps.publishing import build_manifest_package
+from stackyard.steps.publishing import build_manifest_package, pin_of
 from stackyard.adapters.manifest_store import ManifestStore
 from stackyard.adapters.chart_registry import ChartRegistry
 
@@ -129,7 +129,7 @@ class StackPlan:
         return cls(
             name=data["name"], owner=data["owner"], ttl=timedelta(days=data["ttl_days"]), profile=data["profile"],
             manifest=Manifest.from_dict(data["manifest"]),
-            pins={k: ServicePin(p["chart_version"], p["digest"]) for k, p in data["pins"].items()},
+            pins={k: ServicePin(p["chart_version"], p["digest"], p.get("images") or {}) for k, p in data["pins"].items()},
             overrides=dict(data["overrides"]),
         )
 
@@ -162,7 +162,7 @@ def resolve(request: StackRequest, *, store: ManifestStore, registry: ChartRegis
         current = pins.get(service)
         if current is not None and current.chart_version == version:
             continue  # the same as L3: not an override
-        pins[service] = ServicePin(version, ref.digest)
+        pins[service] = pin_of(registry, ref)  # its images too: the deploy checks them
         changes[service] = {"from": current.chart_version if current else None, "to": version}
     return StackPlan(name=request.name, owner=request.owner, ttl=request.ttl, profile=request.profile,
                      manifest=manifest, pins=pins, overrides=changes)
