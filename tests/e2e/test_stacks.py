@@ -102,7 +102,7 @@ def test_create_touch_destroy(local_stack, dagbag, capfd):
     assert ns.annotations[S.ANNOTATION_OWNER] == "alice@example.com" and ns.annotations[S.ANNOTATION_TTL] == "3d"
     assert S.parse_timestamp(ns.annotations[S.ANNOTATION_LAST_ACTIVITY]) >= S.parse_timestamp(ns.annotations[S.ANNOTATION_CREATED])
     [release] = local_stack.helm.list(namespace=name)
-    assert (release.name, release.status, release.chart) == ("stack", "deployed", f"l3-{seeded.version}.0.0")
+    assert (release.name, release.status, release.chart) == (name, "deployed", f"l3-{seeded.version}.0.0")
     out = capfd.readouterr().out
     assert f"stack {name} is ready" in out and "kubectl context: kube-sandbox" in out
     assert events(local_stack, name) == ["created", "ready"]

@@ -2,22 +2,35 @@
 
 Values reach helm only as files (``-f``), never as ``--set`` (argv is logged). Upgrades pass
 ``--server-side=true`` explicitly: helm 4 otherwise remembers the apply method per release.
+
+A stack's release never owns a CRD (docs/chart-contract.md): ``--skip-crds`` leaves the charts'
+``crds/`` folders out and the post-renderer plugin ``stackyard-crd-filter`` (helm 4 takes
+post-renderers as plugins; this one is written into the task's private helm home) drops CRD
+templates; stackyard applies CRDs itself.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import stackyard
 from stackyard.core.charts import split_chart
 from stackyard.exceptions import NotFoundError, ToolError
 from stackyard.adapters.runner import ToolResult, ToolRunner
 
 DEFAULT_TIMEOUT = "5m0s"
+CRD_FILTER_PLUGIN = "stackyard-crd-filter"
+_CRD_FILTER_SCRIPT = """import sys
+sys.path.insert(0, {path!r})
+from stackyard.core.cluster_objects import without_crds
+sys.stdout.write(without_crds(sys.stdin.read()))
+"""
 _PUSH_DIGEST = re.compile(r"Digest:\s*(sha256:[0-9a-f]{64})")
 
 
@@ -125,9 +138,12 @@ class Helm:
         self._run(["lint", str(chart), *self._values_args(values_files)])
 
     def template(
-        self, release: str, chart: str | Path, *, namespace: str, values_files: Sequence[str | Path] = ()
+        self, release: str, chart: str | Path, *, namespace: str, values_files: Sequence[str | Path] = (),
+        include_crds: bool = False,
     ) -> str:
         argv = ["template", release, str(chart), "--namespace", namespace, *self._values_args(values_files)]
+        if include_crds:
+            argv.append("--include-crds")
         return self._run(argv, stdout_is_data=True).stdout
 
     # -- releases ----------------------------------------------------------------------------
@@ -142,7 +158,9 @@ class Helm:
         timeout: str = DEFAULT_TIMEOUT,
         rollback_on_failure: bool = True,
         create_namespace: bool = False,
+        without_crds: bool = False,
     ) -> Release:
+        """``without_crds``: the release gets none of the chart's CRDs (stackyard applies them)."""
         argv = [
             "upgrade", release, str(chart), "--install",
             "--namespace", namespace,
@@ -156,6 +174,8 @@ class Helm:
             argv.append("--rollback-on-failure")
         if create_namespace:
             argv.append("--create-namespace")
+        if without_crds:
+            argv += ["--skip-crds", "--post-renderer", self._crd_filter()]
         self._run(argv, kube=True)
         return self.status(release, namespace=namespace)
 
@@ -211,6 +231,20 @@ class Helm:
     # -- plumbing ----------------------------------------------------------------------------
     def kill(self) -> None:
         self.runner.kill()
+
+    def _crd_filter(self) -> str:
+        """The post-renderer plugin, written once into this helm's private plugin directory."""
+        plugin = self.config.home / "data" / "plugins" / CRD_FILTER_PLUGIN
+        if not (plugin / "plugin.yaml").is_file():
+            plugin.mkdir(parents=True, exist_ok=True)
+            package_root = str(Path(stackyard.__file__).resolve().parent.parent)
+            (plugin / "filter.py").write_text(_CRD_FILTER_SCRIPT.format(path=package_root))
+            (plugin / "plugin.yaml").write_text(json.dumps({
+                "apiVersion": "v1", "type": "postrenderer/v1", "name": CRD_FILTER_PLUGIN, "version": "1.0.0",
+                "runtime": "subprocess",
+                "runtimeConfig": {"platformCommand": [{"command": sys.executable, "args": [str(plugin / "filter.py")]}]},
+            }))
+        return CRD_FILTER_PLUGIN
 
     def _values_args(self, values_files: Sequence[str | Path]) -> list[str]:
         return [arg for path in values_files for arg in ("--values", str(path))]

@@ -26,12 +26,14 @@ from stackyard.steps.publishing import build_manifest_package
 from stackyard.adapters.manifest_store import ManifestStore
 from stackyard.adapters.chart_registry import ChartRegistry
 
-#: The umbrella is deployed as one release. Its release Secret (rendered manifests + values; helm
-#: does not store subcharts' files) measured in bench/gate_overhead with generated services that
-#: compress independently: 67 KiB at 50 services, 199 KiB at 150, 394 KiB at 300 (38% of helm's
-#: 1 MiB cap; ~1.3 KiB per service, the cap near 780 services). One install of 300 services takes
-#: ~5 s on the sandbox; one release per service ~7x longer (helm-4-facts). See docs/l3-gate.md.
-RELEASE = "l3"
+# The umbrella is deployed as one release. Its release Secret (rendered manifests + values; helm
+# does not store subcharts' files) measured in bench/gate_overhead with generated services that
+# compress independently: 67 KiB at 50 services, 199 KiB at 150, 394 KiB at 300 (38% of helm's
+# 1 MiB cap; ~1.3 KiB per service, the cap near 780 services). One install of 300 services takes
+# ~5 s on the sandbox; one release per service ~7x longer (helm-4-facts). See docs/l3-gate.md.
+# Its name is the stack's (``l3-<id>``, core.cluster_objects.stack_release): two candidates never
+# share a release name, so cluster-wide objects named after it never collide.
+
 PROFILE = "ephemeral"
 _FAILED_TEST = re.compile(r"TEST SUITE:\s+(\S+)\s*\n(?:.*\n)*?Phase:\s+(\w+)")
 

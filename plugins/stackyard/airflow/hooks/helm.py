@@ -15,6 +15,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from stackyard.exceptions import InputError
+from stackyard.adapters.cluster import Cluster
 from stackyard.adapters.helm import Helm, HelmConfig
 from stackyard.adapters.runner import ToolRunner
 
@@ -82,6 +83,14 @@ class HelmHook(BaseHook):
             yield Helm(config, self.runner)
         finally:
             shutil.rmtree(home, ignore_errors=True)
+
+    def cluster(self) -> Cluster:
+        """The same cluster through the kubernetes client (discovery, cluster-wide objects, CRDs)."""
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        hook = KubernetesHook(conn_id=self.kubernetes_conn_id,
+                              cluster_context=self.kube_context or self.extras.get("cluster_context"))
+        return Cluster(hook.api_client)
 
     def kill(self) -> None:
         self.runner.kill()

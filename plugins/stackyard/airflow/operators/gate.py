@@ -12,6 +12,7 @@ from airflow.sdk import get_current_context, task
 from stackyard.steps import gate as gate_steps
 from stackyard.adapters import metrics
 from stackyard.airflow import notify
+from stackyard.core.cluster_objects import stack_release
 from stackyard.core.manifest import Manifest
 from stackyard.core.ephemeral import (
     ANNOTATION_LAST_ACTIVITY, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name, timestamp,
@@ -25,7 +26,6 @@ from stackyard.steps.publishing import load_umbrella_template
 from stackyard.settings import Settings
 from stackyard.airflow.operators._context import pulled, utc_now
 
-RELEASE = gate_steps.RELEASE
 PROFILE = gate_steps.PROFILE
 KEEP_ON_FAILURE_TTL = "1d"
 
@@ -74,7 +74,7 @@ def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
     )
     created = StackHook(Settings.from_env().kubernetes_conn_id).create(name, metadata)
     print(f"{'created' if created else 'reusing'} ephemeral stack {name}")
-    return {"namespace": name}
+    return {"namespace": name, "release": stack_release(name)}
 
 
 @task
@@ -149,7 +149,9 @@ def teardown(**context: Any) -> dict[str, Any]:
         print(f"kept stack {name} for inspection; the reaper removes it after {KEEP_ON_FAILURE_TTL}")
         return {"action": "kept", "namespace": name, "ttl": KEEP_ON_FAILURE_TTL}
     with HelmHook(Settings.from_env().kubernetes_conn_id).helm() as helm:
-        helm.uninstall(RELEASE, namespace=name)
+        # Every release in the stack: its own, or ``l3`` for a stack deployed before stacks had their own.
+        for release in helm.list(namespace=name):
+            helm.uninstall(release.name, namespace=name)
     deleted = hook.delete(name)
     print(f"{'deleted' if deleted else 'already gone:'} stack {name}")
     return {"action": "deleted", "namespace": name}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from stackyard.core.deployment import deployment_layers, values_digest
 from stackyard.core.values import ValuesLayer, compose
@@ -23,6 +24,7 @@ from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.airflow.stores import registry_for
 from stackyard.settings import Settings
+from stackyard.steps import preflight
 from stackyard.adapters.helm import DEFAULT_TIMEOUT, Helm
 
 TEST_OUTPUT_XCOM_KEY = "test_run"
@@ -88,8 +90,10 @@ class HelmUpgradeOperator(_HelmOperator):
     """``helm upgrade --install`` of a packaged chart (a service or an umbrella) with a profile.
 
     ``values_overrides`` (plain, non-secret values such as a canary's ``canary.enabled``) is
-    applied after every other layer. Returns ``{release, namespace, revision, chart, status,
-    values_digest}``.
+    applied after every other layer. Before helm runs, the chart is rendered with the same values:
+    cluster-wide objects another stack owns are refused, and its CRDs are installed by stackyard
+    (upgraded only if ``crd_upgrades``; docs/chart-contract.md) and left out of the release.
+    Returns ``{release, namespace, revision, chart, status, values_digest, crds}``.
     """
 
     template_fields: Sequence[str] = ("release", "chart", "chart_ref", "namespace", "profile", "stack", "timeout")
@@ -107,6 +111,7 @@ class HelmUpgradeOperator(_HelmOperator):
         wait: bool = True,
         create_namespace: bool = False,
         values_overrides: dict[str, Any] | None = None,
+        crd_upgrades: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -114,6 +119,7 @@ class HelmUpgradeOperator(_HelmOperator):
         self.profile, self.stack, self.timeout = profile, stack, timeout
         self.wait, self.create_namespace = wait, create_namespace
         self.values_overrides = values_overrides
+        self.crd_upgrades = crd_upgrades
 
     def execute(self, context: Any) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="stackyard-values-") as private, self.helm_hook.helm() as helm:
@@ -123,14 +129,22 @@ class HelmUpgradeOperator(_HelmOperator):
                 layers.append(ValuesLayer("overrides", self.values_overrides))
             self.log.info("values layers, lowest first: %s", ", ".join(layer.source for layer in layers))
             values = compose(layers)
+            values_files = [write_private_values(values, Path(private))]
+            try:
+                prepared = preflight.prepare(
+                    helm, self.helm_hook.cluster(), package, release=self.release, namespace=self.namespace,
+                    values_files=values_files, may_upgrade_crds=self.crd_upgrades, log=self.log.info,
+                )
+            except InputError as exc:
+                raise AirflowFailException(str(exc)) from None  # a retry cannot fix it
             release = helm.upgrade_install(
-                self.release, package, namespace=self.namespace,
-                values_files=[write_private_values(values, Path(private))],
-                wait=self.wait, timeout=self.timeout, create_namespace=self.create_namespace,
+                self.release, package, namespace=self.namespace, values_files=values_files,
+                wait=self.wait, timeout=self.timeout, create_namespace=self.create_namespace, without_crds=True,
             )
         return {
             "release": release.name, "namespace": release.namespace, "revision": release.revision,
             "chart": release.chart, "status": release.status, "values_digest": values_digest(values),
+            "crds": prepared["crds"],
         }
 
 

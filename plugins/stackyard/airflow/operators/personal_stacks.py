@@ -23,6 +23,7 @@ from stackyard.adapters import metrics
 from stackyard.airflow import notify
 from stackyard.steps import personal_stacks as stack_steps
 from stackyard.core import ephemeral as rules
+from stackyard.core.cluster_objects import stack_release
 from stackyard.exceptions import ConflictError, InputError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
@@ -32,7 +33,6 @@ from stackyard.settings import Settings
 from stackyard.airflow.operators._context import pulled, utc_now
 
 log = logging.getLogger(__name__)
-RELEASE = stack_steps.RELEASE
 PLAN = "{{ ti.xcom_pull(task_ids='validate') }}"
 
 
@@ -123,7 +123,7 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
         record_event(stack.name, "created", owner=stack.owner, manifest_version=stack.manifest.version,
                      overrides=dict(stack.overrides), profile=stack.profile, ttl=rules.format_ttl(stack.ttl))
     print(f"{'created' if created else 'reusing (retry of this run)'} namespace {stack.name}")
-    return {"namespace": stack.name}
+    return {"namespace": stack.name, "release": stack_release(stack.name)}
 
 
 @task
