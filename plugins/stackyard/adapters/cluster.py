@@ -79,7 +79,7 @@ class Cluster:
         name = body["metadata"]["name"]
         applied = self._call(
             "PATCH", f"{_CRDS}/{name}", query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-            body=json.dumps(body), content_type="application/apply-patch+yaml",
+            body=dict(body), content_type="application/apply-patch+yaml",  # the client serializes it (JSON is YAML)
         )
         deadline = time.monotonic() + wait_seconds
         while True:
@@ -96,7 +96,7 @@ class Cluster:
     def _get(self, path: str, query: list[tuple[str, str]] | None = None) -> dict[str, Any]:
         return self._call("GET", path, query=query)
 
-    def _call(self, method: str, path: str, *, query=None, body: str | None = None,
+    def _call(self, method: str, path: str, *, query=None, body: dict[str, Any] | None = None,
               content_type: str = "application/json") -> dict[str, Any]:
         from kubernetes.client.exceptions import ApiException
 
