@@ -4,7 +4,6 @@ allows (docs/chart-contract.md)."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,9 +17,8 @@ from stackyard.core.cluster_objects import (
 from stackyard.exceptions import InputError
 from stackyard.steps import preflight
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "charts" / "certpilot"
-CERTS = "certificates.certpilot.example.com"
-ISSUERS = "issuers.certpilot.example.com"
+from tests.support.certpilot import CERTS, ISSUERS, certpilot_source, cluster_values
+
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +39,8 @@ def env(sandbox, tmp_path, helm_bin):
     return helm, cluster, tmp_path
 
 
-def served(cluster: Cluster, group: str) -> bool:
-    return any(g == group for g, _ in cluster._resources)
-
-
-def package(helm: Helm, tmp: Path, version: str = "1.0.0", **values) -> Path:
-    """The fixture chart at ``version`` with ``values`` as its defaults, packaged."""
-    src = tmp / f"certpilot-{version}"
-    shutil.copytree(FIXTURE, src, dirs_exist_ok=True)
-    chart = yaml.safe_load((src / "Chart.yaml").read_text()) | {"version": version}
-    (src / "Chart.yaml").write_text(yaml.safe_dump(chart))
-    defaults = yaml.safe_load((src / "values.yaml").read_text()) | values
-    (src / "values.yaml").write_text(yaml.safe_dump(defaults))
-    return helm.package(src, tmp / "pkg")
+def package(helm: Helm, cluster: Cluster, tmp: Path, version: str = "1.0.0", **values) -> Path:
+    return helm.package(certpilot_source(tmp / f"certpilot-{version}", cluster.api, version, **values), tmp / "pkg")
 
 
 def deploy(helm, cluster, pkg, namespace, *, may_upgrade=True):
@@ -65,40 +52,15 @@ def deploy(helm, cluster, pkg, namespace, *, may_upgrade=True):
     return done
 
 
-def colon_names_allowed(cluster) -> bool:
-    """Real API servers accept ':' in RBAC names (path segment names); the sandbox learns it on
-    its branch ``sandbox``."""
-    from kubernetes.client import RbacAuthorizationV1Api
-    from kubernetes.client.exceptions import ApiException
-
-    rbac = RbacAuthorizationV1Api(cluster.api)
-    try:
-        rbac.create_cluster_role({"metadata": {"name": "stackyard-probe:colon"}, "rules": []})
-    except ApiException as exc:
-        if exc.status == 409:
-            return True
-        if exc.status == 422:
-            return False
-        raise
-    rbac.delete_cluster_role("stackyard-probe:colon")
-    return True
-
-
-def sandbox_values(cluster):
-    """What this sandbox can serve (the fixture asks for all of it once the sandbox does)."""
-    return {"webhook": {"enabled": served(cluster, "admissionregistration.k8s.io")},
-            "rbac": {"nameSeparator": ":" if colon_names_allowed(cluster) else "-"}}
-
-
 def test_two_stacks_share_the_cluster_and_removing_one_leaves_the_other(env):
     helm, cluster, tmp = env
-    pkg = package(helm, tmp, **sandbox_values(cluster))
+    pkg = package(helm, cluster, tmp)
     first = deploy(helm, cluster, pkg, "iso-a", may_upgrade=False)
     second = deploy(helm, cluster, pkg, "iso-b", may_upgrade=False)
 
     assert first["crds"] == {ISSUERS: "install", CERTS: "install"}
     assert second["crds"] == {ISSUERS: "keep", CERTS: "keep"}
-    sep = sandbox_values(cluster)["rbac"]["nameSeparator"]
+    sep = cluster_values(cluster.api)["rbac"]["nameSeparator"]
     assert f"ClusterRole iso-a-certpilot{sep}controller" in first["cluster_scoped"]
     for name in (ISSUERS, CERTS):
         crd = cluster.get_crd(name)
@@ -122,7 +84,7 @@ def test_two_stacks_share_the_cluster_and_removing_one_leaves_the_other(env):
 
 def test_an_object_owned_by_another_stack_is_refused_naming_both(env):
     helm, cluster, tmp = env
-    pkg = package(helm, tmp, **sandbox_values(cluster))
+    pkg = package(helm, cluster, tmp)
     # Release "col-x" deployed into namespace "col-other" (say by hand) owns col-x's ClusterRole.
     helm.upgrade_install("col-x", pkg, namespace="col-other", create_namespace=True, timeout="60s",
                          without_crds=True)
@@ -131,7 +93,7 @@ def test_an_object_owned_by_another_stack_is_refused_naming_both(env):
         deploy(helm, cluster, pkg, "col-x")
 
     message = str(refused.value)
-    assert f"ClusterRole col-x-certpilot{sandbox_values(cluster)['rbac']['nameSeparator']}controller" in message
+    assert f"ClusterRole col-x-certpilot{cluster_values(cluster.api)['rbac']['nameSeparator']}controller" in message
     assert "owned by release col-x of stack col-other" in message
     assert "release col-x of stack col-x" in message
     assert helm.list(namespace="col-x") == []  # nothing was installed
@@ -139,9 +101,8 @@ def test_an_object_owned_by_another_stack_is_refused_naming_both(env):
 
 def test_a_crd_upgrade_goes_through_the_gate_and_a_downgrade_or_removed_version_is_refused(env):
     helm, cluster, tmp = env
-    values = sandbox_values(cluster)
-    deploy(helm, cluster, package(helm, tmp, "1.0.0", **values), "crd-v1")
-    newer = package(helm, tmp, "1.1.0", certificateVersions=["v1", "v2"], **values)
+    deploy(helm, cluster, package(helm, cluster, tmp, "1.0.0"), "crd-v1")
+    newer = package(helm, cluster, tmp, "1.1.0", certificateVersions=["v1", "v2"])
 
     with pytest.raises(InputError, match="reaches the cluster only through the L3 gate"):
         deploy(helm, cluster, newer, "crd-personal", may_upgrade=False)
@@ -153,7 +114,7 @@ def test_a_crd_upgrade_goes_through_the_gate_and_a_downgrade_or_removed_version_
     assert crd["metadata"]["annotations"][ANNOTATION_CRD_CHART_VERSION] == "1.1.0"
 
     with pytest.raises(InputError, match=r"older than certpilot 1\.1\.0 that installed it; CRD downgrades are refused"):
-        deploy(helm, cluster, package(helm, tmp, "1.0.1", **values), "crd-old")
+        deploy(helm, cluster, package(helm, cluster, tmp, "1.0.1"), "crd-old")
     with pytest.raises(InputError, match=r"drops version\(s\) v1"):
-        deploy(helm, cluster, package(helm, tmp, "1.2.0", certificateVersions=["v2"], **values), "crd-drop")
+        deploy(helm, cluster, package(helm, cluster, tmp, "1.2.0", certificateVersions=["v2"]), "crd-drop")
     assert [v["name"] for v in cluster.get_crd(CERTS)["spec"]["versions"]] == ["v1", "v2"]
