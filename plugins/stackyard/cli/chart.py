@@ -1,4 +1,5 @@
-"""``stackyard chart publish PATH``: a service's CI step — check, package with profiles, publish."""
+"""``stackyard chart publish PATH``: a service's CI step — check the chart contract (the profiles
+the stacks of ``$STACKYARD_STACKS`` need, encrypted secrets), package with profiles, publish."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import json
 
 from stackyard.cli._common import cli_helm, registry_for_cli
-from stackyard.steps.publishing import publish_chart
+from stackyard.steps.publishing import publish_chart, registry_stacks
 from stackyard.settings import Settings
 
 
@@ -21,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def publish_command(args: argparse.Namespace, settings: Settings) -> int:
     with cli_helm(settings) as helm:
-        ref = publish_chart(args.path, registry=registry_for_cli(settings, helm, args.registry), helm=helm)
+        ref = publish_chart(args.path, registry=registry_for_cli(settings, helm, args.registry), helm=helm,
+                            stacks=registry_stacks(settings.stacks_file))
     if args.json:
         print(json.dumps({"name": ref.name, "version": ref.version, "digest": ref.digest}))
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,11 +18,13 @@ from typing import Any
 
 import yaml
 
+from stackyard.core.charts import Profile, contract_files, load_chart_bytes
 from stackyard.core.manifest import Manifest, Provenance, check_candidate, propose, validate_service_name
 from stackyard.core.umbrella import UmbrellaTemplate
 from stackyard.core.versions import is_semver
-from stackyard.exceptions import InputError, NotFoundError
-from stackyard.steps.publishing import build_manifest_package
+from stackyard.core.stack_registry import Stack
+from stackyard.exceptions import AccessDeniedError, InputError, NotFoundError
+from stackyard.steps.publishing import build_manifest_package, check_contract
 from stackyard.adapters.manifest_store import ManifestStore
 from stackyard.adapters.chart_registry import ChartRegistry
 
@@ -104,8 +106,13 @@ class GateRequest:
 
 
 def validate(request: GateRequest, *, store: ManifestStore, registry: ChartRegistry, now: datetime,
-             run_id: str | None) -> Manifest:
-    """The candidate (current L3 + this one change), or an InputError naming what is wrong."""
+             run_id: str | None, stacks: Iterable[Stack] = (),
+             decrypt: Callable[[Profile], Any] | None = None) -> Manifest:
+    """The candidate (current L3 + this one change), or an InputError naming what is wrong.
+
+    The chart must keep the chart contract for ``stacks`` (it may have been published by an
+    older stackyard), and with ``decrypt`` its ephemeral secrets must open with the keys the
+    gate has: a key it lacks fails here, once, instead of at every deploy attempt."""
     current = store.latest()
     if current is None:
         raise InputError("there is no L3 manifest yet: seed version 1 first (stackyard manifest seed)")
@@ -116,6 +123,15 @@ def validate(request: GateRequest, *, store: ManifestStore, registry: ChartRegis
             f"chart_version: {request.service} {request.chart_version} is not in the registry {registry.url}; "
             "publish it first (stackyard chart publish)"
         ) from None
+    package = registry.fetch(request.service, request.chart_version).read_bytes()
+    check_contract(request.service, contract_files(package, f"{request.service}-{request.chart_version}.tgz"), stacks)
+    if decrypt is not None:
+        profile = load_chart_bytes(package, f"{request.service} {request.chart_version}").profile(PROFILE)
+        try:
+            decrypt(profile)
+        except AccessDeniedError as exc:
+            raise InputError(f"{request.service} {request.chart_version}: the gate cannot decrypt "
+                             f"{profile.secrets_source} with the keys it has: {exc}") from None
     candidate = propose(
         current, request.service, request.chart_version, ref.digest, created=now,
         provenance=Provenance(dag_run_id=run_id, requested_by=request.requested_by, ci_url=request.ci_url),

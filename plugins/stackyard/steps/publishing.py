@@ -7,38 +7,50 @@ operators. Nothing here decrypts: a chart is checked and packaged with its secre
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import yaml
 
-from stackyard.core.charts import PROFILE_SECRETS, PROFILES_DIR, Chart, load_chart
+from stackyard.core.chart_contract import check_profiles, required_profiles
+from stackyard.core.charts import PROFILES_DIR, Chart, contract_files, load_chart
 from stackyard.core.manifest import Manifest
-from stackyard.core.secrets import is_sops_encrypted
+from stackyard.core.stack_registry import Stack, load_registry
 from stackyard.core.umbrella import UmbrellaTemplate, VendoredChart, build_umbrella, umbrella_version
 from stackyard.exceptions import InputError
 from stackyard.adapters.chart_registry import ChartRef, ChartRegistry
 from stackyard.adapters.helm import Helm
 
 
-def check_chart(chart_dir: str | Path) -> Chart:
-    """Refuse a chart whose profiles would publish something wrong, before anything is pushed."""
+def check_chart(chart_dir: str | Path, stacks: Iterable[Stack] = ()) -> Chart:
+    """Refuse a chart that breaks the chart contract (docs/chart-contract.md) before anything is
+    pushed: every problem at once, naming chart, file, profile and the stacks that need it."""
     chart_dir = Path(chart_dir)
     chart = load_chart(chart_dir)  # parses Chart.yaml, values.yaml and every profile's values
-    for profile in chart.profiles.values():
-        if profile.secrets is not None and not is_sops_encrypted(profile.secrets):
-            raise InputError(
-                f"{profile.secrets_source} is not SOPS-encrypted; refusing to publish plaintext secrets "
-                f"(encrypt it with `sops encrypt -i {PROFILES_DIR}/{profile.name}/{PROFILE_SECRETS}`)"
-            )
-    if any(p.secrets is not None for p in chart.profiles.values()) and not (chart_dir / ".sops.yaml").is_file():
-        raise InputError(f"{chart.name}: profiles carry secrets but the chart has no .sops.yaml")
+    check_contract(chart.name, contract_files(chart_dir), stacks)
     return chart
 
 
-def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm) -> ChartRef:
-    """Lint (defaults and every profile), package with ``profiles/`` inside, publish immutably."""
+def check_contract(chart: str, files: Mapping[str, bytes], stacks: Iterable[Stack]) -> None:
+    problems = check_profiles(chart, files, required_profiles(chart, stacks))
+    if problems:
+        raise InputError("the chart breaks the chart contract (docs/chart-contract.md):\n  " + "\n  ".join(problems))
+
+
+def registry_stacks(stacks_file: Path) -> list[Stack]:
+    """The valid stacks of the registry file (none if there is no file): who deploys what, with
+    which profile. Invalid entries deploy nothing, so they ask for no profile."""
+    if not stacks_file.is_file():
+        return []
+    return list(load_registry(stacks_file.read_text(), origin=str(stacks_file)).stacks.values())
+
+
+def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm,
+                  stacks: Iterable[Stack] = ()) -> ChartRef:
+    """Check the contract (profiles ``stacks`` need), lint (defaults and every profile), package
+    with ``profiles/`` inside, publish immutably."""
     chart_dir = Path(chart_dir)
-    chart = check_chart(chart_dir)
+    chart = check_chart(chart_dir, stacks)
     helm.lint(chart_dir)
     for profile in chart.profiles:
         helm.lint(chart_dir, [chart_dir / PROFILES_DIR / profile / "values.yaml"])

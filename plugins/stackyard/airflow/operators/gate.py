@@ -22,7 +22,8 @@ from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
 from stackyard.airflow.stores import manifest_store_for, registry_for
 from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY
-from stackyard.steps.publishing import load_umbrella_template
+from stackyard.airflow.hooks.sops import SopsHook
+from stackyard.steps.publishing import load_umbrella_template, registry_stacks
 from stackyard.settings import Settings
 from stackyard.airflow.operators._context import pulled, utc_now
 
@@ -42,7 +43,8 @@ def validate() -> dict[str, Any]:
         with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
             candidate = gate_steps.validate(
                 request, store=manifest_store_for(settings), registry=registry_for(settings, helm),
-                now=utc_now(), run_id=context["run_id"],
+                now=utc_now(), run_id=context["run_id"], stacks=registry_stacks(settings.stacks_file),
+                decrypt=SopsHook(settings.sops_conn_id, settings.aws_conn_id).decrypt_profile,
             )
     except InputError as exc:
         raise AirflowFailException(str(exc)) from None
