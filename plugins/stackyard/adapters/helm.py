@@ -47,7 +47,9 @@ class HelmConfig:
     kubeconfig: str | None = None
     kube_context: str | None = None
     plain_http: bool = False
-    base_env: Mapping[str, str] = field(default_factory=dict)
+    base_env: Mapping[str, str] = field(default_factory=dict, repr=False)  # the process env: secrets too
+    #: What exec credential plugins need on top (AWS identity, PATH to the aws CLI); never logged.
+    extra_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in self.base_env.items() if k in ("PATH", "HOME", "TMPDIR", "LANG", "SSL_CERT_FILE")}
@@ -60,6 +62,7 @@ class HelmConfig:
             KUBECACHEDIR=str(self.home / "kube-cache"),
         )
         env.setdefault("HOME", str(self.home))
+        env.update(self.extra_env)
         if self.kubeconfig:
             env["KUBECONFIG"] = self.kubeconfig
         return env

@@ -56,7 +56,8 @@ class _HelmOperator(BaseOperator):
     @cached_property
     def helm_hook(self) -> HelmHook:
         return HelmHook(self.kubernetes_conn_id or self.settings.kubernetes_conn_id,
-                        plain_http=self.settings.registry_plain_http)
+                        plain_http=self.settings.registry_plain_http,
+                        aws_conn_id=self.aws_conn_id or self.settings.aws_conn_id)
 
     @cached_property
     def sops_hook(self) -> SopsHook:
