@@ -10,6 +10,10 @@ Steps, each skipped while its stamp matches (so a second run takes about a secon
    hash of ``pyproject.toml``.
 4. External tools into ``.venv/bin`` by ``scripts/install_tools.py`` (pinned, checksum-verified,
    downloads cached in ``.stackyard/cache/downloads``); stamp = hash of the lock and installer.
+   The aws CLI (for EKS kubeconfigs' ``aws eks get-token``) goes into a venv of its own,
+   ``.venv/tools/awscli`` (beside the project's venv, so it never meets the project's botocore
+   pin, and shared with it), from ``scripts/awscli.requirements.txt`` (hash-pinned), with ``aws``
+   linked into ``.venv/bin``.
 5. Airflow's SQLite metadata DB in ``.stackyard/airflow``: ``airflow db migrate`` when the DB is
    missing or the Airflow pins changed.
 
@@ -118,6 +122,15 @@ def install_tools() -> None:
     run([VENV_PY, INSTALLER, "--bin-dir", VENV / "bin", "--cache-dir", CACHE])
 
 
+AWSCLI_VENV = VENV / "tools" / "awscli"
+AWSCLI_REQUIREMENTS = ROOT / "scripts" / "awscli.requirements.txt"
+
+
+def install_awscli() -> None:
+    AWSCLI_VENV.parent.mkdir(parents=True, exist_ok=True)
+    run([sys.executable, INSTALLER, "--python-tool", "awscli", "--venv-dir", AWSCLI_VENV, "--bin-dir", VENV / "bin"])
+
+
 def airflow_pins() -> str:
     lines = (ROOT / "constraints.txt").read_text().splitlines()
     return "\n".join(line for line in lines if line.lower().startswith("apache-airflow"))
@@ -145,6 +158,8 @@ def main() -> int:
                  also_ok=lambda: (VENV / "bin" / "stackyard").exists())
             step("tools", STAMPS / "tools", digest(TOOLS_LOCK, INSTALLER), install_tools,
                  also_ok=tools_present)
+            step("aws CLI", STAMPS / "awscli", digest(TOOLS_LOCK, INSTALLER, AWSCLI_REQUIREMENTS), install_awscli,
+                 also_ok=lambda: (VENV / "bin" / "aws").exists())
             airflow_home = STATE / "airflow"
             step("airflow metadata DB", airflow_home / ".stackyard-migrated", digest(airflow_pins()),
                  migrate_airflow_db, also_ok=lambda: (airflow_home / "airflow.db").is_file())

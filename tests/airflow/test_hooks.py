@@ -146,15 +146,19 @@ def test_a_kubeconfig_without_exec_plugins_gets_no_aws_identity(monkeypatch, tmp
         assert not any(key.startswith("AWS_") for key in helm.config.env())
 
 
-@pytest.fixture
-def tls_sandbox():
+def https_sandbox(**options):
     import inspect
 
     from kube_sandbox import Sandbox
 
     if "tls" not in inspect.signature(Sandbox).parameters:
-        pytest.skip("the kube sandbox serves HTTPS with a token from branch `sandbox` on (not merged yet)")
-    with Sandbox(tls=True, require_token=True, ready_delay=0.01) as sb:
+        pytest.skip("the kube sandbox serves HTTPS (and checks tokens) from branch `sandbox` on, not merged yet")
+    return Sandbox(tls=True, ready_delay=0.01, **options)
+
+
+@pytest.fixture
+def tls_sandbox():
+    with https_sandbox(require_token=True) as sb:
         yield sb
 
 
@@ -182,3 +186,36 @@ def test_in_cluster_reaches_the_cluster_with_helm_and_the_client(monkeypatch, tm
         assert release.name == "pod-view" and release.status == "deployed"
     names = [ns["metadata"]["name"] for ns in hook.cluster()._get("/api/v1/namespaces")["items"]]
     assert "pod-view" in names
+
+
+def test_helm_authenticates_through_an_aws_eks_exec_plugin(monkeypatch, tmp_path, helm_bin):
+    """An EKS-style kubeconfig (``aws eks get-token``) against the sandbox over HTTPS (client-go runs
+    exec plugins only for TLS servers): helm runs the aws CLI with the AWS connection's
+    credentials; without them the plugin, and so helm, fails."""
+    import yaml
+
+    from stackyard.exceptions import ToolError
+
+    with https_sandbox() as sb:
+        config = yaml.safe_load(Path(sb.kubeconfig_path).read_text())
+        for user in config["users"]:
+            user["user"] = {"exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+                                     "args": ["eks", "get-token", "--cluster-name", "demo"],
+                                     "interactiveMode": "Never"}}
+        path = tmp_path / "eks.yaml"
+        path.write_text(yaml.safe_dump(config))
+        set_conn(monkeypatch, "kube_eks_sb", {"conn_type": "kubernetes", "extra": {"kube_config_path": str(path)}})
+        set_conn(monkeypatch, "aws_eks_sb", {"conn_type": "aws", "login": "AKIAEXAMPLEEXAMPLE",
+                                             "password": "secret-example-key", "extra": {"region_name": "eu-central-1"}})
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the aws CLI is found next to this Python, not on PATH
+
+        with HelmHook("kube_eks_sb", binary=helm_bin, aws_conn_id="aws_eks_sb").helm() as helm:
+            helm.upgrade_install("via-eks", CHARTS / "catalog", namespace="via-eks", create_namespace=True,
+                                 timeout="60s")
+            assert [r.name for r in helm.list(namespace="via-eks")] == ["via-eks"]
+        with HelmHook("kube_eks_sb", binary=helm_bin).helm() as helm:
+            with pytest.raises(ToolError, match="Unable to locate credentials"):
+                helm.list()
