@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from stackyard.core.ephemeral import LABEL_STACK_TYPE
@@ -50,8 +52,9 @@ def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):
     assert tasks["reject"] == "success" and tasks["teardown"] == "success"
     assert local_stack.store.latest() == seeded
     rejection = local_stack.store.rejections()[0]
-    assert rejection.reason == "system tests failed: l3-catalog-test"
-    assert "l3-catalog-test" in rejection.report["test_output"]
+    # Test pods are named after the stack's own release (l3-<candidate id>).
+    assert re.fullmatch(r"system tests failed: l3-[0-9a-f]{8}-catalog-test", rejection.reason)
+    assert rejection.reason.split(": ")[1] in rejection.report["test_output"]
     assert ephemeral_namespaces(local_stack) == []
 
 

@@ -248,6 +248,9 @@ def test_production_secrets_without_the_key_fail_clearly_and_change_nothing(loca
 PRODUCTION_SECRETS = {"DATABASE_PASSWORD": "prod-db-password-for-tests", "API_TOKEN": "prod-api-token-for-tests"}
 
 
+PRODUCTION_KEY = "age1z7zdnynxqgjk0rmesrg24avs9ctgvmr0dpc8kmm9ma3gw5cwv9qqncthdq"  # include/charts/*/.sops.yaml
+
+
 @pytest.fixture
 def production_charts(local_stack, tmp_path, monkeypatch, sops_bin):
     """Copies of catalog and orders whose production secrets are encrypted to a key made here,
@@ -259,6 +262,9 @@ def production_charts(local_stack, tmp_path, monkeypatch, sops_bin):
     for service in ("catalog", "orders"):
         copy = tmp_path / "prodcharts" / service
         shutil.copytree(CHARTS / service, copy)
+        # The production key is this test's: its creation rule says so too (the chart contract).
+        rules = copy / ".sops.yaml"
+        rules.write_text(rules.read_text().replace(PRODUCTION_KEY, str(identity.to_public())))
         secrets = copy / "profiles" / "production" / "secrets.yaml"
         secrets.write_text(yaml.safe_dump({"secrets": PRODUCTION_SECRETS}))
         subprocess.run([sops_bin, "--encrypt", "--in-place", "--age", str(identity.to_public()), str(secrets)],
