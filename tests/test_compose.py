@@ -172,8 +172,11 @@ def test_dockerfile_installs_tools_with_the_same_installer_and_lock():
     lines = dockerfile_instructions()
     copies = [line for line in lines if line.startswith("COPY") and "install_tools.py" in line]
     assert copies and all("scripts/tools.lock.json" in line for line in copies)
-    runs = [line for line in lines if line.startswith("RUN") and "install_tools.py" in line]
+    runs = [line for line in lines if line.startswith("RUN") and "install_tools.py" in line
+            and "--python-tool" not in line]
     assert len(runs) == 2, "fetch+install in the tools stage, --verify in the final image"
+    [aws] = [line for line in lines if line.startswith("RUN") and "--python-tool awscli" in line]
+    assert "--bin-dir /opt/stackyard/bin" in aws  # on the image's PATH, like the binaries
     assert "--verify" in runs[1]
     tool_sets = [set(re.search(r"--tools (\S+)", run).group(1).split(",")) for run in runs]
     init = " ".join(SERVICES["airflow-init"]["command"])
