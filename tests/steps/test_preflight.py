@@ -17,7 +17,7 @@ from stackyard.core.cluster_objects import (
 from stackyard.exceptions import InputError
 from stackyard.steps import preflight
 
-from tests.support.certpilot import CERTS, ISSUERS, certpilot_source, cluster_values
+from tests.support.certpilot import CERTS, ISSUERS, certpilot_source
 
 
 
@@ -40,7 +40,7 @@ def env(sandbox, tmp_path, helm_bin):
 
 
 def package(helm: Helm, cluster: Cluster, tmp: Path, version: str = "1.0.0", **values) -> Path:
-    return helm.package(certpilot_source(tmp / f"certpilot-{version}", cluster.api, version, **values), tmp / "pkg")
+    return helm.package(certpilot_source(tmp / f"certpilot-{version}", version, **values), tmp / "pkg")
 
 
 def deploy(helm, cluster, pkg, namespace, *, may_upgrade=True):
@@ -60,8 +60,7 @@ def test_two_stacks_share_the_cluster_and_removing_one_leaves_the_other(env):
 
     assert first["crds"] == {ISSUERS: "install", CERTS: "install"}
     assert second["crds"] == {ISSUERS: "keep", CERTS: "keep"}
-    sep = cluster_values(cluster.api)["rbac"]["nameSeparator"]
-    assert f"ClusterRole iso-a-certpilot{sep}controller" in first["cluster_scoped"]
+    assert f"ClusterRole iso-a-certpilot:controller" in first["cluster_scoped"]
     for name in (ISSUERS, CERTS):
         crd = cluster.get_crd(name)
         assert crd["metadata"]["labels"][LABEL_CRD_MANAGED] == "true"
@@ -76,9 +75,9 @@ def test_two_stacks_share_the_cluster_and_removing_one_leaves_the_other(env):
     helm.uninstall("iso-a", namespace="iso-a")
 
     role = lambda name: cluster._get(f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{name}")  # noqa: E731
-    assert role(f"iso-b-certpilot{sep}controller")["metadata"]["name"] == f"iso-b-certpilot{sep}controller"
+    assert role(f"iso-b-certpilot:controller")["metadata"]["name"] == f"iso-b-certpilot:controller"
     with pytest.raises(LookupError):
-        role(f"iso-a-certpilot{sep}controller")
+        role(f"iso-a-certpilot:controller")
     assert cluster.get_crd(ISSUERS) and cluster.get_crd(CERTS)  # CRDs outlive every stack
 
 
@@ -86,6 +85,8 @@ def test_an_object_owned_by_another_stack_is_refused_naming_both(env):
     helm, cluster, tmp = env
     pkg = package(helm, cluster, tmp)
     # Release "col-x" deployed into namespace "col-other" (say by hand) owns col-x's ClusterRole.
+    preflight.prepare(helm, cluster, pkg, release="col-x", namespace="col-other", values_files=[],
+                      may_upgrade_crds=True, log=lambda _: None)
     helm.upgrade_install("col-x", pkg, namespace="col-other", create_namespace=True, timeout="60s",
                          without_crds=True)
 
@@ -93,7 +94,7 @@ def test_an_object_owned_by_another_stack_is_refused_naming_both(env):
         deploy(helm, cluster, pkg, "col-x")
 
     message = str(refused.value)
-    assert f"ClusterRole col-x-certpilot{cluster_values(cluster.api)['rbac']['nameSeparator']}controller" in message
+    assert f"ClusterRole col-x-certpilot:controller" in message
     assert "owned by release col-x of stack col-other" in message
     assert "release col-x of stack col-x" in message
     assert helm.list(namespace="col-x") == []  # nothing was installed
