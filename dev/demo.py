@@ -27,8 +27,11 @@ from stackyard.core.ephemeral import LABEL_STACK_TYPE, StackType
 from stackyard.settings import Settings
 from stackyard.adapters.manifest_store import open_manifest_store
 
-#: The annotation the kube sandbox reads to make a pod fail (see kube_sandbox/README.md).
-SANDBOX_FAIL_ANNOTATION = {"sandbox.stackyard.io/outcome": "fail"}
+#: What the failing variant's test expects from its service: a text no version serves, so the test
+#: fails for a real reason on a cluster; on the sandbox the rule of SANDBOX_RULES says the same.
+NOT_SERVED = "a response no version serves"
+#: The kube sandbox's outcome rules for local mode, the demo and the tests (kube_sandbox/README.md).
+SANDBOX_RULES = Path(__file__).resolve().with_name("sandbox-rules.yaml")
 
 
 def chart_variant(source: Path, dest: Path, *, version: str, failing_test: bool = False) -> Path:
@@ -40,11 +43,10 @@ def chart_variant(source: Path, dest: Path, *, version: str, failing_test: bool 
     chart_yaml = yaml.safe_load((dest / "Chart.yaml").read_text())
     chart_yaml["version"] = chart_yaml["appVersion"] = version
     (dest / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml, sort_keys=False))
-    values = yaml.safe_load((dest / "values.yaml").read_text())
-    values["image"]["tag"] = version
-    if failing_test:
-        values["tests"] = {"enabled": True, "podAnnotations": SANDBOX_FAIL_ANNOTATION}
-    (dest / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    if failing_test:  # the service answers "<chart> <version>"; the test expects something else
+        values = yaml.safe_load((dest / "values.yaml").read_text())
+        values["tests"] = {**values.get("tests", {}), "enabled": True, "expect": NOT_SERVED}
+        (dest / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     return dest
 
 
@@ -82,7 +84,7 @@ def run_demo(settings: Settings) -> int:
     store = open_manifest_store(demo.manifest_store_url)
     logging.getLogger("kube_sandbox").setLevel(logging.WARNING)
 
-    with Sandbox(ready_delay=0.2, kubeconfig=demo_home / "kubeconfig") as sandbox:
+    with Sandbox(ready_delay=0.2, kubeconfig=demo_home / "kubeconfig", rules=str(SANDBOX_RULES)) as sandbox:
         env = {
             **os.environ,
             "STACKYARD_REGISTRY": demo.registry_url,

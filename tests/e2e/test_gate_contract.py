@@ -13,7 +13,7 @@ from tests.conftest import CHARTS, require_tool
 from tests.e2e.conftest import run_dag
 from tests.e2e.test_l3_gate import ephemeral_namespaces
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 
 def publish_unchecked(local_stack, source):

@@ -61,8 +61,8 @@ def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):
 def test_a_failing_system_test_suite_rejects(local_stack, dagbag, tmp_path, monkeypatch):
     config = tmp_path / "gate.yaml"
     config.write_text(
-        "system_tests:\n  image: example/suite:1\n  cmds: [pytest]\n"
-        "  annotations: {sandbox.stackyard.io/outcome: fail}\n"  # the sandbox fails such pods
+        # fails for real on a cluster; the sandbox decides `sh -c 'exit 1'` by its text
+        "system_tests:\n  image: docker.io/library/busybox:1.36\n  cmds: [sh, -c, 'echo 2 suites failed; exit 1']\n"
     )
     monkeypatch.setenv("STACKYARD_GATE_CONFIG", str(config))
     seeded = local_stack.seed()

@@ -28,7 +28,7 @@ from stackyard.adapters.record_store import open_record_store
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, ROOT
 
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # no fault injection: runs on a real cluster too
 
 FACTORY = ROOT / "dags" / "rollout_stacks.py"
 
