@@ -21,7 +21,7 @@ import yaml
 
 from dev.demo import chart_variant
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
-from stackyard.core.rollout import format_time, rollouts_stream
+from stackyard.core.rollout import canary_release, format_time, release_service, rollouts_stream, service_release
 from stackyard.steps.publishing import publish_chart
 from stackyard.adapters.record_store import open_record_store
 
@@ -64,10 +64,15 @@ class Rollouts:
         return self.ls.store.promote(candidate)
 
     def releases(self, namespace: str) -> dict[str, str]:
-        return {r.name: r.chart_version for r in self.ls.helm.list(namespace=namespace)}
+        """service (or ``<service>-canary``) → chart version; each release is named ``<namespace>-<service>``."""
+        found = {}
+        for r in self.ls.helm.list(namespace=namespace):
+            assert r.name in (service_release(namespace, r.chart_name), canary_release(service_release(namespace, r.chart_name)))
+            found[release_service(namespace, r.name, r.chart_name)] = r.chart_version
+        return found
 
-    def history(self, release: str, namespace: str) -> list[dict]:
-        return self.ls.helm.history(release, namespace=namespace)
+    def history(self, service: str, namespace: str) -> list[dict]:
+        return self.ls.helm.history(service_release(namespace, service), namespace=namespace)
 
     def rollouts(self, stack: str) -> list[dict]:
         """Oldest first."""
