@@ -24,7 +24,7 @@ from airflow.sdk import Param, dag
 from stackyard.airflow.assets import L3_MANIFEST
 from stackyard.core.manifest import SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
-from stackyard.steps.gate import SystemTestSuite
+from stackyard.steps.gate import system_test_suite
 from stackyard.airflow.operators import gate
 from stackyard.airflow.operators.helm import HelmTestOperator, HelmUpgradeOperator
 from stackyard.settings import Settings
@@ -33,7 +33,7 @@ CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
 RELEASE = "{{ ti.xcom_pull(task_ids='create_stack')['release'] }}"
 MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
-SUITE = SystemTestSuite.from_config(Settings.from_env().gate_config)  # include/gate.yaml: optional
+SUITE = system_test_suite(Settings.from_env().gate_config)  # include/gate.yaml: optional
 
 
 @dag(

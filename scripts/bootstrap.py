@@ -14,8 +14,9 @@ Steps, each skipped while its stamp matches (so a second run takes about a secon
    ``.venv/tools/awscli`` (beside the project's venv, so it never meets the project's botocore
    pin, and shared with it), from ``scripts/awscli.requirements.txt`` (hash-pinned), with ``aws``
    linked into ``.venv/bin``.
-5. Airflow's SQLite metadata DB in ``.stackyard/airflow``: ``airflow db migrate`` when the DB is
-   missing or the Airflow pins changed.
+5. Airflow's SQLite metadata DB in ``.stackyard/airflow`` (``make up``'s): ``airflow db migrate``
+   when the DB is missing or the Airflow pins changed. ``make demo`` and the tests copy theirs
+   from a template DB migrated on first use (``local_env.fresh_airflow_home``).
 
 Stamps of steps 2-4 live inside ``.venv`` so deleting the venv redoes them.
 """
@@ -131,15 +132,11 @@ def install_awscli() -> None:
     run([sys.executable, INSTALLER, "--python-tool", "awscli", "--venv-dir", AWSCLI_VENV, "--bin-dir", VENV / "bin"])
 
 
-def airflow_pins() -> str:
-    lines = (ROOT / "constraints.txt").read_text().splitlines()
-    return "\n".join(line for line in lines if line.lower().startswith("apache-airflow"))
-
-
 def migrate_airflow_db() -> None:
-    env = local_env.apply(dict(os.environ), ROOT)
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    run([VENV / "bin" / "airflow", "db", "migrate"], env=env)
+    try:
+        local_env.migrate(ROOT, Path(local_env.local_env(ROOT)["AIRFLOW_HOME"]))
+    except RuntimeError as exc:
+        raise SetupError(str(exc)) from None
 
 
 def main() -> int:
@@ -161,7 +158,7 @@ def main() -> int:
             step("aws CLI", STAMPS / "awscli", digest(TOOLS_LOCK, INSTALLER, AWSCLI_REQUIREMENTS), install_awscli,
                  also_ok=lambda: (VENV / "bin" / "aws").exists())
             airflow_home = STATE / "airflow"
-            step("airflow metadata DB", airflow_home / ".stackyard-migrated", digest(airflow_pins()),
+            step("airflow metadata DB", airflow_home / ".stackyard-migrated", digest(local_env.airflow_pins(ROOT)),
                  migrate_airflow_db, also_ok=lambda: (airflow_home / "airflow.db").is_file())
         except SetupError as exc:
             print(f"setup: ERROR: {exc}", file=sys.stderr)

@@ -28,12 +28,13 @@ def chart_versions(package: bytes, origin: str) -> dict[str, str]:
 
 def prepare(
     helm: Helm, cluster: Cluster, package: Path, *, release: str, namespace: str,
-    values_files: Sequence[str | Path], may_upgrade_crds: bool, log: Callable[[str], Any] = print,
+    values: Mapping[str, Any] | None = None, values_files: Sequence[str | Path] = (), may_upgrade_crds: bool,
+    log: Callable[[str], Any] = print,
 ) -> dict[str, Any]:
     """Render ``package`` as it will be deployed, refuse collisions and CRD changes the policy
     forbids, then install or upgrade its CRDs. Returns what was found and done."""
     rendered = parse_render(helm.template(release, package, namespace=namespace, values_files=values_files,
-                                          include_crds=True))
+                                          values=values, include_crds=True))
     crds, objects = split_crds(rendered)
     scoped = cluster_scoped(objects, cluster.scope, crds)
     problems = collisions(scoped, cluster.get_cluster_object, release=release, namespace=namespace)

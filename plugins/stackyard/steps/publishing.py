@@ -17,7 +17,7 @@ from stackyard.core.charts import PROFILES_DIR, Chart, contract_files, load_char
 from stackyard.core.manifest import Manifest
 from stackyard.core.stack_registry import Stack, load_registry
 from stackyard.core.umbrella import UmbrellaTemplate, VendoredChart, build_umbrella, umbrella_version
-from stackyard.exceptions import InputError
+from stackyard.exceptions import InputError, ToolError
 from stackyard.adapters.chart_registry import ChartRef, ChartRegistry
 from stackyard.adapters.helm import Helm
 
@@ -45,15 +45,30 @@ def registry_stacks(stacks_file: Path) -> list[Stack]:
     return list(load_registry(stacks_file.read_text(), origin=str(stacks_file)).stacks.values())
 
 
-def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm,
-                  stacks: Iterable[Stack] = ()) -> ChartRef:
-    """Check the contract (profiles ``stacks`` need), lint (defaults and every profile), package
-    with ``profiles/`` inside, publish immutably."""
+def verify_chart(chart_dir: str | Path, *, helm: Helm, stacks: Iterable[Stack] = ()) -> Chart:
+    """Every check publish makes, nothing pushed: :func:`check_chart` (the contract, with the
+    profiles ``stacks`` need), then helm lint of the defaults and of every profile
+    (``stackyard chart check`` runs exactly this)."""
     chart_dir = Path(chart_dir)
     chart = check_chart(chart_dir, stacks)
-    helm.lint(chart_dir)
-    for profile in chart.profiles:
-        helm.lint(chart_dir, [chart_dir / PROFILES_DIR / profile / "values.yaml"])
+    for profile in (None, *chart.profiles):
+        values = [chart_dir / PROFILES_DIR / profile / "values.yaml"] if profile else []
+        try:
+            helm.lint(chart_dir, values)
+        except ToolError as exc:
+            if exc.exit_code != 1:  # helm lint's "the chart has errors"; anything else is helm failing
+                raise
+            where = f"profile {profile}" if profile else "its defaults"
+            raise InputError(f"{chart.name}: helm lint fails with {where}:\n{exc.output_tail}") from None
+    return chart
+
+
+def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm,
+                  stacks: Iterable[Stack] = ()) -> ChartRef:
+    """:func:`verify_chart` (with the profiles ``stacks`` need), then package with ``profiles/``
+    inside and publish immutably."""
+    chart_dir = Path(chart_dir)
+    verify_chart(chart_dir, helm=helm, stacks=stacks)
     with tempfile.TemporaryDirectory(prefix="stackyard-package-") as tmp:
         package = helm.package(chart_dir, tmp)
         return registry.publish(package)

@@ -15,7 +15,8 @@ from stackyard.airflow import notify
 from stackyard.core.cluster_objects import stack_release
 from stackyard.core.manifest import Manifest
 from stackyard.core.ephemeral import (
-    ANNOTATION_LAST_ACTIVITY, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name, timestamp,
+    ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name,
+    timestamp,
 )
 from stackyard.exceptions import ConflictError, InputError
 from stackyard.airflow.hooks.helm import HelmHook
@@ -25,7 +26,7 @@ from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.steps.publishing import load_umbrella_template, registry_stacks
 from stackyard.settings import Settings
-from stackyard.airflow.operators._context import pulled, utc_now
+from stackyard.airflow.operators._context import pulled, record_event, utc_now
 
 PROFILE = gate_steps.PROFILE
 KEEP_ON_FAILURE_TTL = "1d"
@@ -74,6 +75,9 @@ def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
         owner=manifest.provenance.requested_by or "l3-gate", purpose=Purpose.L3_GATE,
         manifest_version=manifest.version, created=utc_now(), created_by=f"l3_gate/{context['run_id']}",
     )
+    # The record proves stackyard made the namespace (the reaper deletes a kept stack only then).
+    record_event(name, "created", owner=metadata.annotations.get(ANNOTATION_OWNER), purpose=Purpose.L3_GATE.value,
+                 manifest_version=manifest.version)
     created = StackHook(Settings.from_env().kubernetes_conn_id).create(name, metadata)
     print(f"{'created' if created else 'reusing'} ephemeral stack {name}")
     return {"namespace": name, "release": stack_release(name)}

@@ -30,7 +30,7 @@ from stackyard.airflow.hooks.namespaces import StackHook
 from stackyard.airflow.stores import manifest_store_for, record_store_for, registry_for
 from stackyard.steps.publishing import load_umbrella_template
 from stackyard.settings import Settings
-from stackyard.airflow.operators._context import pulled, utc_now
+from stackyard.airflow.operators._context import is_admin, pulled, record_event, triggering_user, utc_now
 
 log = logging.getLogger(__name__)
 PLAN = "{{ ti.xcom_pull(task_ids='validate') }}"
@@ -42,12 +42,9 @@ def _stack_hook() -> StackHook:
     return StackHook(Settings.from_env().kubernetes_conn_id)
 
 
-def record_event(stack: str, event: str, **details: Any) -> None:
-    """One lifecycle record in ``stacks/<stack>/events``: what happened, by which run, for whom."""
-    context = get_current_context()
-    data = {"event": event, "stack": stack, "run_id": context["run_id"], "dag_id": context["dag"].dag_id,
-            "at": rules.timestamp(utc_now()), **details}
-    record_store_for(Settings.from_env()).append(f"stacks/{stack}/events", data)
+def stack_events(name: str) -> list[dict[str, Any]]:
+    """The stack's record stream, newest first (what proves stackyard created it)."""
+    return [r.data for r in record_store_for(Settings.from_env()).list(f"stacks/{name}/events")]
 
 
 def _refuse(exc: Exception) -> AirflowFailException:
@@ -65,11 +62,22 @@ def _created_by() -> str:
 
 @task(retries=0)
 def validate() -> dict[str, Any]:
-    """Check every parameter, the name's availability, the manifest and each override."""
-    params = get_current_context()["params"]
+    """Check every parameter, the name's availability, the manifest and each override.
+
+    The owner is the signed-in user who triggered the run; the form's owner only when no user is
+    known (``airflow dags test``). The name may not be a registry stack's, a system or gate
+    namespace, or any namespace that exists and this run did not create."""
+    context = get_current_context()
+    params = dict(context["params"])
     settings = Settings.from_env()
+    user = triggering_user(context)
+    if user is not None:
+        if params.get("owner") and params["owner"] != user:
+            print(f"owner: the stack belongs to {user}, who triggered this run (the form said {params['owner']!r})")
+        params["owner"] = user
     try:
         request = stack_steps.StackRequest.from_params(params)
+        rules.refuse_reserved_name(request.name, stack_steps.registry_reserved(settings.stacks_file))
         existing = _stack_hook().get(request.name)
         if existing is not None and existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
             owner = existing.annotations.get(rules.ANNOTATION_OWNER) or "unknown owner"
@@ -111,6 +119,10 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
         created=utc_now(), ttl=stack.ttl, created_by=_created_by(),
     )
     hook = _stack_hook()
+    # Recorded before the namespace exists: the record is the proof (for the reaper and
+    # stack_destroy) that stackyard made it; an unwritable store stops here, with nothing made.
+    record_event(stack.name, "created", owner=stack.owner, manifest_version=stack.manifest.version,
+                 overrides=dict(stack.overrides), profile=stack.profile, ttl=rules.format_ttl(stack.ttl))
     try:
         created = hook.create(stack.name, metadata)
     except ConflictError as exc:
@@ -119,9 +131,6 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
         existing = hook.get(stack.name)
         if existing is None or existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
             raise _refuse(InputError(f"name: stack {stack.name!r} was just created by another run"))
-    else:
-        record_event(stack.name, "created", owner=stack.owner, manifest_version=stack.manifest.version,
-                     overrides=dict(stack.overrides), profile=stack.profile, ttl=rules.format_ttl(stack.ttl))
     print(f"{'created' if created else 'reusing (retry of this run)'} namespace {stack.name}")
     return {"namespace": stack.name, "release": stack_release(stack.name)}
 
@@ -181,17 +190,30 @@ def _remove(name: str) -> list[str]:
 
 @task(retries=0)
 def check_ephemeral(action: str) -> dict[str, Any]:
-    """The named stack, if it is a stackyard ephemeral stack; otherwise fail, changing nothing."""
-    params = get_current_context()["params"]
+    """The named stack, if stackyard provably created it and the triggering user owns it (or is an
+    admin); otherwise fail, changing nothing. Never a system or registry namespace."""
+    context = get_current_context()
+    params = context["params"]
+    settings = Settings.from_env()
+    user = triggering_user(context)
     try:
         name = rules.validate_stack_name(params.get("name"))
         ttl_days = params.get("ttl_days")
         ttl = None if ttl_days is None else rules.ttl_from_days(ttl_days)
+        reason = rules.never_deleted_reason(name, stack_steps.registry_reserved(settings.stacks_file))
+        if reason:
+            raise InputError(f"name: {reason}; {action} only applies to stacks stackyard created. Nothing was changed.")
         stack = rules.require_ephemeral(_stack_hook().get(name), name, action)
+        record, why = rules.creation_record(stack, stack_events(name))
+        if record is None:
+            raise InputError(f"name: {name!r} is labelled as a stackyard stack but {why}; {action} only applies to "
+                             "stacks stackyard created. Nothing was changed.")
+        rules.may_act_on(record, user=user, admin=is_admin(user), action=action, name=name)
     except InputError as exc:
         raise _refuse(exc) from None
+    print(f"stack {name}: {why}, owner {record.owner}; {action} by {user or 'a shell user (no signed-in user)'}")
     return {
-        "namespace": stack.name, "owner": stack.annotations.get(rules.ANNOTATION_OWNER),
+        "namespace": stack.name, "owner": record.owner,
         "purpose": stack.labels.get(rules.LABEL_PURPOSE), "ttl_days": ttl.days if ttl else None,
     }
 
@@ -226,7 +248,10 @@ def plan_reaping() -> dict[str, Any]:
     context = get_current_context()
     params, ti = context["params"], context["ti"]
     namespaces = _stack_hook().list(rules.EPHEMERAL_SELECTOR)
-    verdicts = rules.plan(namespaces, utc_now())
+    now = utc_now()
+    registry = stack_steps.registry_reserved(Settings.from_env().stacks_file)
+    due = [ns for ns in namespaces if rules.decide(ns, now).action is rules.Action.DELETE]
+    verdicts = rules.plan(namespaces, now, registry=registry, proofs={ns.name: _proof(ns) for ns in due})
     for verdict in verdicts:
         for warning in verdict.warnings:
             log.warning("%s: %s", verdict.name, warning)
@@ -238,6 +263,13 @@ def plan_reaping() -> dict[str, Any]:
         ti.xcom_push(key="error", value=str(exc))
         raise AirflowFailException(str(exc)) from None
     return {"delete": [[v.name, v.resource_version, v.reason] for v in deletions], "dry_run": bool(params["dry_run"])}
+
+
+def _proof(ns: rules.NamespaceSummary) -> tuple[rules.CreationRecord | None, str]:
+    try:
+        return rules.creation_record(ns, stack_events(ns.name))
+    except Exception as exc:  # an unreadable store proves nothing: the stack is kept this run
+        return None, f"its records could not be read ({type(exc).__name__}: {exc})"
 
 
 @task(retries=0)  # per-stack failures are reported, not raised: report fails the run

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
+from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
 
 from stackyard.adapters import metrics
@@ -33,7 +33,7 @@ from stackyard.airflow.stores import manifest_store_for, record_store_for
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.settings import Settings
 from stackyard.adapters.helm import DEFAULT_TIMEOUT
-from stackyard.airflow.operators._context import utc_now
+from stackyard.core.times import utc_now
 
 OUTCOME_XCOM_KEY = "outcome"
 NOT_ATTEMPTED = "not_attempted"
@@ -63,36 +63,7 @@ def check_triggerer(stack: Stack, context: Any) -> None:
         )
 
 
-class RolloutPlanOperator(BaseOperator):
-    """What this run will change, in order; [] when up to date, outside the window or frozen.
-
-    A plain operator rather than ``@task``: the factory builds one per stack at every parse, and
-    the decorator's signature inspection is a third of a 200-stack parse (bench/dag_parse).
-    """
-
-    template_fields: Sequence[str] = ("stack_name",)
-
-    def __init__(self, *, stack_name: str, **kwargs: Any) -> None:
-        super().__init__(**{"task_id": "plan", "retries": 0, **kwargs})
-        self.stack_name = stack_name
-
-    def execute(self, context: Any) -> list[dict[str, Any]]:
-        return plan(self.stack_name, **context)
-
-
-class RolloutSummaryOperator(BaseOperator):
-    """The run in one line; fails the run naming the service if one did not succeed."""
-
-    template_fields: Sequence[str] = ("stack_name",)
-
-    def __init__(self, *, stack_name: str, **kwargs: Any) -> None:
-        super().__init__(**{"task_id": "summary", "retries": 0, "trigger_rule": "all_done", **kwargs})
-        self.stack_name = stack_name
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        return summary(self.stack_name, **context)
-
-
+@task(task_id="plan", retries=0)
 def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
     """What this run will change, in order; [] when up to date, outside the window or frozen."""
     try:
@@ -317,6 +288,7 @@ def _first_line(exc: BaseException) -> str:
     return errors[-1] if errors else (lines[0] if lines else type(exc).__name__)
 
 
+@task(task_id="summary", retries=0, trigger_rule="all_done")
 def summary(stack_name: str, **context: Any) -> dict[str, Any]:
     """The run in one line; fails the run naming the service if one did not succeed."""
     ti = context["ti"]
