@@ -396,3 +396,21 @@ def test_the_example_charts_kinds_are_all_allowed_to_the_deployer(helm_bin, tmp_
             resource = doc["kind"].lower() + ("es" if doc["kind"].endswith("s") else "s")
             assert any(group in r["apiGroups"] and resource in r["resources"] and "create" in r["verbs"]
                        for r in rules), f"{chart.name}: {doc['kind']} ({group or 'core'}) not allowed"
+
+
+def test_the_deployer_may_do_what_stack_isolation_and_crds_need_and_never_delete_a_crd():
+    """docs/chart-contract.md: cluster-scoped objects read before each deploy, CRDs applied by
+    stackyard and never deleted, charts' cluster RBAC written by helm, release leases."""
+    [deployer] = [d for d in RBAC if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "stackyard-deployer"]
+
+    def verbs(group: str, resource: str) -> set[str]:
+        return {v for rule in deployer["rules"] if group in rule["apiGroups"]
+                and (resource in rule["resources"] or "*" in rule["resources"]) for v in rule["verbs"]}
+
+    assert {"get", "create", "patch"} <= verbs("apiextensions.k8s.io", "customresourcedefinitions")
+    assert "delete" not in verbs("apiextensions.k8s.io", "customresourcedefinitions")
+    for group, resource in [("rbac.authorization.k8s.io", "clusterroles"), ("rbac.authorization.k8s.io", "clusterrolebindings"),
+                            ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+                            ("scheduling.k8s.io", "priorityclasses"), ("coordination.k8s.io", "leases")]:
+        assert {"get", "create", "delete"} <= verbs(group, resource), (group, resource)
+    assert {"escalate", "bind"} <= verbs("rbac.authorization.k8s.io", "clusterroles")
