@@ -135,7 +135,7 @@ def test_qa_stack_catches_up_from_l3_v1_to_v3_one_service_at_a_time(local_stack,
     assert catalog["manifest_version"] == v3.version and catalog["values_digest"].startswith("sha256:")
     assert catalog["run_id"] == orders["run_id"] and catalog["profile"] == "qa1"
     # The values really came from the qa1 profile: orders' qa1 profile runs 2 replicas.
-    assert apps_v1(local_stack).read_namespaced_deployment("orders", stack).spec.replicas == 2
+    assert apps_v1(local_stack).read_namespaced_deployment(service_release(stack, "orders"), stack).spec.replicas == 2
 
     # Nothing left to do: the run succeeds as up to date and records nothing.
     state, tasks, upgrades = run(bag, dag_id)
@@ -332,7 +332,7 @@ def test_production_canary_promotes_then_aborts_leaving_stable_untouched(local_s
     assert promoted["canary"]["state"] == "promoted" and promoted["canary"]["weight"] == 5
     assert "status 200" in promoted["canary"]["check_detail"]
     # The production secrets were decrypted with the key made for this test and reached the release.
-    secret = local_stack.core_v1().read_namespaced_secret("orders", prod)
+    secret = local_stack.core_v1().read_namespaced_secret(service_release(prod, "orders"), prod)
     import base64
     assert base64.b64decode(secret.data["DATABASE_PASSWORD"]).decode() == PRODUCTION_SECRETS["DATABASE_PASSWORD"]
     assert PRODUCTION_SECRETS["DATABASE_PASSWORD"] not in json.dumps(rollouts.rollouts(prod))

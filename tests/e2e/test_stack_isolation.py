@@ -16,7 +16,7 @@ from stackyard.core.cluster_objects import ANNOTATION_CRD_CHART_VERSION, LABEL_C
 from stackyard.core.manifest import Manifest, Provenance, ServicePin
 from stackyard.steps.publishing import publish_chart
 
-from tests.e2e.test_stacks import remove, run
+from tests.e2e.test_stacks import made_by_stackyard, remove, run
 from tests.support.certpilot import CERTS, ISSUERS, certpilot_source
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
@@ -71,13 +71,10 @@ def test_two_personal_stacks_with_crds_and_cluster_rbac_coexist(local_stack, dag
 
 
 def test_a_stack_with_the_old_release_name_is_touched_and_destroyed(local_stack, dagbag, l3_with_certpilot):
-    from kubernetes.client import V1Namespace, V1ObjectMeta
-
     name = "legacy-carol"
     metadata = S.ephemeral_stack_metadata(owner="carol", purpose=S.Purpose.PERSONAL, manifest_version=1,
                                           created=datetime.now(timezone.utc))
-    local_stack.core_v1().create_namespace(
-        V1Namespace(metadata=V1ObjectMeta(name=name, labels=metadata.labels, annotations=metadata.annotations)))
+    made_by_stackyard(local_stack, name, metadata.labels, metadata.annotations)
     package = local_stack.registry.fetch("catalog", l3_with_certpilot.services["catalog"].chart_version)
     local_stack.helm.upgrade_install("stack", package, namespace=name, timeout="60s")  # as stack_create did before
     try:
