@@ -6,10 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from stackyard.core.times import format_utc
 from stackyard.core.rollout import (
     CHECK_TYPES, CanaryState, Deployed, PlanStep, RolloutStatus, Target, advance, canary_release, canary_values,
-    release_service, service_release,
-    deployed_services, failed_before, format_time, make_plan, qualified_targets, rollout_record, running_versions,
+    deployed_services, failed_before, make_plan, qualified_targets, release_service, rollout_record,
+    running_versions, service_release,
     window_decision,
 )
 from stackyard.core.stack_registry import HealthySource, parse_stack
@@ -148,7 +149,7 @@ STAGE_24H = HealthySource("stage", 24)
 
 
 def record(service: str, version: str, finished: datetime, status: str = "succeeded", manifest: int = 1) -> dict:
-    return {"service": service, "to_version": version, "status": status, "finished": format_time(finished),
+    return {"service": service, "to_version": version, "status": status, "finished": format_utc(finished),
             "manifest_version": manifest}
 
 

@@ -21,7 +21,8 @@ import yaml
 
 from dev.demo import chart_variant
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
-from stackyard.core.rollout import canary_release, format_time, release_service, rollouts_stream, service_release
+from stackyard.core.rollout import canary_release, release_service, rollouts_stream, service_release
+from stackyard.core.times import format_utc
 from stackyard.steps.publishing import publish_chart
 from stackyard.adapters.record_store import open_record_store
 
@@ -237,7 +238,7 @@ def test_production_secrets_without_the_key_fail_clearly_and_change_nothing(loca
     # Stage's history, as its rollout DAG records it: orders 1.0.0 deployed there a day ago.
     rollouts.records.append(rollouts_stream(stage), {
         "service": "orders", "from_version": None, "to_version": "1.0.0", "status": "succeeded",
-        "finished": format_time(datetime.now(timezone.utc) - timedelta(days=1)), "manifest_version": seeded.version})
+        "finished": format_utc(datetime.now(timezone.utc) - timedelta(days=1)), "manifest_version": seeded.version})
 
     state, tasks, upgrades = run(bag, f"rollout_{prod}")
 

@@ -27,9 +27,6 @@ from stackyard.core.versions import compare_semver, is_semver
 from stackyard.exceptions import InputError
 
 MAX_RELEASE_NAME = 53  # helm's limit
-#: Release names of stacks deployed before stacks had their own: read (teardown, destroy, the
-#: Stacks view), never written.
-LEGACY_STACK_RELEASES = ("l3", "stack")
 
 ANNOTATION_RELEASE_NAME = "meta.helm.sh/release-name"
 ANNOTATION_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +30,7 @@ from stackyard.core.ephemeral import (
     ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_OWNER, LABEL_MANAGED_BY, LABEL_OWNER, LABEL_STACK_TYPE,
     MANAGED_BY, StackMetadata, label_value, timestamp,
 )
+from stackyard.core.times import format_utc, parse_utc
 from stackyard.core.versions import compare_semver
 from stackyard.exceptions import InputError
 
@@ -286,7 +287,7 @@ def qualified_targets(records: Iterable[Mapping[str, Any]], source: HealthySourc
 def _running_intervals(records: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, list[Qualified]]:
     # Sorted by time only: two records may finish in the same second (records are not comparable).
     succeeded = sorted(
-        ((parse_time(r["finished"]), r) for r in records if r.get("status") == RolloutStatus.SUCCEEDED.value),
+        ((parse_utc(r["finished"]), r) for r in records if r.get("status") == RolloutStatus.SUCCEEDED.value),
         key=lambda pair: pair[0],
     )
     runs: dict[str, list[Qualified]] = {}
@@ -311,18 +312,9 @@ def running_versions(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
         if record.get("status") != RolloutStatus.SUCCEEDED.value:
             continue
         seen = latest.get(record["service"])
-        if seen is None or parse_time(record["finished"]) > parse_time(seen["finished"]):
+        if seen is None or parse_utc(record["finished"]) > parse_utc(seen["finished"]):
             latest[record["service"]] = dict(record)
     return dict(sorted(latest.items()))
-
-
-def parse_time(text: str) -> datetime:
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 # --- canaries ----------------------------------------------------------------------------------------
@@ -397,7 +389,7 @@ def rollout_record(*, stack: Stack, step: PlanStep, status: RolloutStatus, run_i
         "stack": stack.name, "type": stack.kind.value, "dag_id": stack.dag_id, "namespace": stack.namespace, "profile": stack.profile,
         "service": step.service, "from_version": step.from_version, "to_version": step.to_version,
         "action": step.action, "manifest_version": step.manifest_version, "run_id": run_id,
-        "status": status.value, "started": format_time(started), "finished": format_time(finished),
+        "status": status.value, "started": format_utc(started), "finished": format_utc(finished),
         "values_digest": values_digest, "revision": revision, "reason": reason,
         "canary": dict(canary) if canary else None, "triggered_by": triggered_by,
     }

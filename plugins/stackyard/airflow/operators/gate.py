@@ -85,7 +85,7 @@ def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
 
 @task
 def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Compare-and-swap onto L3; if L3 moved meanwhile, hand over to ``needs_retest``."""
+    """Compare-and-swap onto L3; if L3 moved meanwhile, skip, which starts ``requeue``."""
     manifest = Manifest.from_dict(candidate)
     try:
         promoted = manifest_store_for(Settings.from_env()).promote(manifest)
@@ -97,26 +97,12 @@ def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
     return {"version": promoted.version}
 
 
-@task.short_circuit(trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False)
-def needs_retest() -> bool:
-    return bool(pulled("promote", "conflict"))
-
-
 def system_test_suite(suite: gate_steps.SystemTestSuite, *, namespace: str, manifest_version: str):
     """The suite's pod in the candidate's stack; its logs stream into the task log."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from stackyard.airflow.operators.system_tests import SystemTestSuiteOperator
 
-    return KubernetesPodOperator(
-        task_id="system_test_suite", kubernetes_conn_id=Settings.from_env().kubernetes_conn_id,
-        namespace=namespace, name="system-tests", image=suite.image, cmds=list(suite.cmds) or None,
-        arguments=list(suite.arguments) or None,
-        env_vars={"STACKYARD_STACK": namespace, "STACKYARD_MANIFEST_VERSION": manifest_version},
-        labels={"app.kubernetes.io/managed-by": "stackyard", "stackyard.io/purpose": "system-tests"},
-        annotations=dict(suite.annotations) or None,
-        get_logs=True, on_finish_action="delete_pod", startup_timeout_seconds=300,
-        startup_check_interval_seconds=2, poll_interval=2, active_deadline_seconds=suite.timeout_seconds,
-        retries=0,
-    )
+    return SystemTestSuiteOperator(task_id="system_test_suite", suite=suite, namespace=namespace,
+                                   manifest_version=manifest_version, retries=0)
 
 
 @task(trigger_rule="one_failed")
@@ -134,7 +120,8 @@ def reject(candidate: dict[str, Any]) -> dict[str, Any]:
     else:
         reason = "deploy failed: the candidate did not become ready (see the deploy log)"
     store = manifest_store_for(Settings.from_env())
-    store.record_rejection(manifest, reason, {"failed_tests": failed, "test_output": test_run.get("output", "")})
+    store.record_rejection(manifest, reason, {"failed_tests": failed, "test_output": test_run.get("output", ""),
+                                              "tests": test_run.get("tests", [])})
     print(f"rejected {manifest.change}: {reason}; L3 stays v{manifest.parent}")
     # Best effort: a webhook outage never fails the gate (send logs and returns False).
     notify.send(notify.gate_rejected(manifest, reason, failed, run_id=get_current_context()["run_id"]))
