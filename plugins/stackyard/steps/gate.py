@@ -8,6 +8,7 @@ removing a stack that is gone is success.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -23,7 +24,7 @@ from stackyard.core.manifest import Manifest, Provenance, check_candidate, propo
 from stackyard.core.umbrella import UmbrellaTemplate
 from stackyard.core.versions import is_semver
 from stackyard.core.stack_registry import Stack
-from stackyard.exceptions import AccessDeniedError, InputError, NotFoundError
+from stackyard.exceptions import AccessDeniedError, InputError, NotFoundError, UnavailableError
 from stackyard.steps.publishing import build_manifest_package, check_contract
 from stackyard.adapters.manifest_store import ManifestStore
 from stackyard.adapters.chart_registry import ChartRegistry
@@ -37,6 +38,7 @@ from stackyard.adapters.chart_registry import ChartRegistry
 # share a release name, so cluster-wide objects named after it never collide.
 
 PROFILE = "ephemeral"
+log = logging.getLogger(__name__)
 _FAILED_TEST = re.compile(r"TEST SUITE:\s+(\S+)\s*\n(?:.*\n)*?Phase:\s+(\w+)")
 
 
@@ -102,6 +104,9 @@ def validate(request: GateRequest, *, store: ManifestStore, registry: ChartRegis
         except AccessDeniedError as exc:
             raise InputError(f"{request.service} {request.chart_version}: the gate cannot decrypt "
                              f"{profile.secrets_source} with the keys it has: {exc}") from None
+        except UnavailableError as exc:  # the key service is down: not the chart's fault; deploy retries
+            log.warning("could not check that %s decrypts (the key service is unavailable): %s",
+                        profile.secrets_source, exc)
     candidate = propose(
         current, request.service, request.chart_version, ref.digest, created=now,
         provenance=Provenance(dag_run_id=run_id, requested_by=request.requested_by, ci_url=request.ci_url),
