@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # stackyard's Airflow image: the official Airflow 3.3.2 image plus
 #   - the pinned helm / kubectl / sops / age binaries, installed and checksum-verified by the same
-#     scripts/install_tools.py + scripts/tools.lock.json that `make setup` uses;
+#     scripts/install_tools.py + scripts/tools.lock.json that `make setup` uses, and the aws CLI
+#     (scripts/awscli.requirements.txt, hash-pinned, its own venv);
 #   - the pinned Python dependencies (requirements.txt under constraints.txt) and the project.
 # No kubeconfig, AWS credentials or age key is baked in: docker-compose.yaml mounts them read-only.
 # The tool lock pins linux x86_64 binaries: build with --platform linux/amd64 (compose sets it).
@@ -29,6 +30,11 @@ COPY scripts/install_tools.py scripts/tools.lock.json /opt/stackyard/scripts/
 # Re-check in the final image: sha256 and reported version of every binary against the lock.
 RUN python3 /opt/stackyard/scripts/install_tools.py --verify --bin-dir /opt/stackyard/bin \
       --tools helm,kubectl,sops,age,age-keygen
+# The aws CLI (EKS kubeconfigs run `aws eks get-token`): PyPI awscli from hash-pinned wheels in a
+# venv of its own (never the Airflow env's boto3/botocore), `aws` linked into /opt/stackyard/bin.
+COPY scripts/awscli.requirements.txt /opt/stackyard/scripts/
+RUN python3 /opt/stackyard/scripts/install_tools.py --python-tool awscli --venv-dir /opt/stackyard/tools/awscli \
+      --bin-dir /opt/stackyard/bin
 ENV PATH="/opt/stackyard/bin:${PATH}"
 # Registry and manifest store of the compose set-up (a named volume mounted here).
 RUN mkdir -p /opt/airflow/stackyard-state && chown airflow:0 /opt/airflow/stackyard-state \

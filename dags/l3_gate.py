@@ -35,6 +35,7 @@ from stackyard.settings import Settings
 
 CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
+RELEASE = "{{ ti.xcom_pull(task_ids='create_stack')['release'] }}"
 MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
 CHANGED = "{{ ti.xcom_pull(task_ids='validate')['change']['service'] }}"
 SETTINGS = Settings.from_env()
@@ -77,11 +78,11 @@ def l3_gate():
     package = gate.build_candidate(candidate)
     stack = gate.create_stack(candidate)
     deploy = HelmUpgradeOperator(
-        task_id="deploy", release=gate.RELEASE, chart_ref=CANDIDATE, namespace=NAMESPACE,
+        task_id="deploy", release=RELEASE, chart_ref=CANDIDATE, namespace=NAMESPACE,
         profile=gate.PROFILE, stack=NAMESPACE, timeout="10m0s",
     )
     system_tests = ParallelHelmTestOperator(
-        task_id="system_tests", release=gate.RELEASE, namespace=NAMESPACE, chart_ref=CANDIDATE,
+        task_id="system_tests", release=RELEASE, namespace=NAMESPACE, chart_ref=CANDIDATE,
         profile=gate.PROFILE, changed_service=CHANGED, timeout="10m0s", retries=0,
     )
     promoted = gate.promote.override(outlets=[L3_MANIFEST])(candidate)

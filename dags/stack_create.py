@@ -3,8 +3,8 @@
 
 Your own stack from the latest **L3 manifest** (or a given version), optionally with some services
 moved to other published chart versions (a branch build on top of L3). It gets its own namespace
-`<name>`, labelled ephemeral, and one helm release `stack` deployed with the chosen profile and its
-secrets. The run ends by printing how to reach it.
+`<name>`, labelled ephemeral, and one helm release named after it (`<name>`) deployed with the chosen
+profile and its secrets (its CRDs are the cluster's, installed by stackyard: docs/chart-contract.md). The run ends by printing how to reach it.
 
 The stack is removed by the nightly `ephemeral_reaper` after `ttl_days` without activity; run
 `stack_touch` to keep it, `stack_destroy` to remove it now.
@@ -27,6 +27,7 @@ from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.steps.personal_stacks import DEFAULT_PROFILE, PROFILE_PATTERN
 
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_namespace')['namespace'] }}"
+RELEASE = "{{ ti.xcom_pull(task_ids='create_namespace')['release'] }}"
 
 
 #: The form; any other conf key is refused before a task runs (stackyard.airflow.params).
@@ -62,7 +63,8 @@ def stack_create():
     namespace = personal_stacks.create_namespace(plan)
     built >> namespace  # a plan that cannot be built (e.g. a missing profile) creates nothing
     deploy = HelmUpgradeOperator(
-        task_id="deploy", release=personal_stacks.RELEASE, namespace=NAMESPACE, stack=NAMESPACE,
+        task_id="deploy", release=RELEASE, namespace=NAMESPACE, stack=NAMESPACE,
+        crd_upgrades=False,  # a personal stack may install missing CRDs; changing them is the gate's
         chart_ref="{{ ti.xcom_pull(task_ids='build_umbrella')['chart_ref'] }}",
         profile="{{ ti.xcom_pull(task_ids='validate')['profile'] }}", timeout="10m0s",
     )

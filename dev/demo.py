@@ -32,32 +32,27 @@ from stackyard.adapters.manifest_store import open_manifest_store
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
-#: The annotation the kube sandbox reads to make a pod fail (see kube_sandbox/README.md).
-SANDBOX_FAIL_ANNOTATION = {"sandbox.stackyard.io/outcome": "fail"}
+#: What the failing variant's test expects from its service: a text no version serves, so the test
+#: fails for a real reason on a cluster; on the sandbox the rule of SANDBOX_RULES says the same.
+NOT_SERVED = "a response no version serves"
+#: The kube sandbox's outcome rules for local mode, the demo and the tests (kube_sandbox/README.md).
+SANDBOX_RULES = Path(__file__).resolve().with_name("sandbox-rules.yaml")
 
 
-def chart_variant(source: Path, dest: Path, *, version: str, failing_test: bool = False,
-                  image_mirror: str | None = None) -> Path:
-    """A copy of a chart at another version (its image tag too), optionally shipping a test that fails.
+def chart_variant(source: Path, dest: Path, *, version: str, failing_test: bool = False) -> Path:
+    """A copy of a chart at another version, optionally shipping a test that fails.
 
-    This stands in for a developer's commit: what CI would package and publish next, after
-    building and pushing the image of that version — into the local image mirror (``image_mirror``,
-    default ``$STACKYARD_IMAGE_MIRRORS``) when there is one.
+    This stands in for a developer's commit: what CI would package and publish next (the image is
+    the chart's own: its tag does not change, so it is in the local image mirror already).
     """
     shutil.copytree(source, dest)
     chart_yaml = yaml.safe_load((dest / "Chart.yaml").read_text())
     chart_yaml["version"] = chart_yaml["appVersion"] = version
     (dest / "Chart.yaml").write_text(yaml.safe_dump(chart_yaml, sort_keys=False))
-    values = yaml.safe_load((dest / "values.yaml").read_text())
-    values["image"]["tag"] = version
-    if failing_test:
-        values["tests"] = {"enabled": True, "podAnnotations": SANDBOX_FAIL_ANNOTATION}
-    (dest / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
-    image_mirror = image_mirror or os.environ.get("STACKYARD_IMAGE_MIRRORS")
-    if image_mirror:
-        from dev.image_mirror import push_images
-
-        push_images(image_mirror, [f"{values['image']['repository']}:{version}"])
+    if failing_test:  # the service answers "<chart> <version>"; the test expects something else
+        values = yaml.safe_load((dest / "values.yaml").read_text())
+        values["tests"] = {**values.get("tests", {}), "enabled": True, "expect": NOT_SERVED}
+        (dest / "values.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
     return dest
 
 
@@ -101,7 +96,8 @@ def run_demo(settings: Settings) -> int:
     from stackyard.adapters.image_registry import ImageResolver
     from stackyard.core.images import parse_mirrors
 
-    with Sandbox(ready_delay=0.2, kubeconfig=demo_home / "kubeconfig") as sandbox, image_mirror(settings.home) as mirrors:
+    with Sandbox(ready_delay=0.2, kubeconfig=demo_home / "kubeconfig", rules=str(SANDBOX_RULES)) as sandbox, \
+            image_mirror(settings.home) as mirrors:
         images = ImageResolver(mirrors=parse_mirrors(mirrors))
         env = {
             **os.environ,
@@ -127,9 +123,8 @@ def run_demo(settings: Settings) -> int:
                 ref = publish_chart(chart_dir, registry=registry, helm=helm, images=images)
                 pins[ref.name] = pin_of(registry, ref)
                 _say(f"   published {ref.name} {ref.version} {ref.digest[:19]}…")
-            good = chart_variant(demo.charts_dir / "orders", Path(work) / "orders", version="1.1.0", image_mirror=mirrors)
-            bad = chart_variant(demo.charts_dir / "catalog", Path(work) / "catalog", version="1.1.0", failing_test=True,
-                                image_mirror=mirrors)
+            good = chart_variant(demo.charts_dir / "orders", Path(work) / "orders", version="1.1.0")
+            bad = chart_variant(demo.charts_dir / "catalog", Path(work) / "catalog", version="1.1.0", failing_test=True)
             for variant in (good, bad):
                 ref = publish_chart(variant, registry=registry, helm=helm, images=images)
                 note = " (its test fails)" if variant == bad else ""

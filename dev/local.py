@@ -353,7 +353,10 @@ def up(settings: Settings, *, port: int = 8080, sandbox_port: int = 6443, stop: 
     sandbox_dir = settings.home / "sandbox"
     kubeconfig = Path(os.environ.get("KUBECONFIG") or sandbox_dir / "kubeconfig")
     snapshot = sandbox_dir / "snapshot.json"
-    sandbox = Sandbox(ready_delay=0.5, snapshot=snapshot, port=sandbox_port, kubeconfig=kubeconfig)
+    from dev.demo import SANDBOX_RULES
+
+    sandbox = Sandbox(ready_delay=0.5, snapshot=snapshot, port=sandbox_port, kubeconfig=kubeconfig,
+                      rules=str(SANDBOX_RULES))
     try:
         sandbox.start()
     except OSError as exc:

@@ -10,6 +10,10 @@ Steps, each skipped while its stamp matches (so a second run takes about a secon
    hash of ``pyproject.toml``.
 4. External tools into ``.venv/bin`` by ``scripts/install_tools.py`` (pinned, checksum-verified,
    downloads cached in ``.stackyard/cache/downloads``); stamp = hash of the lock and installer.
+   The aws CLI (for EKS kubeconfigs' ``aws eks get-token``) goes into a venv of its own,
+   ``.venv/tools/awscli`` (beside the project's venv, so it never meets the project's botocore
+   pin, and shared with it), from ``scripts/awscli.requirements.txt`` (hash-pinned), with ``aws``
+   linked into ``.venv/bin``.
 5. Airflow's SQLite metadata DB in ``.stackyard/airflow`` (``make up``'s): ``airflow db migrate``
    when the DB is missing or the Airflow pins changed. ``make demo`` and the tests copy theirs
    from a template DB migrated on first use (``local_env.fresh_airflow_home``).
@@ -136,6 +140,15 @@ def seed_image_mirror() -> None:
     run([VENV_PY, "-m", "dev.image_mirror", "seed", "--home", STATE], env=local_env.apply(dict(os.environ), ROOT))
 
 
+AWSCLI_VENV = VENV / "tools" / "awscli"
+AWSCLI_REQUIREMENTS = ROOT / "scripts" / "awscli.requirements.txt"
+
+
+def install_awscli() -> None:
+    AWSCLI_VENV.parent.mkdir(parents=True, exist_ok=True)
+    run([sys.executable, INSTALLER, "--python-tool", "awscli", "--venv-dir", AWSCLI_VENV, "--bin-dir", VENV / "bin"])
+
+
 def migrate_airflow_db() -> None:
     try:
         local_env.migrate(ROOT, Path(local_env.local_env(ROOT)["AIRFLOW_HOME"]))
@@ -159,6 +172,8 @@ def main() -> int:
                  also_ok=lambda: (VENV / "bin" / "stackyard").exists())
             step("tools", STAMPS / "tools", digest(TOOLS_LOCK, INSTALLER), install_tools,
                  also_ok=tools_present)
+            step("aws CLI", STAMPS / "awscli", digest(TOOLS_LOCK, INSTALLER, AWSCLI_REQUIREMENTS), install_awscli,
+                 also_ok=lambda: (VENV / "bin" / "aws").exists())
             airflow_home = STATE / "airflow"
             step("airflow metadata DB", airflow_home / ".stackyard-migrated", digest(local_env.airflow_pins(ROOT)),
                  migrate_airflow_db, also_ok=lambda: (airflow_home / "airflow.db").is_file())

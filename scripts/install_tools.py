@@ -263,6 +263,52 @@ def install(lock: dict, names: list[str], bin_dir: Path, cache_dir: Path, offlin
         log(f"installed {name} {spec['version']} -> {dest}")
 
 
+def _requirements(spec: dict, lock_path: Path) -> Path:
+    return lock_path.with_name(spec["requirements"])
+
+
+def install_python_tool(name: str, spec: dict, venv_dir: Path, bin_dir: Path, lock_path: Path) -> None:
+    """A Python tool in a venv of its own, from hash-pinned wheels (``pip --require-hashes``),
+    its commands linked into ``bin_dir``. Reinstalled only when its requirements file changed."""
+    requirements = _requirements(spec, lock_path)
+    stamp = venv_dir / ".stackyard-requirements"
+    key = sha256_file(requirements)
+    python = venv_dir / "bin" / "python"
+    if not (stamp.is_file() and stamp.read_text().strip() == key and python.exists()):
+        venv_dir.parent.mkdir(parents=True, exist_ok=True)
+        for argv in ([sys.executable, "-m", "venv", "--clear", str(venv_dir)],
+                     [str(python), "-m", "pip", "--disable-pip-version-check", "install", "--quiet", "--no-deps",
+                      "--require-hashes", "--only-binary=:all:", "-r", str(requirements)]):
+            proc = _run(argv, cwd=venv_dir.parent, what=name)
+            if proc.returncode != 0:
+                raise ToolInstallError(f"{name}: {' '.join(argv[:4])} ... failed (exit {proc.returncode}):\n"
+                                       f"{(proc.stderr or proc.stdout)[-2000:]}")
+        stamp.write_text(key + "\n")
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for command in spec["commands"]:
+        link, target = bin_dir / command, venv_dir / "bin" / command
+        if not target.is_file():
+            raise ToolInstallError(f"{name}: {target} was not installed by {requirements.name}")
+        if link.is_symlink() or link.exists():
+            if link.resolve() == target.resolve():
+                continue
+            link.unlink()
+        link.symlink_to(target)
+    log(f"installed {name} {spec['version']} -> {venv_dir} ({', '.join(spec['commands'])} in {bin_dir})")
+
+
+def check_python_tool(name: str, spec: dict, bin_dir: Path) -> list[str]:
+    command = bin_dir / spec["commands"][0]
+    if not command.exists():
+        return [f"{name}: {command} is missing"]
+    proc = subprocess.run([str(command), *spec["version_argv"]], capture_output=True, text=True)
+    expected = spec["version_pattern"].format(version=spec["version"])
+    if proc.returncode != 0 or expected not in proc.stdout + proc.stderr:
+        return [f"{name}: `{command.name} {' '.join(spec['version_argv'])}` says "
+                f"{(proc.stdout + proc.stderr).strip()[:200]!r}, lock says {expected.strip()}"]
+    return []
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bin-dir", type=Path, required=True)
@@ -272,9 +318,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--offline", action="store_true", help="use the cache only; never download")
     parser.add_argument("--verify", action="store_true",
                         help="only check installed binaries (sha256 and reported version)")
+    parser.add_argument("--python-tool", help="a tool of the lock's python_tools (e.g. awscli) instead of binaries")
+    parser.add_argument("--venv-dir", type=Path, help="with --python-tool: the tool's own venv")
     args = parser.parse_args(argv)
 
     lock = load_lock(args.lock)
+    if args.python_tool:
+        return python_tool_main(parser, args, lock)
     names = args.tools.split(",") if args.tools else list(lock["tools"])
     unknown = [n for n in names if n not in lock["tools"]]
     if unknown:
@@ -295,6 +345,26 @@ def main(argv: list[str] | None = None) -> int:
         log(f"ERROR: {exc}")
         return 1
     log("ok: " + ", ".join(f"{n} {lock['tools'][n]['version']}" for n in names))
+    return 0
+
+
+def python_tool_main(parser: argparse.ArgumentParser, args: argparse.Namespace, lock: dict) -> int:
+    tools = lock.get("python_tools") or {}
+    if args.python_tool not in tools:
+        parser.error(f"unknown python tool {args.python_tool!r}; the lock has {sorted(tools)}")
+    spec, bin_dir = tools[args.python_tool], args.bin_dir.resolve()
+    try:
+        if not args.verify:
+            if args.venv_dir is None:
+                parser.error("--venv-dir is required to install a python tool")
+            install_python_tool(args.python_tool, spec, args.venv_dir.resolve(), bin_dir, args.lock)
+        problems = check_python_tool(args.python_tool, spec, bin_dir)
+        if problems:
+            raise ToolInstallError("\n  ".join(problems))
+    except ToolInstallError as exc:
+        log(f"ERROR: {exc}")
+        return 1
+    log(f"ok: {args.python_tool} {spec['version']}")
     return 0
 
 

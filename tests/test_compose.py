@@ -277,8 +277,11 @@ def test_dockerfile_installs_tools_with_the_same_installer_and_lock():
     lines = dockerfile_instructions()
     copies = [line for line in lines if line.startswith("COPY") and "install_tools.py" in line]
     assert copies and all("scripts/tools.lock.json" in line for line in copies)
-    runs = [line for line in lines if line.startswith("RUN") and "install_tools.py" in line]
+    runs = [line for line in lines if line.startswith("RUN") and "install_tools.py" in line
+            and "--python-tool" not in line]
     assert len(runs) == 2, "fetch+install in the tools stage, --verify in the final image"
+    [aws] = [line for line in lines if line.startswith("RUN") and "--python-tool awscli" in line]
+    assert "--bin-dir /opt/stackyard/bin" in aws  # on the image's PATH, like the binaries
     assert "--verify" in runs[1]
     tool_sets = [set(re.search(r"--tools (\S+)", run).group(1).split(",")) for run in runs]
     init = " ".join(SERVICES["airflow-init"]["command"])
@@ -426,3 +429,21 @@ def test_the_deployer_role_may_hold_helm_release_leases():
     rules = {(doc["metadata"]["name"]): doc["rules"] for doc in RBAC if doc["kind"] == "ClusterRole"}["stackyard-deployer"]
     assert any("coordination.k8s.io" in r["apiGroups"] and "leases" in r["resources"]
                and {"get", "create", "update"} <= set(r["verbs"]) for r in rules)
+
+
+def test_the_deployer_may_do_what_stack_isolation_and_crds_need_and_never_delete_a_crd():
+    """docs/chart-contract.md: cluster-scoped objects read before each deploy, CRDs applied by
+    stackyard and never deleted, charts' cluster RBAC written by helm, release leases."""
+    [deployer] = [d for d in RBAC if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "stackyard-deployer"]
+
+    def verbs(group: str, resource: str) -> set[str]:
+        return {v for rule in deployer["rules"] if group in rule["apiGroups"]
+                and (resource in rule["resources"] or "*" in rule["resources"]) for v in rule["verbs"]}
+
+    assert {"get", "create", "patch"} <= verbs("apiextensions.k8s.io", "customresourcedefinitions")
+    assert "delete" not in verbs("apiextensions.k8s.io", "customresourcedefinitions")
+    for group, resource in [("rbac.authorization.k8s.io", "clusterroles"), ("rbac.authorization.k8s.io", "clusterrolebindings"),
+                            ("admissionregistration.k8s.io", "validatingwebhookconfigurations"),
+                            ("scheduling.k8s.io", "priorityclasses"), ("coordination.k8s.io", "leases")]:
+        assert {"get", "create", "delete"} <= verbs(group, resource), (group, resource)
+    assert {"escalate", "bind"} <= verbs("rbac.authorization.k8s.io", "clusterroles")

@@ -305,6 +305,39 @@ def test_make_help_is_the_default_and_lists_the_targets():
         assert re.search(rf"^\s+{target}\s", out, re.M), target
 
 
+# --- the aws CLI: a Python tool in a venv of its own ---------------------------------------------
+
+
+def test_aws_cli_runs_after_setup_in_its_own_venv():
+    spec = LOCK["python_tools"]["awscli"]
+    assert install_tools.check_python_tool("awscli", spec, VENV_BIN) == []
+    target = (VENV_BIN / "aws").resolve()
+    assert target.parent.parent != (ROOT / ".venv").resolve()  # not the project's interpreter
+    # the project's own botocore pin is untouched by the CLI's vendored one
+    assert metadata.version("botocore") == _pins(ROOT / "constraints.txt").get("botocore", metadata.version("botocore"))
+
+
+def test_aws_cli_requirements_are_exact_and_hash_pinned():
+    text = (SCRIPTS / LOCK["python_tools"]["awscli"]["requirements"]).read_text()
+    entries = [e.strip() for e in re.sub(r"\\\n", " ", text).splitlines() if e.strip() and not e.startswith("#")]
+    assert any(e.startswith(f"awscli=={LOCK['python_tools']['awscli']['version']} ") for e in entries)
+    for entry in entries:
+        assert re.fullmatch(r"[a-z0-9-]+==[\w.]+ +--hash=sha256:[0-9a-f]{64}", entry), entry
+
+
+def test_aws_eks_get_token_is_a_local_presign_that_needs_credentials(tmp_path):
+    """What an EKS kubeconfig's exec plugin runs: no network, only credentials."""
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "AWS_REGION": "eu-central-1",
+            "AWS_EC2_METADATA_DISABLED": "true"}
+    aws = [str(VENV_BIN / "aws"), "eks", "get-token", "--cluster-name", "demo"]
+    ok = subprocess.run(aws, env={**base, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "example"},
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["status"]["token"].startswith("k8s-aws-v1.")
+    missing = subprocess.run(aws, env=base, capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "Unable to locate credentials" in missing.stderr
+
+
 def test_the_test_session_runs_airflow_in_a_home_of_its_own():
     """`make test` never writes into local mode's DB (`airflow dags list` there shows no test DAG)."""
     from airflow.configuration import conf

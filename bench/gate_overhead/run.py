@@ -162,8 +162,7 @@ class Bench:
                 pins[ref.name] = ServicePin(ref.version, ref.digest)
             self.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "bench", None)))
             for version in versions:
-                publish_chart(chart_variant(CHARTS / "orders", self.tmp / "variants" / version, version=version,
-                                            image_mirror=mirrors),
+                publish_chart(chart_variant(CHARTS / "orders", self.tmp / "variants" / version, version=version),
                               registry=self.registry, helm=self.helm, images=images)
 
     def gate(self, versions: list[str]) -> dict:

@@ -95,7 +95,7 @@ def test_publish_chart_refuses_plaintext_secrets_before_pushing(tmp_path, helm, 
     registry = DirectoryRegistry(tmp_path / "registry", ChartCache(tmp_path / "cache"))
     src = chart_copy("orders")
     (src / "profiles" / "qa1" / "secrets.yaml").write_text("secrets:\n  DATABASE_PASSWORD: plaintext-oops\n")
-    with pytest.raises(InputError, match="orders/profiles/qa1/secrets.yaml is not SOPS-encrypted"):
+    with pytest.raises(InputError, match="chart orders: profiles/qa1/secrets.yaml looks like secrets but is not fully SOPS-encrypted"):
         publish_chart(src, registry=registry, helm=helm, images=images)
     assert not (tmp_path / "registry").exists()
 

@@ -9,7 +9,8 @@ import pytest
 from stackyard.core.times import format_utc
 from stackyard.core.rollout import (
     CHECK_TYPES, CanaryState, Deployed, PlanStep, RolloutStatus, Target, advance, canary_release, canary_values,
-    deployed_services, failed_before, make_plan, qualified_targets, rollout_record, running_versions,
+    deployed_services, failed_before, make_plan, qualified_targets, release_service, rollout_record,
+    running_versions, service_release,
     window_decision,
 )
 from stackyard.core.stack_registry import HealthySource, parse_stack
@@ -264,3 +265,34 @@ def test_rollout_record_holds_the_contract_fields_and_no_values():
 )
 def test_a_step_starts_only_after_every_earlier_one_succeeded(outcomes, why):
     assert failed_before(outcomes) == why
+
+
+# --- release names: one per stack and service ------------------------------------------------------
+
+
+def test_each_stack_has_its_own_release_of_a_service_within_helms_limit():
+    assert service_release("qa1", "orders") == "qa1-orders"
+    long_a, long_b = service_release("n" * 40, "orders-service"), service_release("n" * 40, "orders-servicf")
+    assert long_a != long_b and max(len(long_a), len(long_b)) + len("-canary") <= 53
+    assert canary_release(service_release("qa1", "orders")) == "qa1-orders-canary"
+
+
+@pytest.mark.parametrize("release, chart, service", [
+    ("qa1-orders", "orders", "orders"),
+    ("orders", "orders", "orders"),                          # deployed before releases were per stack
+    ("qa1-orders-canary", "orders", "orders-canary"),
+    ("orders-canary", "orders", "orders-canary"),
+    ("legacy-billing", "billing", "legacy-billing"),         # not stackyard's: left alone
+], ids=["per stack", "old name", "canary", "old canary", "someone else's"])
+def test_what_a_release_of_the_stack_runs(release, chart, service):
+    assert release_service("qa1", release, chart) == service
+
+
+def test_new_services_get_the_stacks_release_and_existing_ones_keep_theirs():
+    state = {"orders": Deployed("orders", "orders", "1.0.0", 3, "deployed", "orders")}
+    plan = make_plan(QA, targets(orders="1.1.0", catalog="1.0.0"), state)
+    releases = {step.service: step.release for step in plan.steps}
+    assert releases == {"orders": "orders", "catalog": f"{QA.namespace}-catalog"}
+    assert all(PlanStep.from_dict(step.to_dict()) == step for step in plan.steps)
+    old_xcom = {k: v for k, v in plan.steps[0].to_dict().items() if k != "release"}
+    assert PlanStep.from_dict(old_xcom).release == old_xcom["service"]

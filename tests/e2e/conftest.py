@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dev.demo import chart_variant
+from dev.demo import SANDBOX_RULES, chart_variant
 from stackyard.core.manifest import Manifest, Provenance
 from stackyard.steps.publishing import pin_of, publish_chart
 from stackyard.adapters.image_registry import ImageResolver
@@ -46,7 +46,7 @@ def sandbox():
         return
     from kube_sandbox import Sandbox
 
-    with Sandbox(ready_delay=0.05) as sb:
+    with Sandbox(ready_delay=0.05, rules=str(SANDBOX_RULES)) as sb:
         yield sb
 
 

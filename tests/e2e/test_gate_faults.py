@@ -187,7 +187,10 @@ def test_kms_unavailable_fails_deploy_clearly_without_leaking(local_stack, dagba
     encrypted = subprocess.run([sops_bin, "encrypt", "--kms", arn, str(plain)], env=aws_env, cwd=tmp_path,
                                capture_output=True, text=True, check=True).stdout
     secrets_file.write_text(encrypted)
-    (chart / ".sops.yaml").write_text(yaml.safe_dump({"creation_rules": [{"kms": arn}]}))
+    # The ephemeral profile's rule names the KMS key now (the chart contract checks recipients).
+    rules = yaml.safe_load((chart / ".sops.yaml").read_text())
+    rules["creation_rules"].insert(0, {"path_regex": r"profiles/ephemeral/secrets\.yaml$", "kms": arn})
+    (chart / ".sops.yaml").write_text(yaml.safe_dump(rules))
     publish_chart(chart, registry=local_stack.registry, helm=local_stack.helm, images=local_stack.images)
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
         "conn_type": "aws", "login": "testing", "password": "testing",

@@ -21,7 +21,7 @@ import yaml
 
 from dev.demo import chart_variant
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
-from stackyard.core.rollout import rollouts_stream
+from stackyard.core.rollout import canary_release, release_service, rollouts_stream, service_release
 from stackyard.core.times import format_utc
 from stackyard.steps.publishing import publish_chart
 from stackyard.adapters.record_store import open_record_store
@@ -29,7 +29,7 @@ from stackyard.adapters.record_store import open_record_store
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, ROOT
 
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]  # no fault injection: runs on a real cluster too
 
 FACTORY = ROOT / "dags" / "rollout_stacks.py"
 
@@ -65,10 +65,15 @@ class Rollouts:
         return self.ls.store.promote(candidate)
 
     def releases(self, namespace: str) -> dict[str, str]:
-        return {r.name: r.chart_version for r in self.ls.helm.list(namespace=namespace)}
+        """service (or ``<service>-canary``) → chart version; each release is named ``<namespace>-<service>``."""
+        found = {}
+        for r in self.ls.helm.list(namespace=namespace):
+            assert r.name in (service_release(namespace, r.chart_name), canary_release(service_release(namespace, r.chart_name)))
+            found[release_service(namespace, r.name, r.chart_name)] = r.chart_version
+        return found
 
-    def history(self, release: str, namespace: str) -> list[dict]:
-        return self.ls.helm.history(release, namespace=namespace)
+    def history(self, service: str, namespace: str) -> list[dict]:
+        return self.ls.helm.history(service_release(namespace, service), namespace=namespace)
 
     def rollouts(self, stack: str) -> list[dict]:
         """Oldest first."""
@@ -143,7 +148,7 @@ def test_qa_stack_catches_up_from_l3_v1_to_v3_one_service_at_a_time(local_stack,
     assert catalog["run_id"] == orders["run_id"] and catalog["profile"] == "qa1"
     assert last_note(dag_id) == f"catalog 1.1.0 → {stack}: succeeded; orders 1.1.0 → {stack}: succeeded"
     # The values really came from the qa1 profile: orders' qa1 profile runs 2 replicas.
-    assert apps_v1(local_stack).read_namespaced_deployment("orders", stack).spec.replicas == 2
+    assert apps_v1(local_stack).read_namespaced_deployment(service_release(stack, "orders"), stack).spec.replicas == 2
 
     # Nothing left to do: the run succeeds as up to date and records nothing.
     state, tasks, upgrades = run(bag, dag_id)
@@ -265,6 +270,9 @@ def test_production_secrets_without_the_key_fail_clearly_and_change_nothing(loca
 PRODUCTION_SECRETS = {"DATABASE_PASSWORD": "prod-db-password-for-tests", "API_TOKEN": "prod-api-token-for-tests"}
 
 
+PRODUCTION_KEY = "age1z7zdnynxqgjk0rmesrg24avs9ctgvmr0dpc8kmm9ma3gw5cwv9qqncthdq"  # include/charts/*/.sops.yaml
+
+
 @pytest.fixture
 def production_charts(local_stack, tmp_path, monkeypatch, sops_bin):
     """Copies of catalog and orders whose production secrets are encrypted to a key made here,
@@ -276,6 +284,9 @@ def production_charts(local_stack, tmp_path, monkeypatch, sops_bin):
     for service in ("catalog", "orders"):
         copy = tmp_path / "prodcharts" / service
         shutil.copytree(CHARTS / service, copy)
+        # The production key is this test's: its creation rule says so too (the chart contract).
+        rules = copy / ".sops.yaml"
+        rules.write_text(rules.read_text().replace(PRODUCTION_KEY, str(identity.to_public())))
         secrets = copy / "profiles" / "production" / "secrets.yaml"
         secrets.write_text(yaml.safe_dump({"secrets": PRODUCTION_SECRETS}))
         subprocess.run([sops_bin, "--encrypt", "--in-place", "--age", str(identity.to_public()), str(secrets)],
@@ -338,7 +349,7 @@ def test_production_canary_promotes_then_aborts_leaving_stable_untouched(local_s
     assert promoted["canary"]["state"] == "promoted" and promoted["canary"]["weight"] == 5
     assert "status 200" in promoted["canary"]["check_detail"]
     # The production secrets were decrypted with the key made for this test and reached the release.
-    secret = local_stack.core_v1().read_namespaced_secret("orders", prod)
+    secret = local_stack.core_v1().read_namespaced_secret(service_release(prod, "orders"), prod)
     import base64
     assert base64.b64decode(secret.data["DATABASE_PASSWORD"]).decode() == PRODUCTION_SECRETS["DATABASE_PASSWORD"]
     assert PRODUCTION_SECRETS["DATABASE_PASSWORD"] not in json.dumps(rollouts.rollouts(prod))

@@ -13,6 +13,7 @@ from stackyard.adapters.record_store import open_record_store
 
 from tests.e2e.conftest import fresh_dag, run_dag
 
+# Every test but the one injecting API faults also runs on a real cluster (make test-cluster).
 pytestmark = pytest.mark.slow
 NOW = datetime.now(timezone.utc)
 
@@ -88,6 +89,7 @@ EPHEMERAL = {S.LABEL_MANAGED_BY: S.MANAGED_BY, S.LABEL_STACK_TYPE: "ephemeral", 
 # --- stack_create / stack_touch / stack_destroy ---------------------------------------------------
 
 
+@pytest.mark.cluster
 def test_create_touch_destroy(local_stack, dagbag, capfd):
     seeded = local_stack.seed()
     name = "alice-dev"
@@ -102,7 +104,7 @@ def test_create_touch_destroy(local_stack, dagbag, capfd):
     assert ns.annotations[S.ANNOTATION_OWNER] == "alice@example.com" and ns.annotations[S.ANNOTATION_TTL] == "3d"
     assert S.parse_timestamp(ns.annotations[S.ANNOTATION_LAST_ACTIVITY]) >= S.parse_timestamp(ns.annotations[S.ANNOTATION_CREATED])
     [release] = local_stack.helm.list(namespace=name)
-    assert (release.name, release.status, release.chart) == ("stack", "deployed", f"l3-{seeded.version}.0.0")
+    assert (release.name, release.status, release.chart) == (name, "deployed", f"l3-{seeded.version}.0.0")
     out = capfd.readouterr().out
     assert f"stack {name} is ready" in out and "kubectl context: kube-sandbox" in out
     assert events(local_stack, name) == ["created", "ready"]
@@ -124,6 +126,7 @@ def test_create_touch_destroy(local_stack, dagbag, capfd):
     assert events(local_stack, name)[-1] == "destroyed"
 
 
+@pytest.mark.cluster
 def test_create_with_an_override_runs_that_chart_on_top_of_l3(local_stack, dagbag):
     seeded = local_stack.seed()
     local_stack.publish("orders", "1.1.0")
@@ -158,6 +161,7 @@ def test_create_with_an_override_runs_that_chart_on_top_of_l3(local_stack, dagba
         ({"name": "eve-dev", "owner": "eve", "profile": "nope"}, "has no profile 'nope'"),
     ],
 )
+@pytest.mark.cluster
 def test_bad_create_requests_fail_clearly_and_change_nothing(local_stack, dagbag, conf, message, capfd):
     local_stack.seed()
     make_namespace(local_stack, "taken", {**EPHEMERAL}, owner="someone")
@@ -175,6 +179,7 @@ def test_bad_create_requests_fail_clearly_and_change_nothing(local_stack, dagbag
 
 
 @pytest.mark.parametrize("conf", [{"name": "Bad_Name", "owner": "x"}, {"name": "ok"}, {"name": "ok", "owner": "x", "ttl_days": 0}])
+@pytest.mark.cluster
 def test_malformed_create_params_are_refused_before_any_task_runs(dagbag, conf):
     from airflow.sdk.definitions.param import ParamValidationError
 
@@ -190,6 +195,7 @@ def test_malformed_create_params_are_refused_before_any_task_runs(dagbag, conf):
         (None, "'qa-keep' is not labelled as a stackyard stack"),
     ],
 )
+@pytest.mark.cluster
 def test_destroy_refuses_a_non_ephemeral_stack(local_stack, dagbag, capfd, labels, message):
     make_namespace(local_stack, "qa-keep", labels, last_activity=ago(days=99), ttl="1h")
     try:
@@ -204,6 +210,7 @@ def test_destroy_refuses_a_non_ephemeral_stack(local_stack, dagbag, capfd, label
         remove(local_stack, "qa-keep")
 
 
+@pytest.mark.cluster
 def test_destroy_of_a_missing_stack_is_a_clear_error(local_stack, dagbag, capfd):
     state, _ = run(dagbag, "stack_destroy", {"name": "never-was"})
     assert state == "failed"
@@ -260,6 +267,7 @@ def names(entries):
     return {e["name"] for e in entries} & set(MIX)
 
 
+@pytest.mark.cluster
 def test_reaper_removes_exactly_the_stale_ephemeral_stacks(local_stack, dagbag, mixed_stacks, capfd):
     state, tasks = run(dagbag, "ephemeral_reaper", {"dry_run": True})
 
@@ -289,6 +297,7 @@ def test_reaper_removes_exactly_the_stale_ephemeral_stacks(local_stack, dagbag, 
     assert state == "success" and names(last_report(local_stack)["deleted"]) == set()
 
 
+@pytest.mark.cluster
 def test_reaper_cap_stops_before_deleting_anything(local_stack, dagbag, mixed_stacks, capfd):
     state, tasks = run(dagbag, "ephemeral_reaper", {"max_deletions": 2})
 
@@ -320,6 +329,7 @@ def test_one_failed_deletion_does_not_stop_the_others(local_stack, dagbag, mixed
     assert state == "success" and not alive(local_stack, "r-stale")
 
 
+@pytest.mark.cluster
 def test_a_stack_touched_after_listing_is_kept(local_stack, dagbag, mixed_stacks, sandbox):
     # Between the list and the delete someone touches r-stale: the conditional delete keeps it.
     from stackyard.airflow.hooks.namespaces import StackHook

@@ -118,7 +118,8 @@ def test_chart_check_refuses_what_publish_refuses_exit_1_and_pushes_nothing(gene
     secrets.write_text("secrets:\n  API_TOKEN: plaintext-token\n")
     check = stackyard("chart", "check", str(broken))
     assert check.returncode == 1
-    assert "is not SOPS-encrypted" in check.stderr and "Traceback" not in check.stderr
+    assert "profiles/qa1/secrets.yaml looks like secrets but is not fully SOPS-encrypted" in check.stderr
+    assert "Traceback" not in check.stderr
     secrets.unlink()
     (broken / "templates" / "service.yaml").write_text("{{ .Values.nope.missing }}\n")
     lint = stackyard("chart", "check", str(broken))

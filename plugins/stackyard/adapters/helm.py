@@ -8,6 +8,11 @@ otherwise remembers the apply method per release.
 
 With a ``guard`` (see :class:`stackyard.adapters.leases.ReleaseGuard`) every upgrade, rollback
 and uninstall holds the release's lease, and an operation interrupted earlier is recovered first.
+
+A stack's release never owns a CRD (docs/chart-contract.md): ``--skip-crds`` leaves the charts'
+``crds/`` folders out and the post-renderer plugin ``stackyard-crd-filter`` (helm 4 takes
+post-renderers as plugins; this one is written into the task's private helm home) drops CRD
+templates; stackyard applies CRDs itself.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -23,11 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import stackyard
 from stackyard.core.charts import split_chart
 from stackyard.exceptions import NotFoundError, ToolError
 from stackyard.adapters.runner import ToolResult, ToolRunner, process_alive
 
 DEFAULT_TIMEOUT = "5m0s"
+CRD_FILTER_PLUGIN = "stackyard-crd-filter"
+_CRD_FILTER_SCRIPT = """import sys
+sys.path.insert(0, {path!r})
+from stackyard.core.cluster_objects import without_crds
+sys.stdout.write(without_crds(sys.stdin.read()))
+"""
 _PUSH_DIGEST = re.compile(r"Digest:\s*(sha256:[0-9a-f]{64})")
 #: What older stackyard versions named the private directory of a values file.
 LEGACY_VALUES_DIR_PREFIX = "stackyard-values-"
@@ -100,7 +113,9 @@ class HelmConfig:
     kubeconfig: str | None = None
     kube_context: str | None = None
     plain_http: bool = False
-    base_env: Mapping[str, str] = field(default_factory=dict)
+    base_env: Mapping[str, str] = field(default_factory=dict, repr=False)  # the process env: secrets too
+    #: What exec credential plugins need on top (AWS identity, PATH to the aws CLI); never logged.
+    extra_env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in self.base_env.items() if k in ("PATH", "HOME", "TMPDIR", "LANG", "SSL_CERT_FILE")}
@@ -113,6 +128,7 @@ class HelmConfig:
             KUBECACHEDIR=str(self.home / "kube-cache"),
         )
         env.setdefault("HOME", str(self.home))
+        env.update(self.extra_env)
         if self.kubeconfig:
             env["KUBECONFIG"] = self.kubeconfig
         return env
@@ -199,10 +215,12 @@ class Helm:
 
     def template(
         self, release: str, chart: str | Path, *, namespace: str, values_files: Sequence[str | Path] = (),
-        values: Mapping[str, Any] | None = None,
+        include_crds: bool = False, values: Mapping[str, Any] | None = None,
     ) -> str:
         with values_fd(values) as (args, fds):
             argv = ["template", release, str(chart), "--namespace", namespace, *self._values_args(values_files), *args]
+            if include_crds:
+                argv.append("--include-crds")
             return self._run(argv, stdout_is_data=True, pass_fds=fds).stdout
 
     # -- releases ----------------------------------------------------------------------------
@@ -218,8 +236,10 @@ class Helm:
         timeout: str = DEFAULT_TIMEOUT,
         rollback_on_failure: bool = True,
         create_namespace: bool = False,
+        without_crds: bool = False,
     ) -> Release:
-        """``values`` (composed, secrets included) are applied after ``values_files``, from memory."""
+        """``values`` (composed, secrets included) are applied after ``values_files``, from memory.
+        ``without_crds``: the release gets none of the chart's CRDs (stackyard applies them)."""
         with self._guarded(release, namespace, "upgrade"), values_fd(values) as (args, fds):
             argv = [
                 "upgrade", release, str(chart), "--install",
@@ -234,6 +254,8 @@ class Helm:
                 argv.append("--rollback-on-failure")
             if create_namespace:
                 argv.append("--create-namespace")
+            if without_crds:
+                argv += ["--skip-crds", "--post-renderer", self._crd_filter()]
             self._run(argv, kube=True, pass_fds=fds)
         return self.status(release, namespace=namespace)
 
@@ -312,6 +334,20 @@ class Helm:
     # -- plumbing ----------------------------------------------------------------------------
     def kill(self) -> None:
         self.runner.kill()
+
+    def _crd_filter(self) -> str:
+        """The post-renderer plugin, written once into this helm's private plugin directory."""
+        plugin = self.config.home / "data" / "plugins" / CRD_FILTER_PLUGIN
+        if not (plugin / "plugin.yaml").is_file():
+            plugin.mkdir(parents=True, exist_ok=True)
+            package_root = str(Path(stackyard.__file__).resolve().parent.parent)
+            (plugin / "filter.py").write_text(_CRD_FILTER_SCRIPT.format(path=package_root))
+            (plugin / "plugin.yaml").write_text(json.dumps({
+                "apiVersion": "v1", "type": "postrenderer/v1", "name": CRD_FILTER_PLUGIN, "version": "1.0.0",
+                "runtime": "subprocess",
+                "runtimeConfig": {"platformCommand": [{"command": sys.executable, "args": [str(plugin / "filter.py")]}]},
+            }))
+        return CRD_FILTER_PLUGIN
 
     def _values_args(self, values_files: Sequence[str | Path]) -> list[str]:
         return [arg for path in values_files for arg in ("--values", str(path))]

@@ -3,7 +3,9 @@
 - ``init NAME``: a new chart that follows the contract (profiles, ``.sops.yaml``, an encrypted
   example secret, a helm test, the canary keys) and passes ``publish`` as generated;
 - ``check PATH``: every check ``publish`` makes, without packaging or pushing;
-- ``publish PATH``: a service's CI step — check, package with profiles, publish.
+- ``publish PATH``: a service's CI step — check the chart contract (the profiles the stacks of
+  ``$STACKYARD_STACKS`` need, encrypted secrets; docs/chart-contract.md), package with
+  profiles, publish.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from stackyard.core.stack_registry import load_registry
 from stackyard.exceptions import InputError
 from stackyard.adapters.runner import ToolRunner
 from stackyard.adapters.sops import Sops, SopsConfig
-from stackyard.steps.publishing import publish_chart, verify_chart
+from stackyard.steps.publishing import publish_chart, registry_stacks, verify_chart
 from stackyard.steps.scaffold import init_chart, scaffold_profiles
 from stackyard.settings import Settings
 
@@ -69,7 +71,8 @@ def init_command(args: argparse.Namespace, settings: Settings) -> int:
 
 def check_command(args: argparse.Namespace, settings: Settings) -> int:
     with cli_helm(settings) as helm:
-        chart, lock = verify_chart(args.path, helm=helm, images=image_resolver_for_cli(settings))
+        chart, lock = verify_chart(args.path, helm=helm, images=image_resolver_for_cli(settings),
+                                   stacks=registry_stacks(settings.stacks_file))
     images = sorted({pin.reference for pins in lock.profiles.values() for pin in pins})
     print(f"{args.path}: {chart.name} {chart.version} passes publish's checks "
           f"(profiles: {', '.join(sorted(chart.profiles)) or 'none'}; images: {', '.join(images) or 'none'})")
@@ -79,7 +82,7 @@ def check_command(args: argparse.Namespace, settings: Settings) -> int:
 def publish_command(args: argparse.Namespace, settings: Settings) -> int:
     with cli_helm(settings) as helm:
         ref = publish_chart(args.path, registry=registry_for_cli(settings, helm, args.registry), helm=helm,
-                            images=image_resolver_for_cli(settings))
+                            images=image_resolver_for_cli(settings), stacks=registry_stacks(settings.stacks_file))
     if args.json:
         print(json.dumps({"name": ref.name, "version": ref.version, "digest": ref.digest}))
     else:

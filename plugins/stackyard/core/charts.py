@@ -89,6 +89,28 @@ def load_chart_bytes(data: bytes, origin: str) -> Chart:
     return _chart_from_files(_read_tgz(data, origin=origin), origin=origin)
 
 
+def contract_files(source: str | Path | bytes, origin: str = "") -> dict[str, bytes]:
+    """Every file the chart contract judges (core.chart_contract): everything under ``profiles/``
+    at any depth and ``.sops.yaml``, by path relative to the chart, from a directory or package."""
+    def wanted(rel: PurePosixPath) -> bool:
+        return rel.parts[:1] == (PROFILES_DIR,) or str(rel) == ".sops.yaml"
+
+    if isinstance(source, bytes):
+        try:
+            with tarfile.open(fileobj=io.BytesIO(source), mode="r:gz") as tar:
+                out = {}
+                for member in tar.getmembers():
+                    rel = PurePosixPath(*PurePosixPath(member.name).parts[1:])
+                    if member.isfile() and rel.parts and wanted(rel):
+                        out[str(rel)] = tar.extractfile(member).read()  # type: ignore[union-attr]
+                return out
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise InputError(f"{origin}: not a packaged chart (.tgz): {exc}") from None
+    root = Path(source)
+    return {str(PurePosixPath(p.relative_to(root).as_posix())): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file() and wanted(PurePosixPath(p.relative_to(root).as_posix()))}
+
+
 def content_digest(data: bytes) -> str:
     """``sha256:<hex>`` of an artifact's bytes: the identity registries and manifests pin."""
     return "sha256:" + hashlib.sha256(data).hexdigest()

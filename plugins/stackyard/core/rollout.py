@@ -17,6 +17,7 @@ Pure: no Airflow, no I/O, no clock (callers pass ``now``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -54,13 +55,37 @@ class RolloutStatus(str, Enum):
 
 @dataclass(frozen=True)
 class Deployed:
-    """One helm release of the stack (release name = service name)."""
+    """One helm release of the stack, keyed by the service it runs (:func:`release_service`)."""
 
     service: str
     chart_name: str
     chart_version: str
     revision: int
     status: str
+    release: str = ""  # the release's own name; "" = the service's name (releases made before)
+
+
+def service_release(namespace: str, service: str) -> str:
+    """The release of ``service`` on the persistent stack in ``namespace``: ``<namespace>-<service>``,
+    its own per stack so two stacks' cluster-wide objects (named after the release) never
+    collide (docs/chart-contract.md); past helm's limit (less room for ``-canary``) its first
+    characters and 8 hex of its hash."""
+    name = f"{namespace}-{service}"
+    limit = MAX_RELEASE_NAME - len(CANARY_SUFFIX)
+    if len(name) <= limit:
+        return name
+    return f"{name[:limit - 9].rstrip('-')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def release_service(namespace: str, release: str, chart: str) -> str:
+    """What a release of the stack is, for planning: ``chart`` for its service's release (named
+    ``<namespace>-<service>``, or ``<service>`` as stacks were deployed before), ``<chart>-canary``
+    for that service's canary, else the release's own name (not stackyard's: left alone)."""
+    if release in (service_release(namespace, chart), chart):
+        return chart
+    if release in (canary_release(service_release(namespace, chart)), f"{chart}{CANARY_SUFFIX}"):
+        return f"{chart}{CANARY_SUFFIX}"
+    return release
 
 
 @dataclass(frozen=True)
@@ -79,20 +104,21 @@ class PlanStep:
     action: str  # install | upgrade | downgrade | repair
     canary: bool = False
     manifest_version: int | None = None
+    release_name: str = ""  # "" = the service's name (plans made before releases were per stack)
 
     @property
     def release(self) -> str:
-        return self.service
+        return self.release_name or self.service
 
     def to_dict(self) -> dict[str, Any]:
         return {"service": self.service, "from_version": self.from_version, "to_version": self.to_version,
                 "action": self.action, "canary": self.canary, "manifest_version": self.manifest_version,
-                "chart_ref": f"{self.service}:{self.to_version}"}
+                "chart_ref": f"{self.service}:{self.to_version}", "release": self.release_name or None}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PlanStep:
         return cls(data["service"], data["from_version"], data["to_version"], data["action"],
-                   bool(data.get("canary")), data.get("manifest_version"))
+                   bool(data.get("canary")), data.get("manifest_version"), data.get("release") or "")
 
     def __str__(self) -> str:
         return f"{self.service} {self.from_version or '(new)'} -> {self.to_version} ({self.action}{', canary' if self.canary else ''})"
@@ -151,8 +177,10 @@ def make_plan(stack: Stack, targets: Mapping[str, Target], deployed: Mapping[str
             held_back[service] = (f"runs {current.chart_version}, newer than {target.version}: "  # type: ignore[union-attr]
                                   "not downgraded automatically")
             continue
+        # A release that exists keeps its name (stacks deployed before have ``<service>``).
+        release = (current.release or current.service) if current else service_release(stack.namespace, service)
         steps.append(PlanStep(service, current.chart_version if current else None, target.version, action,
-                              canary, target.manifest_version))
+                              canary, target.manifest_version, release))
     named = {service for service, _ in order}
     unmanaged = tuple(sorted(name for name in deployed if name not in named))
     held_items = tuple((s, held_back[s]) for s, _ in order if s in held_back)
@@ -318,11 +346,12 @@ def advance(state: CanaryState, event: str) -> CanaryState:
         raise InputError(f"canary: event {event!r} is not allowed in state {state.value}") from None
 
 
-def canary_release(service: str) -> str:
-    """The canary runs as its own release, so the stable release is never touched until promotion."""
-    name = f"{service}{CANARY_SUFFIX}"
+def canary_release(release: str) -> str:
+    """The canary of a service's (stable) ``release`` runs as its own release, so the stable one is
+    never touched until promotion."""
+    name = f"{release}{CANARY_SUFFIX}"
     if len(name) > MAX_RELEASE_NAME:
-        raise InputError(f"{service}: canary release {name} is longer than helm's {MAX_RELEASE_NAME} characters")
+        raise InputError(f"{release}: canary release {name} is longer than helm's {MAX_RELEASE_NAME} characters")
     return name
 
 

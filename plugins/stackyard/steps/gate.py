@@ -8,31 +8,37 @@ removing a stack that is gone is success.
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from stackyard.core import names
+from stackyard.core.charts import Profile, contract_files, load_chart_bytes
 from stackyard.core.gate_config import SystemTestSuite, load_gate_config
 from stackyard.core.manifest import Manifest, Provenance, check_candidate, propose, validate_service_name
 from stackyard.core.umbrella import UmbrellaTemplate
 from stackyard.core.versions import is_semver
-from stackyard.exceptions import InputError, NotFoundError
-from stackyard.steps.publishing import build_manifest_package, pin_of
+from stackyard.core.stack_registry import Stack
+from stackyard.exceptions import AccessDeniedError, InputError, NotFoundError, UnavailableError
+from stackyard.steps.publishing import build_manifest_package, check_contract, pin_of
 from stackyard.adapters.manifest_store import ManifestStore
 from stackyard.adapters.chart_registry import ChartRegistry
 
-#: The umbrella is deployed as one release. Its release Secret (rendered manifests + values; helm
-#: does not store subcharts' files) measured in bench/gate_overhead with generated services that
-#: compress independently: 67 KiB at 50 services, 199 KiB at 150, 394 KiB at 300 (38% of helm's
-#: 1 MiB cap; ~1.3 KiB per service, the cap near 780 services). One install of 300 services takes
-#: ~5 s on the sandbox; one release per service ~7x longer (helm-4-facts). See docs/l3-gate.md.
-RELEASE = "l3"
+# The umbrella is deployed as one release. Its release Secret (rendered manifests + values; helm
+# does not store subcharts' files) measured in bench/gate_overhead with generated services that
+# compress independently: 67 KiB at 50 services, 199 KiB at 150, 394 KiB at 300 (38% of helm's
+# 1 MiB cap; ~1.3 KiB per service, the cap near 780 services). One install of 300 services takes
+# ~5 s on the sandbox; one release per service ~7x longer (helm-4-facts). See docs/l3-gate.md.
+# Its name is the stack's (``l3-<id>``, core.cluster_objects.stack_release): two candidates never
+# share a release name, so cluster-wide objects named after it never collide.
+
 PROFILE = "ephemeral"
+log = logging.getLogger(__name__)
 _FAILED_TEST = re.compile(r"TEST SUITE:\s+(\S+)\s*\n(?:.*\n)*?Phase:\s+(\w+)")
 
 
@@ -72,8 +78,13 @@ class GateRequest:
 
 
 def validate(request: GateRequest, *, store: ManifestStore, registry: ChartRegistry, now: datetime,
-             run_id: str | None) -> Manifest:
-    """The candidate (current L3 + this one change), or an InputError naming what is wrong."""
+             run_id: str | None, stacks: Iterable[Stack] = (),
+             decrypt: Callable[[Profile], Any] | None = None) -> Manifest:
+    """The candidate (current L3 + this one change), or an InputError naming what is wrong.
+
+    The chart must keep the chart contract for ``stacks`` (it may have been published by an
+    older stackyard), and with ``decrypt`` its ephemeral secrets must open with the keys the
+    gate has: a key it lacks fails here, once, instead of at every deploy attempt."""
     current = store.latest()
     if current is None:
         raise InputError("there is no L3 manifest yet: seed version 1 first (stackyard manifest seed)")
@@ -84,6 +95,18 @@ def validate(request: GateRequest, *, store: ManifestStore, registry: ChartRegis
             f"chart_version: {request.service} {request.chart_version} is not in the registry {registry.url}; "
             "publish it first (stackyard chart publish)"
         ) from None
+    package = registry.fetch(request.service, request.chart_version).read_bytes()
+    check_contract(request.service, contract_files(package, f"{request.service}-{request.chart_version}.tgz"), stacks)
+    if decrypt is not None:
+        profile = load_chart_bytes(package, f"{request.service} {request.chart_version}").profile(PROFILE)
+        try:
+            decrypt(profile)
+        except AccessDeniedError as exc:
+            raise InputError(f"{request.service} {request.chart_version}: the gate cannot decrypt "
+                             f"{profile.secrets_source} with the keys it has: {exc}") from None
+        except UnavailableError as exc:  # the key service is down: not the chart's fault; deploy retries
+            log.warning("could not check that %s decrypts (the key service is unavailable): %s",
+                        profile.secrets_source, exc)
     candidate = propose(
         current, request.service, request.chart_version, ref.digest, created=now,
         provenance=Provenance(dag_run_id=run_id, requested_by=request.requested_by, ci_url=request.ci_url),

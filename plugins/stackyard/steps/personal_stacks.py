@@ -37,8 +37,8 @@ from stackyard.steps.publishing import build_manifest_package, pin_of
 from stackyard.adapters.manifest_store import ManifestStore
 from stackyard.adapters.chart_registry import ChartRegistry
 
-#: One release per stack: the umbrella carries every service (as the gate deploys its candidate).
-RELEASE = "stack"
+#: One release per stack, named after it (core.cluster_objects.stack_release): the umbrella carries
+#: every service, as the gate deploys its candidate. Stacks made before were release ``stack``.
 DEFAULT_PROFILE = "ephemeral"
 #: Personal stacks are throwaway and widely shared: they never get production's values or secrets.
 FORBIDDEN_PROFILES = frozenset({"production"})

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import yaml
 
-from stackyard.core.charts import PROFILE_SECRETS, PROFILES_DIR, Chart, load_chart, load_chart_bytes
+from stackyard.core.chart_contract import check_profiles, required_profiles
+from stackyard.core.charts import PROFILES_DIR, Chart, contract_files, load_chart, load_chart_bytes
 from stackyard.core.manifest import Manifest, ServicePin
-from stackyard.core.secrets import is_sops_encrypted
+from stackyard.core.stack_registry import Stack, load_registry
 from stackyard.core.umbrella import UmbrellaTemplate, VendoredChart, build_umbrella, umbrella_version
 from stackyard.exceptions import InputError, ToolError
 from stackyard.adapters.chart_registry import ChartRef, ChartRegistry
@@ -24,27 +26,37 @@ from stackyard.core.images import IMAGE_LOCK, ImageLock
 from stackyard.steps.images import lock_images
 
 
-def check_chart(chart_dir: str | Path) -> Chart:
-    """Refuse a chart whose profiles would publish something wrong, before anything is pushed."""
+def check_chart(chart_dir: str | Path, stacks: Iterable[Stack] = ()) -> Chart:
+    """Refuse a chart that breaks the chart contract (docs/chart-contract.md) before anything is
+    pushed: every problem at once, naming chart, file, profile and the stacks that need it."""
     chart_dir = Path(chart_dir)
     chart = load_chart(chart_dir)  # parses Chart.yaml, values.yaml and every profile's values
-    for profile in chart.profiles.values():
-        if profile.secrets is not None and not is_sops_encrypted(profile.secrets):
-            raise InputError(
-                f"{profile.secrets_source} is not SOPS-encrypted; refusing to publish plaintext secrets "
-                f"(encrypt it with `sops encrypt -i {PROFILES_DIR}/{profile.name}/{PROFILE_SECRETS}`)"
-            )
-    if any(p.secrets is not None for p in chart.profiles.values()) and not (chart_dir / ".sops.yaml").is_file():
-        raise InputError(f"{chart.name}: profiles carry secrets but the chart has no .sops.yaml")
+    check_contract(chart.name, contract_files(chart_dir), stacks)
     return chart
 
 
-def verify_chart(chart_dir: str | Path, *, helm: Helm, images: ImageResolver) -> tuple[Chart, ImageLock]:
-    """Every check publish makes, nothing pushed: :func:`check_chart`, helm lint of the defaults
-    and of every profile, then every image each profile deploys resolved to its digest (the lock
-    publish puts in the package). ``stackyard chart check`` runs exactly this."""
+def check_contract(chart: str, files: Mapping[str, bytes], stacks: Iterable[Stack]) -> None:
+    problems = check_profiles(chart, files, required_profiles(chart, stacks))
+    if problems:
+        raise InputError("the chart breaks the chart contract (docs/chart-contract.md):\n  " + "\n  ".join(problems))
+
+
+def registry_stacks(stacks_file: Path) -> list[Stack]:
+    """The valid stacks of the registry file (none if there is no file): who deploys what, with
+    which profile. Invalid entries deploy nothing, so they ask for no profile."""
+    if not stacks_file.is_file():
+        return []
+    return list(load_registry(stacks_file.read_text(), origin=str(stacks_file)).stacks.values())
+
+
+def verify_chart(chart_dir: str | Path, *, helm: Helm, images: ImageResolver,
+                 stacks: Iterable[Stack] = ()) -> tuple[Chart, ImageLock]:
+    """Every check publish makes, nothing pushed: :func:`check_chart` (the contract, with the
+    profiles ``stacks`` need), helm lint of the defaults and of every profile, then every image
+    each profile deploys resolved to its digest (the lock publish puts in the package).
+    ``stackyard chart check`` runs exactly this."""
     chart_dir = Path(chart_dir)
-    chart = check_chart(chart_dir)
+    chart = check_chart(chart_dir, stacks)
     for profile in (None, *chart.profiles):
         values = [chart_dir / PROFILES_DIR / profile / "values.yaml"] if profile else []
         try:
@@ -57,11 +69,13 @@ def verify_chart(chart_dir: str | Path, *, helm: Helm, images: ImageResolver) ->
     return chart, lock_images(chart_dir, chart, helm, images)
 
 
-def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm, images: ImageResolver) -> ChartRef:
-    """:func:`verify_chart`, then package with ``profiles/`` and the image lock inside, and publish
-    immutably. Nothing is pushed when a check fails or an image does not resolve."""
+def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm, images: ImageResolver,
+                  stacks: Iterable[Stack] = ()) -> ChartRef:
+    """:func:`verify_chart` (with the profiles ``stacks`` need), then package with ``profiles/``
+    and the image lock inside, and publish immutably. Nothing is pushed when a check fails or an
+    image does not resolve."""
     chart_dir = Path(chart_dir)
-    _, lock = verify_chart(chart_dir, helm=helm, images=images)
+    _, lock = verify_chart(chart_dir, helm=helm, images=images, stacks=stacks)
     with tempfile.TemporaryDirectory(prefix="stackyard-package-") as tmp:
         staged = Path(tmp) / chart_dir.name
         shutil.copytree(chart_dir, staged, symlinks=True)

@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from stackyard.core.charts import load_chart
-from stackyard.core.rollout import Deployed, PlanStep, Target, qualified_targets, rollouts_stream
+from stackyard.core.rollout import Deployed, PlanStep, Target, qualified_targets, release_service, rollouts_stream
 from stackyard.core.stack_registry import (
     CanaryCheck, HealthySource, Registry, RegistryDocument, Stack, load_registry, parse_document,
     registry_from_document,
@@ -96,11 +96,13 @@ def load_stack(path: Path, name: str) -> Stack:
 
 
 def deployed_on(helm: Helm, namespace: str) -> dict[str, Deployed]:
-    """The stack's helm releases (release name = service name), whatever their state."""
-    return {
-        release.name: Deployed(release.name, release.chart_name, release.chart_version, release.revision, release.status)
-        for release in helm.list(namespace=namespace)
-    }
+    """The stack's helm releases by what they run (core.rollout.release_service), whatever their state."""
+    deployed = {}
+    for release in helm.list(namespace=namespace):
+        key = release_service(namespace, release.name, release.chart_name)
+        deployed[key] = Deployed(key, release.chart_name, release.chart_version, release.revision, release.status,
+                                 release.name)
+    return deployed
 
 
 def deployed_revision(helm: Helm, release: str, namespace: str) -> int | None:

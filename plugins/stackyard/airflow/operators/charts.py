@@ -15,7 +15,7 @@ from stackyard.exceptions import InputError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.airflow.stores import image_resolver_for, registry_for
-from stackyard.steps.publishing import check_chart, publish_chart
+from stackyard.steps.publishing import check_chart, publish_chart, registry_stacks
 from stackyard.settings import Settings
 
 
@@ -36,7 +36,7 @@ class ChartPackageOperator(BaseOperator):
         return HelmHook(kubernetes_conn_id=None)
 
     def execute(self, context: Any) -> dict[str, str]:
-        check_chart(self.chart_dir)
+        check_chart(self.chart_dir, registry_stacks(Settings.from_env().stacks_file))
         Path(self.destination).mkdir(parents=True, exist_ok=True)
         with self.helm_hook.helm() as helm:
             package = helm.package(self.chart_dir, self.destination)
@@ -66,7 +66,7 @@ class ChartPublishOperator(BaseOperator):
         settings = Settings.from_env()
         with self.helm_hook.helm() as helm:
             ref = publish_chart(self.chart_dir, registry=registry_for(settings, helm), helm=helm,
-                                images=image_resolver_for(settings))
+                                images=image_resolver_for(settings), stacks=registry_stacks(settings.stacks_file))
         self.log.info("published %s", ref)
         return {"name": ref.name, "version": ref.version, "digest": ref.digest}
 

@@ -12,6 +12,7 @@ from airflow.sdk import get_current_context, task
 from stackyard.steps import gate as gate_steps
 from stackyard.adapters import metrics
 from stackyard.airflow import notify
+from stackyard.core.cluster_objects import stack_release
 from stackyard.core.manifest import Manifest
 from stackyard.core.ephemeral import (
     ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name,
@@ -22,11 +23,11 @@ from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
 from stackyard.airflow.stores import manifest_store_for, registry_for
 from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY
-from stackyard.steps.publishing import load_umbrella_template
+from stackyard.airflow.hooks.sops import SopsHook
+from stackyard.steps.publishing import load_umbrella_template, registry_stacks
 from stackyard.settings import Settings
 from stackyard.airflow.operators._context import pulled, record_event, utc_now
 
-RELEASE = gate_steps.RELEASE
 PROFILE = gate_steps.PROFILE
 KEEP_ON_FAILURE_TTL = "1d"
 
@@ -43,7 +44,8 @@ def validate() -> dict[str, Any]:
         with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
             candidate = gate_steps.validate(
                 request, store=manifest_store_for(settings), registry=registry_for(settings, helm),
-                now=utc_now(), run_id=context["run_id"],
+                now=utc_now(), run_id=context["run_id"], stacks=registry_stacks(settings.stacks_file),
+                decrypt=SopsHook(settings.sops_conn_id, settings.aws_conn_id).decrypt_profile,
             )
     except InputError as exc:
         raise AirflowFailException(str(exc)) from None
@@ -78,7 +80,7 @@ def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
                  manifest_version=manifest.version)
     created = StackHook(Settings.from_env().kubernetes_conn_id).create(name, metadata)
     print(f"{'created' if created else 'reusing'} ephemeral stack {name}")
-    return {"namespace": name}
+    return {"namespace": name, "release": stack_release(name)}
 
 
 @task
@@ -140,7 +142,9 @@ def teardown(**context: Any) -> dict[str, Any]:
         print(f"kept stack {name} for inspection; the reaper removes it after {KEEP_ON_FAILURE_TTL}")
         return {"action": "kept", "namespace": name, "ttl": KEEP_ON_FAILURE_TTL}
     with HelmHook(Settings.from_env().kubernetes_conn_id).helm() as helm:
-        helm.uninstall(RELEASE, namespace=name)
+        # Every release in the stack: its own, or ``l3`` for a stack deployed before stacks had their own.
+        for release in helm.list(namespace=name):
+            helm.uninstall(release.name, namespace=name)
     deleted = hook.delete(name)
     print(f"{'deleted' if deleted else 'already gone:'} stack {name}")
     return {"action": "deleted", "namespace": name}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from stackyard.core.deployment import deployment_layers, values_digest
 from stackyard.core.values import ValuesLayer, compose
@@ -23,6 +24,7 @@ from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.airflow.stores import image_resolver_for, registry_for
 from stackyard.steps.images import check_package_images
 from stackyard.settings import Settings
+from stackyard.steps import preflight
 from stackyard.adapters.helm import DEFAULT_TIMEOUT, Helm, sweep_leftovers
 
 TEST_OUTPUT_XCOM_KEY = "test_run"
@@ -50,7 +52,8 @@ class _HelmOperator(BaseOperator):
     @cached_property
     def helm_hook(self) -> HelmHook:
         return HelmHook(self.kubernetes_conn_id or self.settings.kubernetes_conn_id,
-                        plain_http=self.settings.registry_plain_http)
+                        plain_http=self.settings.registry_plain_http,
+                        aws_conn_id=self.aws_conn_id or self.settings.aws_conn_id)
 
     @cached_property
     def sops_hook(self) -> SopsHook:
@@ -84,8 +87,10 @@ class HelmUpgradeOperator(_HelmOperator):
     """``helm upgrade --install`` of a packaged chart (a service or an umbrella) with a profile.
 
     ``values_overrides`` (plain, non-secret values such as a canary's ``canary.enabled``) is
-    applied after every other layer. Returns ``{release, namespace, revision, chart, status,
-    values_digest}``.
+    applied after every other layer. Before helm runs, the chart is rendered with the same values:
+    cluster-wide objects another stack owns are refused, and its CRDs are installed by stackyard
+    (upgraded only if ``crd_upgrades``; docs/chart-contract.md) and left out of the release.
+    Returns ``{release, namespace, revision, chart, status, values_digest, crds}``.
     """
 
     template_fields: Sequence[str] = ("release", "chart", "chart_ref", "namespace", "profile", "stack", "timeout")
@@ -103,6 +108,7 @@ class HelmUpgradeOperator(_HelmOperator):
         wait: bool = True,
         create_namespace: bool = False,
         values_overrides: dict[str, Any] | None = None,
+        crd_upgrades: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -110,6 +116,7 @@ class HelmUpgradeOperator(_HelmOperator):
         self.profile, self.stack, self.timeout = profile, stack, timeout
         self.wait, self.create_namespace = wait, create_namespace
         self.values_overrides = values_overrides
+        self.crd_upgrades = crd_upgrades
 
     def execute(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm(stack=self.stack) as helm:
@@ -123,14 +130,22 @@ class HelmUpgradeOperator(_HelmOperator):
                 layers.append(ValuesLayer("overrides", self.values_overrides))
             self.log.info("values layers, lowest first: %s", ", ".join(layer.source for layer in layers))
             values = compose(layers)
+            try:
+                prepared = preflight.prepare(
+                    helm, self.helm_hook.cluster(), package, release=self.release, namespace=self.namespace,
+                    values=values, may_upgrade_crds=self.crd_upgrades, log=self.log.info,
+                )
+            except InputError as exc:
+                raise AirflowFailException(str(exc)) from None  # a retry cannot fix it
             release = helm.upgrade_install(
                 self.release, package, namespace=self.namespace,
                 values=values,
-                wait=self.wait, timeout=self.timeout, create_namespace=self.create_namespace,
+                wait=self.wait, timeout=self.timeout, create_namespace=self.create_namespace, without_crds=True,
             )
         return {
             "release": release.name, "namespace": release.namespace, "revision": release.revision,
             "chart": release.chart, "status": release.status, "values_digest": values_digest(values),
+            "crds": prepared["crds"],
         }
 
 

@@ -26,6 +26,7 @@ from stackyard.airflow.run_notes import record_note
 from stackyard.core.run_notes import stack_note
 from stackyard.steps import personal_stacks as stack_steps
 from stackyard.core import ephemeral as rules
+from stackyard.core.cluster_objects import stack_release
 from stackyard.exceptions import ConflictError, InputError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
@@ -37,7 +38,6 @@ from stackyard.airflow.operators._context import (
 )
 
 log = logging.getLogger(__name__)
-RELEASE = stack_steps.RELEASE
 #: Every night at 03:00 UTC (dags/ephemeral_reaper.py); a run for an older slot changes nothing.
 REAPER_SCHEDULE = "0 3 * * *"
 PLAN = "{{ ti.xcom_pull(task_ids='validate') }}"
@@ -139,7 +139,7 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
         if existing is None or existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
             raise _refuse(InputError(f"name: stack {stack.name!r} was just created by another run"))
     print(f"{'created' if created else 'reusing (retry of this run)'} namespace {stack.name}")
-    return {"namespace": stack.name}
+    return {"namespace": stack.name, "release": stack_release(stack.name)}
 
 
 @task

@@ -246,7 +246,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
     # -- canary first ----------------------------------------------------------------------------
     def _canary(self, context: Any, stack: Stack, step: PlanStep):
         """Canary release → tests + check → promote (stable upgraded, canary removed) or abort."""
-        state, name = CanaryState.PENDING, canary_release(step.service)
+        state, name = CanaryState.PENDING, canary_release(step.release)
         info: dict[str, Any] = {"release": name, "weight": stack.canary.weight, "check": stack.canary.check.type}
         chart_ref = f"{step.service}:{step.to_version}"
 
