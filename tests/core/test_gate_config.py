@@ -12,7 +12,8 @@ from tests.conftest import ROOT
 
 def test_the_shipped_config_is_valid():
     suite = load_gate_config((ROOT / "include" / "gate.yaml").read_text()).system_tests
-    assert suite.image.endswith("system-tests:1.0.0") and suite.cmds == ["pytest", "-q", "/suite"]
+    # a public image that exists (docs/real-cluster.md), asking every example service for its answer
+    assert suite.image == "docker.io/library/busybox:1.36" and suite.cmds == ["sh", "-c"]
     assert suite.timeout_seconds == 900 and suite.annotations == {}
 
 

@@ -49,8 +49,8 @@ def test_every_profile_is_rendered_with_hooks_and_tests_without_decrypting(tmp_p
     chart_dir = orders_chart(tmp_path, registry)
     found = rendered_images(chart_dir, load_chart(chart_dir), helm)
     assert set(found) == {DEFAULTS, "ephemeral", "production", "qa1", "stage"}
-    assert {i.reference for i in found["ephemeral"]} == {f"{registry}/stackyard/orders:1.1.0", "busybox:1.36"}
-    assert {i.reference for i in found[DEFAULTS]} == {f"{registry}/stackyard/orders:1.0.0", "busybox:1.36"}
+    assert {i.reference for i in found["ephemeral"]} == {f"{registry}/stackyard/orders:1.1.0", "docker.io/library/busybox:1.36"}
+    assert {i.reference for i in found[DEFAULTS]} == {f"{registry}/stackyard/orders:1.0.0", "docker.io/library/busybox:1.36"}
 
 
 def test_the_lock_pins_each_profiles_images_to_digests_through_a_mirror(tmp_path, registry, helm):
@@ -61,7 +61,7 @@ def test_the_lock_pins_each_profiles_images_to_digests_through_a_mirror(tmp_path
     resolver = ImageResolver(mirrors=parse_mirrors(f"docker.io={registry}/hub"))
     lock = lock_images(chart_dir, load_chart(chart_dir), helm, resolver)
     assert set(lock.pins("ephemeral")) == {ImagePin(f"{registry}/stackyard/orders:1.1.0", app11),
-                                           ImagePin("busybox:1.36", box, mirror=registry)}
+                                           ImagePin("docker.io/library/busybox:1.36", box, mirror=registry)}
     assert ImagePin(f"{registry}/stackyard/orders:1.0.0", app) in lock.pins("production")
     assert ImageLock.from_json(lock.to_json()) == lock
     assert resolver.requests == 3  # one per distinct image, however many profiles use it
