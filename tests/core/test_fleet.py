@@ -8,10 +8,11 @@ import pytest
 
 from stackyard.core.charts import split_chart
 from stackyard.core.fleet import (
-    CellState, ClusterState, NamespaceRow, RecordRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
+    CellState, ClusterState, NamespaceRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
     deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view,
 )
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
+from stackyard.core.records import ReaperReport, RolloutRecord, Stored
 
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=timezone.utc)  # a Wednesday
 
@@ -22,6 +23,22 @@ def history(*bumps: tuple[str, str]) -> list[Manifest]:
     for index, (service, version) in enumerate(bumps):
         out.append(propose(out[-1], service, version, None, NOW + timedelta(minutes=index), Provenance(f"run-{index}", "bob", None)))
     return out
+
+
+def rollout(service: str, to_version: str, status: str, *, dag_id: str = "rollout_qa1", run_id: str = "r1",
+            at: datetime = NOW) -> Stored[RolloutRecord]:
+    return Stored(at, RolloutRecord(
+        stack="qa1", type="persistent", dag_id=dag_id, namespace="qa1", profile="qa1", service=service,
+        from_version="1.0.0", to_version=to_version, action="upgrade", manifest_version=2, run_id=run_id,
+        status=status, started=at, finished=at))
+
+
+def reaper_run(run_id: str, *, deleted=(), failed=(), dag_id: str = "ephemeral_reaper") -> Stored[ReaperReport]:
+    entries = {"deleted": [{"name": n, "action": "delete", "reason": r} for n, r in deleted],
+               "failed": [{"name": n, "action": "delete", "reason": r, "detail": d} for n, r, d in failed]}
+    return Stored(NOW, ReaperReport(
+        dag_id=dag_id, run_id=run_id, at=NOW, dry_run=False, max_deletions=20, selector="x", **entries,
+        counts={"deleted": len(deleted), "would_delete": 0, "kept": 0, "skipped": 0, "failed": len(failed)}))
 
 
 LINE = ServiceLineage(("1.0.0", "1.1.0", "1.2.0"), "1.2.0", None)
@@ -86,8 +103,7 @@ def test_matrix_l3_column_first_then_production_persistent_ephemeral_and_failed_
         (ReleaseRow("orders", "qa1", "deployed", "orders-1.0.0"), ReleaseRow("catalog", "prod", "deployed", "catalog-1.0.0")),
         NOW,
     )
-    rollouts = {"qa1": [RecordRow(NOW, {"service": "catalog", "to_version": "1.1.0", "status": "rolled_back",
-                                        "dag_id": "rollout", "run_id": "r9"})]}
+    rollouts = {"qa1": [rollout("catalog", "1.1.0", "rolled_back", dag_id="rollout", run_id="r9")]}
     matrix = fleet_matrix(history=hist, cluster=cluster, rollouts=rollouts)
     assert [c["name"] for c in matrix["columns"]] == ["L3", "prod", "qa1", "zz-eph"]
     rows = {row["service"]: row["cells"] for row in matrix["rows"]}
@@ -106,12 +122,13 @@ def test_matrix_without_a_cluster_claims_nothing_about_stacks():
 def test_ephemeral_view_time_left_and_last_reaper_run():
     cluster = ClusterState((ns("alice-demo", "ephemeral", **{"stackyard.io/ttl": "1d", "stackyard.io/last-activity": "2026-03-04T04:00:00Z"}),
                             ns("bad-ttl", "ephemeral", **{"stackyard.io/ttl": "forever"})), (), NOW)
-    reaper = [RecordRow(NOW, {"run_id": "r1", "deleted": [{"name": "old", "reason": "idle 8d0h", "values": "x"}], "failed": []})]
+    reaper = [reaper_run("r1", deleted=[("old", "idle 8d0h")])]
     view = ephemeral_view(cluster, {}, reaper, NOW)
     stacks = {s["name"]: s for s in view["stacks"]}
     assert stacks["alice-demo"]["seconds_left"] == 18 * 3600
     assert "does not parse" in stacks["bad-ttl"]["note"] and "seconds_left" not in stacks["bad-ttl"]
     assert view["last_reaper_run"]["deleted"] == [{"name": "old", "reason": "idle 8d0h"}]  # only named fields
+    assert view["last_reaper_run"]["run"] == {"dag_id": "ephemeral_reaper", "run_id": "r1"}  # the reaper's own DAG
 
 
 REGISTRY = """

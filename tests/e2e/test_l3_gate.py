@@ -31,7 +31,7 @@ def test_good_bump_is_promoted_and_the_stack_removed(local_stack, dagbag, capfd,
     assert latest.provenance.requested_by == "alice"
     assert tasks["reject"] == "skipped" and tasks["requeue"] == "skipped"
     assert tasks["system_test_suite"] == "success"  # include/gate.yaml configures one
-    assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
+    assert local_stack.store.reports(latest.version)[0].report.outcome.value == "promoted"
     assert ephemeral_namespaces(local_stack) == []
     # `dags test` output is never masked by Airflow: stackyard itself must not emit plaintext.
     output = "".join(capfd.readouterr())
@@ -51,7 +51,7 @@ def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):
     assert local_stack.store.latest() == seeded
     rejection = local_stack.store.rejections()[0]
     assert rejection.reason == "system tests failed: l3-catalog-test"
-    assert "l3-catalog-test" in rejection.report["test_output"]
+    assert "l3-catalog-test" in rejection.report.test_output
     assert ephemeral_namespaces(local_stack) == []
 
 

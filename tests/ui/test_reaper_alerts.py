@@ -7,7 +7,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from stackyard.airflow.stores import record_store_for
 from stackyard.core import ephemeral as S
+from stackyard.settings import Settings
+from stackyard.steps.fleet import Fleet
 
 from tests.e2e.conftest import run_dag
 from tests.e2e.test_stacks import EPHEMERAL, make_namespace, remove
@@ -48,3 +51,9 @@ def test_owner_is_warned_the_day_before_and_a_failed_deletion_is_alerted(local_s
     warning = bodies["stack_expiring"]
     assert warning["owner"] == "frank" and warning["fields"]["stack"] == "w-soon"
     assert "w-stale" in bodies["reaper_failed"]["text"] and bodies["reaper_failed"]["dag_id"] == "ephemeral_reaper"
+
+    # The Stacks view links "last reaper run" to the run that wrote the report: a DAG that exists.
+    view = Fleet(manifest_store=local_stack.store, record_store=record_store_for(Settings.from_env()),
+                 cluster=None, stacks_file=None).ephemeral()
+    link = view["last_reaper_run"]["run"]
+    assert link["dag_id"] in dagbag.dag_ids and link["dag_id"] == "ephemeral_reaper" and link["run_id"]

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
+from stackyard.core.records import ReaperCounts, ReaperEntry, ReaperReport
 from stackyard.exceptions import InputError, StackyardError
 
 PREFIX = "stackyard.io"
@@ -373,27 +374,26 @@ class Outcome(str, Enum):
 
 def reaper_report(
     verdicts: Iterable[Verdict], outcomes: Mapping[str, tuple[Outcome, str]], *, now: datetime,
-    dry_run: bool, max_deletions: int, run_id: str | None, error: str | None = None,
-) -> dict[str, Any]:
+    dry_run: bool, max_deletions: int, dag_id: str, run_id: str | None, error: str | None = None,
+) -> ReaperReport:
     """The run's report (log and ``reaper/runs``): what went, what stays and for how long, why."""
-    report: dict[str, Any] = {
-        "run_id": run_id, "at": timestamp(now), "dry_run": dry_run, "max_deletions": max_deletions,
-        "selector": EPHEMERAL_SELECTOR, "error": error,
-        "deleted": [], "would_delete": [], "kept": [], "skipped": [], "failed": [],
-    }
+    buckets: dict[str, list[ReaperEntry]] = {key: [] for key in ("deleted", "would_delete", "kept", "skipped", "failed")}
     for verdict in verdicts:
         entry = verdict.to_dict()
         if verdict.action is Action.KEEP:
-            report["kept"].append(entry)
+            bucket = "kept"
         elif verdict.action is Action.SKIP:
-            report["skipped"].append(entry)
+            bucket = "skipped"
         elif dry_run or verdict.name not in outcomes:
-            report["would_delete"].append(entry)
+            bucket = "would_delete"
         else:
             outcome, detail = outcomes[verdict.name]
             entry["outcome"], entry["detail"] = outcome.value, detail
             bucket = {Outcome.DELETED: "deleted", Outcome.GONE: "deleted", Outcome.CHANGED: "kept",
                       Outcome.FAILED: "failed"}[outcome]
-            report[bucket].append(entry)
-    report["counts"] = {key: len(report[key]) for key in ("deleted", "would_delete", "kept", "skipped", "failed")}
-    return report
+        buckets[bucket].append(ReaperEntry(**entry))
+    return ReaperReport(
+        dag_id=dag_id, run_id=run_id, at=now, dry_run=dry_run, max_deletions=max_deletions,
+        selector=EPHEMERAL_SELECTOR, error=error, **buckets,
+        counts=ReaperCounts(**{key: len(entries) for key, entries in buckets.items()}),
+    )

@@ -13,6 +13,7 @@ from stackyard.steps import gate as gate_steps
 from stackyard.adapters import metrics
 from stackyard.airflow import notify
 from stackyard.core.manifest import Manifest
+from stackyard.core.records import GateOutcome, GateReport, GateTests, RejectionReport, VersionRef
 from stackyard.core.ephemeral import (
     ANNOTATION_LAST_ACTIVITY, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name, timestamp,
 )
@@ -128,7 +129,7 @@ def reject(candidate: dict[str, Any]) -> dict[str, Any]:
     else:
         reason = "deploy failed: the candidate did not become ready (see the deploy log)"
     store = manifest_store_for(Settings.from_env())
-    store.record_rejection(manifest, reason, {"failed_tests": failed, "test_output": test_run.get("output", "")})
+    store.record_rejection(manifest, reason, RejectionReport(failed_tests=failed, test_output=test_run.get("output", "")))
     print(f"rejected {manifest.change}: {reason}; L3 stays v{manifest.parent}")
     # Best effort: a webhook outage never fails the gate (send logs and returns False).
     notify.send(notify.gate_rejected(manifest, reason, failed, run_id=get_current_context()["run_id"]))
@@ -165,25 +166,25 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
     conflict = pulled("promote", "conflict")
     test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
     started = context["dag_run"].start_date
-    outcome = "promoted" if promoted else "requeued" if conflict else "rejected"
-    report = {
-        "outcome": outcome,
-        "change": manifest.change.to_dict() if manifest.change else None,
-        "before": {"version": manifest.parent},
-        "after": {"version": promoted["version"] if promoted else manifest.parent},
-        "candidate_id": manifest.candidate_id,
-        "candidate_package": (pulled("build_candidate") or {}).get("chart_ref"),
-        "tests": {"passed": test_run.get("passed"), "failed": (rejected or {}).get("failed_tests", [])},
-        "reason": (rejected or {}).get("reason") or conflict,
-        "teardown": pulled("teardown"),
-        "run_id": context["run_id"],
-        "duration_seconds": round((utc_now() - started).total_seconds(), 1) if started else None,
-    }
+    outcome = GateOutcome.PROMOTED if promoted else GateOutcome.REQUEUED if conflict else GateOutcome.REJECTED
+    report = GateReport(
+        outcome=outcome,
+        change=manifest.change.to_dict() if manifest.change else None,
+        before=VersionRef(version=manifest.parent),
+        after=VersionRef(version=promoted["version"] if promoted else manifest.parent),
+        candidate_id=manifest.candidate_id,
+        candidate_package=(pulled("build_candidate") or {}).get("chart_ref"),
+        tests=GateTests(passed=test_run.get("passed"), failed=(rejected or {}).get("failed_tests", [])),
+        reason=(rejected or {}).get("reason") or conflict,
+        teardown=pulled("teardown"),
+        run_id=context["run_id"],
+        duration_seconds=round((utc_now() - started).total_seconds(), 1) if started else None,
+    )
     manifest_store_for(Settings.from_env()).record_report(
         promoted["version"] if promoted else manifest.candidate_id, report
     )
-    metrics.gate_finished(outcome, report["duration_seconds"])
-    print(f"L3 gate: {outcome} {manifest.change} — L3 v{report['before']['version']} → v{report['after']['version']}")
-    if outcome != "promoted":
-        raise AirflowFailException(f"L3 gate {outcome}: {report['reason']}")
-    return report
+    metrics.gate_finished(outcome.value, report.duration_seconds)
+    print(f"L3 gate: {outcome.value} {manifest.change} — L3 v{report.before.version} → v{report.after.version}")
+    if outcome is not GateOutcome.PROMOTED:
+        raise AirflowFailException(f"L3 gate {outcome.value}: {report.reason}")
+    return report.to_json()

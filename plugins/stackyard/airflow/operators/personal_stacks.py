@@ -23,6 +23,7 @@ from stackyard.adapters import metrics
 from stackyard.airflow import notify
 from stackyard.steps import personal_stacks as stack_steps
 from stackyard.core import ephemeral as rules
+from stackyard.core.records import EventKind, ReaperReport, StackEvent
 from stackyard.exceptions import ConflictError, InputError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
@@ -42,12 +43,12 @@ def _stack_hook() -> StackHook:
     return StackHook(Settings.from_env().kubernetes_conn_id)
 
 
-def record_event(stack: str, event: str, **details: Any) -> None:
+def record_event(stack: str, event: EventKind, **details: Any) -> None:
     """One lifecycle record in ``stacks/<stack>/events``: what happened, by which run, for whom."""
     context = get_current_context()
-    data = {"event": event, "stack": stack, "run_id": context["run_id"], "dag_id": context["dag"].dag_id,
-            "at": rules.timestamp(utc_now()), **details}
-    record_store_for(Settings.from_env()).append(f"stacks/{stack}/events", data)
+    record = StackEvent(event=event, stack=stack, run_id=context["run_id"], dag_id=context["dag"].dag_id,
+                        at=utc_now(), **details)
+    record_store_for(Settings.from_env()).write(record)
 
 
 def _refuse(exc: Exception) -> AirflowFailException:
@@ -120,7 +121,7 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
         if existing is None or existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
             raise _refuse(InputError(f"name: stack {stack.name!r} was just created by another run"))
     else:
-        record_event(stack.name, "created", owner=stack.owner, manifest_version=stack.manifest.version,
+        record_event(stack.name, EventKind.CREATED, owner=stack.owner, manifest_version=stack.manifest.version,
                      overrides=dict(stack.overrides), profile=stack.profile, ttl=rules.format_ttl(stack.ttl))
     print(f"{'created' if created else 'reusing (retry of this run)'} namespace {stack.name}")
     return {"namespace": stack.name}
@@ -131,7 +132,7 @@ def ready(plan: dict[str, Any], built: dict[str, str], deployed: dict[str, Any])
     """Mark activity, record the deployment and tell the user how to reach the stack."""
     stack = stack_steps.StackPlan.from_dict(plan)
     _stack_hook().annotate(stack.name, rules.touch_annotations(utc_now()))
-    record_event(stack.name, "ready", owner=stack.owner, chart_ref=built["chart_ref"], digest=built["digest"],
+    record_event(stack.name, EventKind.READY, owner=stack.owner, chart_ref=built["chart_ref"], digest=built["digest"],
                  release=deployed["release"], revision=deployed["revision"], values_digest=deployed["values_digest"])
     print(stack_steps.access_instructions(name=stack.name, release=deployed["release"], context=_kube_context()))
     return {"namespace": stack.name, "release": deployed["release"], "chart_ref": built["chart_ref"],
@@ -146,7 +147,7 @@ def clean_up_failed() -> dict[str, Any]:
         raise AirflowSkipException("no namespace was created by this run")
     name = made["namespace"]
     _remove(name)
-    record_event(name, "destroyed", reason="stack_create failed (see its deploy log)")
+    record_event(name, EventKind.DESTROYED, reason="stack_create failed (see its deploy log)")
     print(f"stack_create failed; removed the half-made stack {name}")
     return {"removed": name}
 
@@ -200,7 +201,7 @@ def check_ephemeral(action: str) -> dict[str, Any]:
 def destroy(stack: dict[str, Any]) -> dict[str, Any]:
     name = stack["namespace"]
     releases = _remove(name)
-    record_event(name, "destroyed", owner=stack.get("owner"), releases=releases)
+    record_event(name, EventKind.DESTROYED, owner=stack.get("owner"), releases=releases)
     print(f"destroyed stack {name} (releases uninstalled: {', '.join(releases) or 'none'})")
     return {"namespace": name, "releases": releases}
 
@@ -212,7 +213,7 @@ def touch(stack: dict[str, Any]) -> dict[str, Any]:
     _stack_hook().annotate(name, rules.touch_annotations(now, ttl))
     current = _stack_hook().get(name)
     ttl_text = (current.annotations.get(rules.ANNOTATION_TTL) if current else None) or rules.format_ttl(rules.DEFAULT_TTL)
-    record_event(name, "touched", owner=stack.get("owner"), ttl=ttl_text)
+    record_event(name, EventKind.TOUCHED, owner=stack.get("owner"), ttl=ttl_text)
     print(f"stack {name}: last activity {rules.timestamp(now)}, TTL {ttl_text}")
     return {"namespace": name, "last_activity": rules.timestamp(now), "ttl": ttl_text}
 
@@ -249,21 +250,20 @@ def reap(planned: dict[str, Any]) -> dict[str, Any]:
     for name, (outcome, detail) in sorted(outcomes.items()):
         print(f"{outcome.value:8} {name}: {detail}")
         if outcome in (rules.Outcome.DELETED, rules.Outcome.GONE):
-            record_event(name, "reaped", outcome=outcome.value, reason=reasons[name])
+            record_event(name, EventKind.REAPED, outcome=outcome.value, reason=reasons[name])
     return {name: [outcome.value, detail] for name, (outcome, detail) in outcomes.items()}
 
 
-def _announce(result: dict[str, Any], *, dag_id: str, run_id: str) -> None:
+def _announce(result: ReaperReport) -> None:
     """Metrics for every run; warnings to owners whose stack goes within a day; alert on failure."""
-    counts = result["counts"]
-    if not result["dry_run"]:
-        metrics.stacks_reaped(counts["deleted"])
-        metrics.live_ephemeral_stacks(counts["kept"])
-    for entry in notify.expiring(result["kept"]):
-        notify.send(notify.stack_expiring(entry["name"], owner=entry.get("owner"), seconds_left=entry["time_left_seconds"],
-                                          ttl=entry.get("ttl"), dag_id=dag_id, run_id=run_id))
-    if result["error"] or result["failed"]:
-        notify.send(notify.reaper_failed(result, dag_id=dag_id, run_id=run_id))
+    if not result.dry_run:
+        metrics.stacks_reaped(result.counts.deleted)
+        metrics.live_ephemeral_stacks(result.counts.kept)
+    for entry in notify.expiring(result.kept):
+        notify.send(notify.stack_expiring(entry.name, owner=entry.owner, seconds_left=entry.time_left_seconds,
+                                          ttl=entry.ttl, dag_id=result.dag_id, run_id=result.run_id))
+    if result.error or result.failed:
+        notify.send(notify.reaper_failed(result))
 
 
 @task(trigger_rule="all_done", retries=0)
@@ -278,17 +278,18 @@ def report() -> dict[str, Any]:
     if error is None and pulled("plan_reaping") is None:
         error = "listing the namespaces failed: see the plan_reaping log"
     result = rules.reaper_report(verdicts, outcomes, now=utc_now(), dry_run=bool(params["dry_run"]),
-                                 max_deletions=params["max_deletions"], run_id=context["run_id"], error=error)
-    record_store_for(Settings.from_env()).append("reaper/runs", result)
-    _announce(result, dag_id=context["dag"].dag_id, run_id=context["run_id"])
-    counts = result["counts"]
-    print(f"reaper: deleted {counts['deleted']}, would delete {counts['would_delete']}, kept {counts['kept']}, "
-          f"skipped {counts['skipped']}, failed {counts['failed']}{' (dry run)' if result['dry_run'] else ''}")
-    for entry in result["kept"]:
-        print(f"  kept {entry['name']}: {entry['reason']}")
+                                 max_deletions=params["max_deletions"], dag_id=context["dag"].dag_id,
+                                 run_id=context["run_id"], error=error)
+    record_store_for(Settings.from_env()).write(result)
+    _announce(result)
+    counts = result.counts
+    print(f"reaper: deleted {counts.deleted}, would delete {counts.would_delete}, kept {counts.kept}, "
+          f"skipped {counts.skipped}, failed {counts.failed}{' (dry run)' if result.dry_run else ''}")
+    for entry in result.kept:
+        print(f"  kept {entry.name}: {entry.reason}")
     if error:
         raise AirflowFailException(f"reaper: {error}")
-    if result["failed"]:
-        failed = ", ".join(f"{e['name']} ({e['detail']})" for e in result["failed"])
-        raise AirflowFailException(f"reaper: {counts['failed']} deletion(s) failed: {failed}")
-    return result
+    if result.failed:
+        failed = ", ".join(f"{e.name} ({e.detail})" for e in result.failed)
+        raise AirflowFailException(f"reaper: {counts.failed} deletion(s) failed: {failed}")
+    return result.to_json()

@@ -24,7 +24,7 @@ from stackyard.airflow import notify
 from stackyard.steps import rollouts as steps
 from stackyard.core.rollout import (
     CanaryState, PlanStep, RolloutStatus, advance, canary_release, canary_values, check_url, failed_before,
-    make_plan, rollout_record, rollouts_stream, stack_namespace_metadata, window_decision,
+    make_plan, rollout_record, stack_namespace_metadata, window_decision,
 )
 from stackyard.core.stack_registry import HealthySource, Stack
 from stackyard.exceptions import InputError, StackyardError
@@ -297,17 +297,17 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
                 **fields: Any) -> dict[str, Any]:
         record = rollout_record(stack=stack, step=step, status=status, run_id=context["run_id"], started=started,
                                 finished=utc_now(), triggered_by=_triggered_by(context), **fields)
-        context["ti"].xcom_push(key=OUTCOME_XCOM_KEY, value=record)
-        record_store_for(Settings.from_env()).append(rollouts_stream(stack.name), record)
-        print(f"{stack.name}: {step} {status.value}: {record['reason']}")
+        context["ti"].xcom_push(key=OUTCOME_XCOM_KEY, value=record.to_json())
+        record_store_for(Settings.from_env()).write(record)
+        print(f"{stack.name}: {step} {status.value}: {record.reason}")
         metrics.rollout_finished(stack.name, status.value)
         if status is not RolloutStatus.SUCCEEDED:
             notify.send(notify.rollout_failed(
                 stack.name, step.service, step.to_version, from_version=step.from_version,
                 rolled_back=status in (RolloutStatus.ROLLED_BACK, RolloutStatus.CANARY_ABORTED),
-                reason=record["reason"], dag_id=stack.dag_id, run_id=context["run_id"], owner=stack.owner,
+                reason=record.reason, dag_id=stack.dag_id, run_id=context["run_id"], owner=stack.owner,
             ))
-        return record
+        return record.to_json()
 
 
 def _first_line(exc: BaseException) -> str:
