@@ -17,13 +17,14 @@ from stackyard.core.records import GateOutcome, GateReport, GateTests, Rejection
 from stackyard.core.ephemeral import (
     ANNOTATION_LAST_ACTIVITY, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name, timestamp,
 )
-from stackyard.exceptions import ConflictError, InputError
+from stackyard.exceptions import ConflictError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
 from stackyard.airflow.stores import manifest_store_for, registry_for
 from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY
 from stackyard.steps.publishing import load_umbrella_template
 from stackyard.settings import Settings
+from stackyard.airflow.operators._base import non_retryable
 from stackyard.airflow.operators._context import pulled, utc_now
 
 RELEASE = gate_steps.RELEASE
@@ -38,15 +39,13 @@ def validate() -> dict[str, Any]:
     """Refuses bad requests before anything exists: the error names the field."""
     context = get_current_context()
     settings = Settings.from_env()
-    try:
+    with non_retryable():
         request = gate_steps.GateRequest.from_params(context["params"])
         with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
             candidate = gate_steps.validate(
                 request, store=manifest_store_for(settings), registry=registry_for(settings, helm),
                 now=utc_now(), run_id=context["run_id"],
             )
-    except InputError as exc:
-        raise AirflowFailException(str(exc)) from None
     print(f"candidate L3 v{candidate.version} = L3 v{candidate.parent} + {candidate.change} (id {candidate.candidate_id})")
     return candidate.to_dict()
 

@@ -1,4 +1,4 @@
-"""Operators that act on a release: upgrade (with profile values and secrets), test, uninstall.
+"""Operators that act on a release: upgrade (with profile values and secrets) and test.
 
 Each owns one action. Values, including decrypted secrets, exist in memory and in a 0600 file
 inside a private directory for the life of the helm command only; XCom gets a digest of them.
@@ -14,12 +14,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
 from stackyard.core.deployment import deployment_layers, values_digest
 from stackyard.core.values import ValuesLayer, compose
 from stackyard.exceptions import InputError
 from stackyard.airflow.hooks.helm import HelmHook
+from stackyard.airflow.operators._base import StackyardOperator
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.airflow.stores import registry_for
 from stackyard.settings import Settings
@@ -37,7 +36,7 @@ def write_private_values(values: dict[str, Any], directory: Path) -> Path:
     return path
 
 
-class _HelmOperator(BaseOperator):
+class _HelmOperator(StackyardOperator):
     ui_color = "#0f1689"
     ui_fgcolor = "#ffffff"
 
@@ -115,7 +114,7 @@ class HelmUpgradeOperator(_HelmOperator):
         self.wait, self.create_namespace = wait, create_namespace
         self.values_overrides = values_overrides
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="stackyard-values-") as private, self.helm_hook.helm() as helm:
             package = self.package(helm, self.chart, self.chart_ref)
             layers = self.values_layers(package, profile=self.profile, stack=self.stack, namespace=self.namespace)
@@ -151,7 +150,7 @@ class HelmTestOperator(_HelmOperator):
         self.release, self.namespace, self.timeout = release, namespace, timeout
         self.chart, self.chart_ref, self.profile = chart, chart_ref, profile
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm() as helm:
             if self.profile and (self.chart or self.chart_ref):
                 package = self.package(helm, self.chart, self.chart_ref)
@@ -162,20 +161,3 @@ class HelmTestOperator(_HelmOperator):
         if not run.passed:
             raise RuntimeError(f"helm test of {self.release} in {self.namespace} failed:\n{run.output}")
         return result
-
-
-class HelmUninstallOperator(_HelmOperator):
-    """``helm uninstall``; a release that is already gone is success (safe to retry)."""
-
-    template_fields: Sequence[str] = ("release", "namespace")
-
-    def __init__(self, *, release: str, namespace: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.release, self.namespace = release, namespace
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        with self.helm_hook.helm() as helm:
-            removed = helm.uninstall(self.release, namespace=self.namespace)
-        if not removed:
-            self.log.info("release %s was not installed in %s; nothing to do", self.release, self.namespace)
-        return {"release": self.release, "namespace": self.namespace, "removed": removed}

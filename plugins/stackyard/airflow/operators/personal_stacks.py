@@ -30,6 +30,7 @@ from stackyard.airflow.hooks.namespaces import StackHook
 from stackyard.airflow.stores import manifest_store_for, record_store_for, registry_for
 from stackyard.steps.publishing import load_umbrella_template
 from stackyard.settings import Settings
+from stackyard.airflow.operators._base import non_retryable
 from stackyard.airflow.operators._context import pulled, utc_now
 
 log = logging.getLogger(__name__)
@@ -51,11 +52,6 @@ def record_event(stack: str, event: EventKind, **details: Any) -> None:
     record_store_for(Settings.from_env()).write(record)
 
 
-def _refuse(exc: Exception) -> AirflowFailException:
-    """Bad input: fail now, no retries (a retry cannot fix the request)."""
-    return AirflowFailException(f"{exc}")
-
-
 def _created_by() -> str:
     context = get_current_context()
     return f"{context['dag'].dag_id}/{context['run_id']}"
@@ -69,7 +65,7 @@ def validate() -> dict[str, Any]:
     """Check every parameter, the name's availability, the manifest and each override."""
     params = get_current_context()["params"]
     settings = Settings.from_env()
-    try:
+    with non_retryable():
         request = stack_steps.StackRequest.from_params(params)
         existing = _stack_hook().get(request.name)
         if existing is not None and existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
@@ -80,8 +76,6 @@ def validate() -> dict[str, Any]:
             )
         with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
             plan = stack_steps.resolve(request, store=manifest_store_for(settings), registry=registry_for(settings, helm))
-    except InputError as exc:
-        raise _refuse(exc) from None
     changes = ", ".join(f"{s} {c['from'] or '(new)'} -> {c['to']}" for s, c in plan.overrides.items())
     print(f"stack {plan.name} for {plan.owner}: L3 v{plan.manifest.version}"
           f"{' with ' + changes if changes else ''}, profile {plan.profile}, TTL {rules.format_ttl(plan.ttl)}")
@@ -91,14 +85,12 @@ def validate() -> dict[str, Any]:
 @task
 def build_umbrella(plan: dict[str, Any]) -> dict[str, str]:
     settings = Settings.from_env()
-    try:
+    with non_retryable():
         with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
             built = stack_steps.publish_package(
                 stack_steps.StackPlan.from_dict(plan), registry=registry_for(settings, helm),
                 template=load_umbrella_template(settings.umbrella_template_dir),
             )
-    except InputError as exc:
-        raise _refuse(exc) from None
     print(f"stack umbrella {built['chart_ref']} {built['digest']}")
     return built
 
@@ -112,15 +104,16 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
         created=utc_now(), ttl=stack.ttl, created_by=_created_by(),
     )
     hook = _stack_hook()
-    try:
-        created = hook.create(stack.name, metadata)
-    except ConflictError as exc:
-        raise _refuse(InputError(f"name: {exc}")) from None
-    if not created:
-        existing = hook.get(stack.name)
-        if existing is None or existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
-            raise _refuse(InputError(f"name: stack {stack.name!r} was just created by another run"))
-    else:
+    with non_retryable():
+        try:
+            created = hook.create(stack.name, metadata)
+        except ConflictError as exc:
+            raise InputError(f"name: {exc}") from None
+        if not created:
+            existing = hook.get(stack.name)
+            if existing is None or existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
+                raise InputError(f"name: stack {stack.name!r} was just created by another run")
+    if created:
         record_event(stack.name, EventKind.CREATED, owner=stack.owner, manifest_version=stack.manifest.version,
                      overrides=dict(stack.overrides), profile=stack.profile, ttl=rules.format_ttl(stack.ttl))
     print(f"{'created' if created else 'reusing (retry of this run)'} namespace {stack.name}")
@@ -184,13 +177,11 @@ def _remove(name: str) -> list[str]:
 def check_ephemeral(action: str) -> dict[str, Any]:
     """The named stack, if it is a stackyard ephemeral stack; otherwise fail, changing nothing."""
     params = get_current_context()["params"]
-    try:
+    with non_retryable():
         name = rules.validate_stack_name(params.get("name"))
         ttl_days = params.get("ttl_days")
         ttl = None if ttl_days is None else rules.ttl_from_days(ttl_days)
         stack = rules.require_ephemeral(_stack_hook().get(name), name, action)
-    except InputError as exc:
-        raise _refuse(exc) from None
     return {
         "namespace": stack.name, "owner": stack.annotations.get(rules.ANNOTATION_OWNER),
         "purpose": stack.labels.get(rules.LABEL_PURPOSE), "ttl_days": ttl.days if ttl else None,

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
 
 from stackyard.adapters import metrics
@@ -27,9 +26,10 @@ from stackyard.core.rollout import (
     make_plan, rollout_record, stack_namespace_metadata, window_decision,
 )
 from stackyard.core.stack_registry import HealthySource, Stack
-from stackyard.exceptions import InputError, StackyardError
+from stackyard.exceptions import StackyardError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.stores import manifest_store_for, record_store_for
+from stackyard.airflow.operators._base import StackyardOperator
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.settings import Settings
 from stackyard.adapters.helm import DEFAULT_TIMEOUT
@@ -63,7 +63,7 @@ def check_triggerer(stack: Stack, context: Any) -> None:
         )
 
 
-class RolloutPlanOperator(BaseOperator):
+class RolloutPlanOperator(StackyardOperator):
     """What this run will change, in order; [] when up to date, outside the window or frozen.
 
     A plain operator rather than ``@task``: the factory builds one per stack at every parse, and
@@ -76,11 +76,11 @@ class RolloutPlanOperator(BaseOperator):
         super().__init__(**{"task_id": "plan", "retries": 0, **kwargs})
         self.stack_name = stack_name
 
-    def execute(self, context: Any) -> list[dict[str, Any]]:
+    def perform(self, context: Any) -> list[dict[str, Any]]:
         return plan(self.stack_name, **context)
 
 
-class RolloutSummaryOperator(BaseOperator):
+class RolloutSummaryOperator(StackyardOperator):
     """The run in one line; fails the run naming the service if one did not succeed."""
 
     template_fields: Sequence[str] = ("stack_name",)
@@ -89,16 +89,13 @@ class RolloutSummaryOperator(BaseOperator):
         super().__init__(**{"task_id": "summary", "retries": 0, "trigger_rule": "all_done", **kwargs})
         self.stack_name = stack_name
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         return summary(self.stack_name, **context)
 
 
 def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
     """What this run will change, in order; [] when up to date, outside the window or frozen."""
-    try:
-        stack = _stack(stack_name)
-    except InputError as exc:
-        raise AirflowFailException(str(exc)) from None
+    stack = _stack(stack_name)  # a broken registry entry fails the plan without retries (StackyardOperator)
     check_triggerer(stack, context)
     ti = context["ti"]
     decision = window_decision(stack.windows, utc_now())
@@ -162,7 +159,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
     def stack_config(self) -> Stack:
         return _stack(self.stack_name)
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         stack, step = self.stack_config, PlanStep.from_dict(self.step)
         self.kubernetes_conn_id = stack.connection
         self._guard(context, stack, step)
@@ -204,7 +201,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
                 overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         self.release, self.chart_ref, self.namespace = release, chart_ref, stack.namespace
         self.profile, self.stack, self.values_overrides = stack.profile, stack.name, overrides
-        return HelmUpgradeOperator.execute(self, context)
+        return HelmUpgradeOperator.perform(self, context)
 
     def _upgrade_and_test(self, context: Any, stack: Stack, step: PlanStep):
         """(status, reason, values digest, revision) of upgrading the stable release."""
