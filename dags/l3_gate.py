@@ -6,9 +6,21 @@ that one change, deploys and passes its system tests.
 
 `validate` → `build_candidate` → `create_stack` → `deploy` → `system_tests` (every service's
 `helm test`) → `system_test_suite` (the pod of `include/gate.yaml`, when configured) → `promote`,
-with `reject` on failure, `teardown` always, and `summary` last (it fails the run unless the
-candidate was promoted). If L3 moved while this run tested, `needs_retest` queues a new run on
-the new L3: an untested combination is never promoted.
+with `reject` when the candidate failed to deploy or its tests failed, `teardown` always, and
+`summary` last: it records the outcome (`promoted`, `rejected`, `requeued`, or `error` when
+infrastructure failed) and fails the run unless the candidate was promoted. If L3 moved while
+this run tested, `needs_retest` queues a new run on the new L3: an untested combination is never
+promoted.
+
+The graph, edge by edge (`?`: only when configured; tests/test_dags.py holds the DAG to it):
+
+```
+validate → build_candidate → create_stack → deploy → system_tests → system_test_suite? → promote
+validate → create_stack, promote, reject, summary
+deploy, system_tests, system_test_suite? → reject
+promote → needs_retest → requeue
+promote, reject, requeue → teardown → summary
+```
 
 Runs are serialized (one at a time, in order). Trigger it from the form, from CI with
 `stackyard gate --service S --version V --wait`, or through the REST API.
