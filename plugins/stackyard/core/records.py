@@ -295,10 +295,16 @@ class GateOutcome(str, Enum):
 class FailureKind(str, Enum):
     """Why a deploy failed, from helm's own error (:func:`stackyard.core.deploy_errors.classify`)."""
 
-    RENDER = "render"          # the chart did not render or a manifest is invalid: not retried, rejected
+    RENDER = "render"          # the chart, its values or its secrets are invalid: not retried, rejected
+    CONFLICT = "conflict"      # an object exists that another owner holds: not retried, an error
     NOT_READY = "not_ready"    # the workloads did not become ready in time: rejected
     TRANSIENT = "transient"    # the API server failed or was unreachable: retried, then an error
-    UNKNOWN = "unknown"        # helm failed in a way not recognised: treated as not ready, rejected
+    UNKNOWN = "unknown"        # helm failed in a way not recognised: retried, then an error
+
+    @property
+    def rejects(self) -> bool:
+        """A verdict on the candidate (a rejection), or an infrastructure failure (an error)."""
+        return self in (FailureKind.RENDER, FailureKind.NOT_READY)
 
 
 class VersionRef(_Part):
