@@ -38,7 +38,7 @@ from stackyard.core.manifest import SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.steps.gate import SystemTestSuite
 from stackyard.airflow.operators import gate
-from stackyard.airflow.operators.helm import HelmTestOperator, HelmUpgradeOperator
+from stackyard.airflow.operators.helm import HelmTestOperator
 from stackyard.settings import Settings
 
 CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
@@ -72,7 +72,7 @@ def l3_gate():
     candidate = gate.validate()
     package = gate.build_candidate(candidate)
     stack = gate.create_stack(candidate)
-    deploy = HelmUpgradeOperator(
+    deploy = gate.CandidateDeployOperator(
         task_id="deploy", release=gate.RELEASE, chart_ref=CANDIDATE, namespace=NAMESPACE,
         profile=gate.PROFILE, stack=NAMESPACE, timeout="10m0s",
     )

@@ -4,6 +4,7 @@ Call one builder and :func:`send` (it never raises: a chat outage must not fail 
 
     from stackyard.airflow import notify
     notify.send(notify.gate_rejected(candidate, reason, failed_tests, run_id=...))
+    notify.send(notify.gate_error("orders", "1.4.0", "promote: manifest store not writable", candidate=..., run_id=...))
     notify.send(notify.rollout_failed("qa1", "orders", "1.4.0", from_version="1.3.2", rolled_back=True,
                                       reason="deployment orders not ready", dag_id="rollout_qa1", run_id=...))
     notify.send(notify.reaper_failed(report))  # a core.records.ReaperReport: it names its run
@@ -39,6 +40,7 @@ EXPIRY_WARNING = timedelta(days=1)
 
 class Kind(str, Enum):
     GATE_REJECTED = "gate_rejected"
+    GATE_ERROR = "gate_error"  # the gate could not reach a verdict: infrastructure failed
     ROLLOUT_FAILED = "rollout_failed"
     REAPER_FAILED = "reaper_failed"
     STACK_EXPIRING = "stack_expiring"
@@ -82,6 +84,22 @@ def gate_rejected(candidate: Manifest, reason: str, failed_tests: Iterable[str] 
         fields["requested by"] = candidate.provenance.requested_by
     return Notification(Kind.GATE_REJECTED, Severity.ERROR, f"L3 gate rejected {change}", reason, fields,
                         dag_id, run_id or candidate.provenance.dag_run_id, candidate.provenance.requested_by)
+
+
+def gate_error(service: str | None, version: str | None, reason: str, *, candidate: Manifest | None = None,
+               run_id: str | None = None, dag_id: str = "l3_gate") -> Notification:
+    """The gate ended without a verdict (store, registry, cluster or KMS failed): nothing was
+    rejected and L3 is unchanged; the request should be retried once the failure is fixed."""
+    what = f"{service} {version}" if service and version else "a candidate"
+    fields = {"outcome": "error (no verdict on the chart)"}
+    if candidate is not None:
+        fields["L3 stays"] = f"v{candidate.parent}"
+        fields["candidate"] = candidate.candidate_id[:12]
+        if candidate.provenance.requested_by:
+            fields["requested by"] = candidate.provenance.requested_by
+    return Notification(Kind.GATE_ERROR, Severity.ERROR, f"L3 gate error: {what} was not tested to the end", reason,
+                        fields, dag_id, run_id or (candidate.provenance.dag_run_id if candidate else None),
+                        candidate.provenance.requested_by if candidate else None)
 
 
 def rollout_failed(stack: str, service: str, version: str, *, from_version: str | None = None,

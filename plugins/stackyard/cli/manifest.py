@@ -25,8 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("version", nargs="?", type=int)
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=show_command)
-    history = manifest.add_parser("history", help="every L3 version, newest first")
-    history.add_argument("--limit", type=int)
+    history = manifest.add_parser("history", help="every L3 version and rejected candidate, newest first")
+    history.add_argument("--limit", type=int, help="at most this many lines")
     history.add_argument("--json", action="store_true")
     history.set_defaults(func=history_command)
     mdiff = manifest.add_parser("diff", help="what changed between two versions")
@@ -64,14 +64,22 @@ def show_command(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def history_command(args: argparse.Namespace, settings: Settings) -> int:
-    history = open_manifest_store(settings.manifest_store_url).history(limit=args.limit)
+    store = open_manifest_store(settings.manifest_store_url)
+    history = store.history(limit=args.limit)
     if args.json:
         print(json.dumps([m.to_dict() for m in history], indent=2))
         return 0
-    for m in history:
-        change = str(m.change) if m.change else "seed"
-        who = m.provenance.requested_by or "-"
-        print(f"v{m.version:<4} {m.created:%Y-%m-%d %H:%M}Z  {change:<40} by {who}")
+    # Rejected candidates next to the versions, newest first (GateRecord: the typed rejection).
+    entries = [(m.created, f"v{m.version:<4} {m.created:%Y-%m-%d %H:%M}Z  {str(m.change) if m.change else 'seed':<40} "
+                           f"by {m.provenance.requested_by or '-'}") for m in history]
+    for record in store.rejections(limit=args.limit):
+        if record.candidate is None:
+            continue
+        change = str(record.candidate.change) if record.candidate.change else record.subject
+        entries.append((record.recorded, f"{'rejected':<5} {record.recorded:%Y-%m-%d %H:%M}Z  {change:<40} "
+                                         f"by {record.candidate.provenance.requested_by or '-'}: {record.reason}"))
+    for _, line in sorted(entries, key=lambda entry: entry[0], reverse=True)[:args.limit]:
+        print(line)
     return 0
 
 

@@ -29,7 +29,7 @@ from stackyard.core.stack_registry import HealthySource, Stack
 from stackyard.exceptions import StackyardError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.stores import manifest_store_for, record_store_for
-from stackyard.airflow.operators._base import StackyardOperator
+from stackyard.airflow.operators._base import StackyardOperator, error_line
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.settings import Settings
 from stackyard.adapters.helm import DEFAULT_TIMEOUT
@@ -212,7 +212,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         try:
             deployed = self._deploy(context, stack, step.release, chart_ref)
         except StackyardError as exc:
-            return self._after_failure(stack, step, previous, before, f"upgrade failed: {_first_line(exc)}") + (None, None)
+            return self._after_failure(stack, step, previous, before, f"upgrade failed: {error_line(exc)}") + (None, None)
         with self.helm_hook.helm() as helm:
             test = helm.test(step.release, namespace=stack.namespace, timeout=self.timeout)
         if test.passed:
@@ -262,7 +262,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         try:
             self._deploy(context, stack, name, chart_ref, overrides=canary_values(stack.canary.weight))
         except StackyardError as exc:
-            return abort(f"canary deploy failed: {_first_line(exc)}")
+            return abort(f"canary deploy failed: {error_line(exc)}")
         state = advance(state, "deployed")
         with self.helm_hook.helm() as helm:
             test = helm.test(name, namespace=stack.namespace, timeout=self.timeout)
@@ -305,13 +305,6 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
                 reason=record.reason, dag_id=stack.dag_id, run_id=context["run_id"], owner=stack.owner,
             ))
         return record.to_json()
-
-
-def _first_line(exc: BaseException) -> str:
-    """The line that says what went wrong: a tool's last ``Error:`` line, else the message's first."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    return errors[-1] if errors else (lines[0] if lines else type(exc).__name__)
 
 
 def summary(stack_name: str, **context: Any) -> dict[str, Any]:
