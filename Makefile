@@ -15,6 +15,9 @@ IN_ENV := $(PYTHON) $(ROOT)/scripts/local_env.py --exec --
 # Per-test ceiling so a hung test fails instead of eating CI's time; override: make test PYTEST_TIMEOUT=0
 PYTEST_TIMEOUT ?= 900
 PYTEST_ARGS ?=
+# make up's ports: make up PORT=8081 SANDBOX_PORT=6444 (a taken port is reported with what holds it)
+PORT ?= 8080
+SANDBOX_PORT ?= 6443
 
 # $(call run_pytest,ARGS[,ENV-RUNNER]): pytest exits 5 when it collected no test; that fails too.
 define run_pytest
@@ -36,7 +39,7 @@ setup: ## create .venv, install pinned Python deps, tools and the Airflow DB (id
 env: ## print export lines for a local-mode shell: eval "$(make -s env)"
 	@$(PYTHON) $(ROOT)/scripts/local_env.py
 
-test: setup ## setup, the layer rules (lint-imports), then the whole test suite in local mode
+test: setup ## setup, the layer rules (lint-imports), then the whole suite (each session: a temporary Airflow home)
 	@$(IN_ENV) $(VENV_BIN)/lint-imports --no-cache --config $(ROOT)/.importlinter
 	@$(call run_pytest,$(ROOT)/tests)
 
@@ -45,15 +48,15 @@ test-cluster: setup ## setup, then pytest -m cluster against the caller's KUBECO
 	if [ ! -f "$${kc%%:*}" ]; then echo "make: test-cluster needs a kubeconfig: set KUBECONFIG (tried $$kc)" >&2; exit 2; fi; \
 	STACKYARD_TEST_CLUSTER=1 $(call run_pytest,-m cluster $(ROOT)/tests,$(PYTHON) $(ROOT)/scripts/local_env.py --kubeconfig "$$kc" --exec --)
 
-demo: setup ## setup, then `stackyard demo` in local mode
+demo: setup ## setup, then `stackyard demo` (own state and Airflow home in .stackyard/demo/, fresh each run)
 	@$(IN_ENV) $(VENV_BIN)/stackyard demo
 
-up: setup ## Airflow standalone on http://localhost:8080 + kube sandbox + local stores, in the foreground (Ctrl-C stops)
-	@$(IN_ENV) $(VENV_BIN)/python -m dev.local
+up: setup ## Airflow standalone + kube sandbox + local stores, foreground; make up PORT=8080 SANDBOX_PORT=6443
+	@$(IN_ENV) $(VENV_BIN)/python -m dev.local --port $(PORT) --sandbox-port $(SANDBOX_PORT)
 
-sandbox: setup ## run the kube sandbox in the foreground on 127.0.0.1:6443
+sandbox: setup ## run the kube sandbox in the foreground on 127.0.0.1:SANDBOX_PORT (default 6443)
 	@mkdir -p $(SANDBOX)
-	@$(IN_ENV) $(VENV_BIN)/python -m kube_sandbox --host 127.0.0.1 --port 6443 \
+	@$(IN_ENV) $(VENV_BIN)/python -m kube_sandbox --host 127.0.0.1 --port $(SANDBOX_PORT) \
 		--kubeconfig $(SANDBOX)/kubeconfig --snapshot $(SANDBOX)/snapshot.json
 
 bench: setup ## run every bench/*/run.py, each printing its report

@@ -36,7 +36,7 @@ from airflow.sdk import Param, dag
 from stackyard.airflow.assets import L3_MANIFEST
 from stackyard.core.manifest import SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
-from stackyard.steps.gate import SystemTestSuite
+from stackyard.steps.gate import system_test_suite
 from stackyard.airflow.operators import gate
 from stackyard.airflow.operators.helm import HelmTestOperator
 from stackyard.settings import Settings
@@ -44,7 +44,7 @@ from stackyard.settings import Settings
 CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
 MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
-SUITE = SystemTestSuite.from_config(Settings.from_env().gate_config)  # include/gate.yaml: optional
+SUITE = system_test_suite(Settings.from_env().gate_config)  # include/gate.yaml: optional
 
 
 @dag(

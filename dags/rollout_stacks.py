@@ -43,14 +43,17 @@ def rollout_dag(stack: StackDagSpec) -> DAG:
         # builds hundreds (bench/dag_parse). "Plan only" is the run conf {"plan_only": true}.
         access_control={role: TRIGGER_PERMISSIONS for role in stack.roles} or None,
     ) as dag:
-        steps = rollouts.RolloutPlanOperator(stack_name=stack.name, owner=stack.owner).output
+        steps = rollouts.plan(stack.name)
         upgrades = rollouts.ServiceRolloutOperator.partial(
             task_id="upgrade", stack_name=stack.name, retries=0, owner=stack.owner,
             timeout="15m0s" if stack.kind == StackKind.PRODUCTION.value else "10m0s",
             max_active_tis_per_dagrun=1,  # one service at a time, in map-index (= plan) order
             map_index_template="{{ task.step['service'] }}",
         ).expand(step=steps)
-        upgrades >> rollouts.RolloutSummaryOperator(stack_name=stack.name, owner=stack.owner)
+        report = rollouts.summary(stack.name)
+        upgrades >> report
+        for task in (steps.operator, report.operator):
+            task.owner = stack.owner  # cheaper than .override(owner=...) per task, at 200 DAGs
     return dag
 
 

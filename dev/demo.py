@@ -5,7 +5,10 @@
 3. a bump whose chart ships a failing test goes through the gate: rejected, L3 unchanged;
 4. check that no ephemeral stack is left behind. Exit 0 only if all of that happened.
 
-State lives in a fresh ``.stackyard/demo/`` each run, so the demo always tells the same story.
+State lives in a fresh ``.stackyard/demo/`` each run, so the demo always tells the same story:
+its own registry, L3 manifest store, record store, kube sandbox and Airflow home
+(``.stackyard/demo/airflow``, a freshly migrated DB). Nothing is shared with ``make up``'s
+``.stackyard/{registry,manifests,records,airflow}`` but the content-addressed chart cache.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import yaml
 from stackyard.core.ephemeral import LABEL_STACK_TYPE, StackType
 from stackyard.settings import Settings
 from stackyard.adapters.manifest_store import open_manifest_store
+
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 #: The annotation the kube sandbox reads to make a pod fail (see kube_sandbox/README.md).
 SANDBOX_FAIL_ANNOTATION = {"sandbox.stackyard.io/outcome": "fail"}
@@ -73,11 +78,13 @@ def run_demo(settings: Settings) -> int:
     demo_home = settings.home / "demo"
     shutil.rmtree(demo_home, ignore_errors=True)
     demo_home.mkdir(parents=True)
+    airflow_home = _local_env().fresh_airflow_home(CHECKOUT, demo_home / "airflow")
     demo = Settings.from_env({
         **os.environ,
         "STACKYARD_HOME": str(settings.home),  # shares the chart cache with local mode
         "STACKYARD_REGISTRY": f"dir://{demo_home / 'registry'}",
         "STACKYARD_MANIFEST_STORE": f"file://{demo_home / 'manifests'}",
+        "STACKYARD_RECORD_STORE": f"file://{demo_home / 'records'}",
     })
     store = open_manifest_store(demo.manifest_store_url)
     logging.getLogger("kube_sandbox").setLevel(logging.WARNING)
@@ -87,6 +94,9 @@ def run_demo(settings: Settings) -> int:
             **os.environ,
             "STACKYARD_REGISTRY": demo.registry_url,
             "STACKYARD_MANIFEST_STORE": demo.manifest_store_url,
+            "STACKYARD_RECORD_STORE": demo.records_url,
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
             "KUBECONFIG": str(sandbox.kubeconfig_path),
             "AIRFLOW_CONN_STACKYARD_KUBE": json.dumps(
                 {"conn_type": "kubernetes", "extra": {"kube_config_path": str(sandbox.kubeconfig_path)}}
@@ -146,6 +156,16 @@ def run_demo(settings: Settings) -> int:
     _say("\nDEMO OK: one candidate promoted, one rejected, L3 consistent, nothing left behind" if expected
          else "\nDEMO FAILED: the outcomes above are not the expected ones")
     return 0 if expected else 1
+
+
+def _local_env():
+    """scripts/local_env.py (standard library only, not a package): the Airflow homes' one definition."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("local_env", CHECKOUT / "scripts" / "local_env.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def _gate(env: dict[str, str], demo_home: Path, label: str, service: str, version: str) -> GateRun:

@@ -43,6 +43,77 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``host:port`` cannot be bound (a listener on it or on 0.0.0.0 / ::)."""
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on ``port``, from /proc/net/tcp{,6} (state 0A is LISTEN)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    return inodes
+
+
+def _socket_inodes(proc: Path) -> set[str]:
+    """The socket inodes a /proc/PID holds open (none if it is gone or another user's)."""
+    inodes = set()
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:  # closed meanwhile (e.g. the descriptor that listed the folder)
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def port_holder(port: int) -> str:
+    """Who listens on ``port``: "pid N, command …" for each process we can see, else what we know.
+
+    Reads /proc (no tool needed); a process of another user is not visible there, then only the
+    fact that something listens is reported.
+    """
+    inodes = _listening_inodes(port)
+    holders = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        if not inodes.intersection(_socket_inodes(proc)):
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:  # gone meanwhile
+            continue
+        holders.append(f"pid {proc.name}, command {command[:120] or '?'}")
+    if holders:
+        return "; ".join(holders)
+    return "held by a process this user cannot see" if inodes else "held by a socket not yet listening"
+
+
+def check_ports(ports: Mapping[str, int]) -> list[str]:
+    """One line per port of ``ports`` (what → port) that is taken, naming what holds it."""
+    return [f"port {port} ({what}) is in use ({port_holder(port)})"
+            for what, port in ports.items() if port and port_in_use(port)]
+
+
 def ensure_password(path: Path, user: str) -> str:
     """The user's password in the simple auth manager's JSON file, generated once (0600)."""
     if path.is_file():
@@ -77,6 +148,7 @@ class AirflowServer:
     parallelism: int = 4
     password: str = field(init=False, default="")
     process: subprocess.Popen | None = field(init=False, default=None)
+    _log_offset: int = field(init=False, default=0)  # where this start's output begins in the log
 
     @property
     def url(self) -> str:
@@ -121,6 +193,7 @@ class AirflowServer:
         env = self.server_env()
         airflow = str(Path(sys.executable).with_name("airflow"))
         log = self.log_path.open("ab")
+        self._log_offset = log.seek(0, os.SEEK_END)
         try:
             self.process = subprocess.Popen(
                 [airflow, "standalone"], env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -143,6 +216,7 @@ class AirflowServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"airflow standalone exited with {self.process.returncode}; see {self.log_path}")
+            self._fail_on_bind_error()
             try:
                 if token is None:
                     token = self.token()
@@ -157,6 +231,19 @@ class AirflowServer:
             time.sleep(0.5)
         raise TimeoutError(f"Airflow did not become ready on {self.url} within {timeout:.0f}s "
                            f"(waiting for {', '.join(pending) or 'health'}); see {self.log_path}")
+
+    def _fail_on_bind_error(self) -> None:
+        """The api-server cannot listen (a port taken between our check and its start): say so now,
+        not after the timeout (standalone itself keeps running without its api-server)."""
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(max(self._log_offset, log.seek(0, os.SEEK_END) - 65536))
+                tail = log.read().decode(errors="replace")
+        except OSError:
+            return
+        if "address already in use" in tail.lower():
+            raise RuntimeError(f"port {self.port} is in use ({port_holder(self.port)}); "
+                               f"Airflow could not listen on it (see {self.log_path})")
 
     def _healthy(self) -> bool:
         with urllib.request.urlopen(f"{self.url}/api/v2/monitor/health", timeout=5) as response:
@@ -250,6 +337,12 @@ def up(settings: Settings, *, port: int = 8080, sandbox_port: int = 6443, stop: 
     """Run the sandbox and Airflow standalone until SIGINT/SIGTERM (or ``stop``); 0 on a clean stop."""
     from kube_sandbox import Sandbox
 
+    taken = check_ports({"Airflow, PORT": port, "kube sandbox, SANDBOX_PORT": sandbox_port})
+    if taken:
+        for line in taken:
+            print(f"up: {line}", file=sys.stderr)
+        print("up: stop what holds it, or pick other ports: make up PORT=8081 SANDBOX_PORT=6444", file=sys.stderr)
+        return 2
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -302,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m dev.local", description="stackyard local mode (make up)")
-    parser.add_argument("--port", type=int, default=8080, help="Airflow's port (default 8080)")
-    parser.add_argument("--sandbox-port", type=int, default=6443, help="the kube sandbox's port (0: any free one)")
+    parser.add_argument("--port", type=int, default=8080, help="Airflow's port (default 8080; make up PORT=…)")
+    parser.add_argument("--sandbox-port", type=int, default=6443, help="the kube sandbox's port (default 6443, 0: any free one; make up SANDBOX_PORT=…)")
     args = parser.parse_args(argv)
     return up(Settings.from_env(), port=args.port, sandbox_port=args.sandbox_port)
 

@@ -18,16 +18,94 @@ from datetime import datetime, timezone
 import yaml
 
 from . import patch as P
+from . import schema as S
 from .errors import ApiError
-from .resources import Registry, ResourceType
+from .resources import VIEWS, Registry, ResourceType
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .store import Entry, Store, dumps
 
 NS_KEY = ("", "namespaces")
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
-_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-_LABEL_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-DNS_LABEL_KINDS = {"namespaces", "services"}
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_QUALIFIED = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _path_segment(name: str) -> list[str]:
+    if name in (".", ".."):
+        return [f"may not be '{name}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in name]
+
+
+def _regex_rule(rx, limit: int, what: str):
+    def check(name: str) -> list[str]:
+        errs = [] if rx.fullmatch(name) else [what]  # fullmatch: "evil\n" must not pass
+        if len(name) > limit:
+            errs.append(f"must be no more than {limit} characters")
+        return errs
+    return check
+
+
+_SUBDOMAIN_MSG = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+                  "and must start and end with an alphanumeric character (e.g. 'example.com', regex used for "
+                  "validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+_LABEL_MSG = ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start "
+              "and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is "
+              "'[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+_DNS1035_MSG = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic "
+                "character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for "
+                "validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
+NAME_RULES = {"subdomain": _regex_rule(_SUBDOMAIN, 253, _SUBDOMAIN_MSG), "label": _regex_rule(_LABEL, 63, _LABEL_MSG),
+              "dns1035": _regex_rule(_DNS1035, 63, _DNS1035_MSG), "segment": _path_segment}
+# How the API server validates metadata.name per resource (default: DNS subdomain; custom resources: path segment).
+NAME_RULE_OF = {"namespaces": "label", "services": "dns1035", "roles": "segment", "rolebindings": "segment",
+                "clusterroles": "segment", "clusterrolebindings": "segment",
+                "certificatesigningrequests": "segment", "componentstatuses": "segment",
+                "flowschemas": "segment", "prioritylevelconfigurations": "segment"}
+
+
+def name_errors(rt: ResourceType, name: str) -> list[str]:
+    rule = NAME_RULE_OF.get(rt.plural, "segment" if rt.crd else "subdomain")
+    errs = NAME_RULES[rule](name)
+    if rule == "segment" and _CONTROL.search(name):
+        errs.append("must not contain control characters")
+    return errs
+
+
+def label_errors(labels: dict) -> list[tuple[str, str]]:
+    out = []
+    for k, v in labels.items():
+        prefix, _, name = k.rpartition("/")
+        if not _QUALIFIED.fullmatch(name) or len(name) > 63 or (prefix and not _SUBDOMAIN.fullmatch(prefix)):
+            out.append(("metadata.labels", f'Invalid value: "{k}": name part must consist of alphanumeric characters, '
+                                           "'-', '_' or '.', and must start and end with an alphanumeric character"))
+        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.fullmatch(v):
+            out.append(("metadata.labels", f'Invalid value: "{v}": a valid label must be an empty string or consist '
+                                           "of alphanumeric characters, '-', '_' or '.', and must start and end with "
+                                           "an alphanumeric character, and be 63 characters or less"))
+    return out
+
+
+def drop_nulls(obj):
+    """What decoding into Go types does to explicit nulls: the field is absent."""
+    if isinstance(obj, dict):
+        return {k: drop_nulls(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [drop_nulls(v) for v in obj]
+    return obj
+# Create-only kinds answer with a status and are not stored; there is no authentication or
+# authorization, so every review allows.
+_ALL_RULES = {"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+              "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": False}
+_USER = {"username": "kube-sandbox", "groups": ["system:masters", "system:authenticated"]}
+REVIEWS = {"tokenreviews": {"authenticated": True, "user": _USER}, "selfsubjectreviews": {"userInfo": _USER},
+           "subjectaccessreviews": {"allowed": True, "reason": "kube-sandbox does not authorize"},
+           "localsubjectaccessreviews": {"allowed": True, "reason": "kube-sandbox does not authorize"},
+           "selfsubjectaccessreviews": {"allowed": True, "reason": "kube-sandbox does not authorize"},
+           "selfsubjectrulesreviews": _ALL_RULES}
 _GEN_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 
 
@@ -61,23 +139,39 @@ class Api:
         if not isinstance(meta, dict):
             raise ApiError.invalid(rt, "", [("metadata", "Required value")])
         name = meta.get("name") or ""
-        rx = _LABEL_NAME_RE if rt.plural in DNS_LABEL_KINDS else _NAME_RE
-        limit = 63 if rt.plural in DNS_LABEL_KINDS else 253
-        if not rx.match(name) or len(name) > limit:
-            kind = "RFC 1123 label" if limit == 63 else "RFC 1123 subdomain"
-            raise ApiError.invalid(rt, name, [("metadata.name", f'Invalid value: "{name}": a lowercase {kind} '
-                                               "must consist of lower case alphanumeric characters, '-' or '.', "
-                                               "and must start and end with an alphanumeric character")])
-        for k, v in (meta.get("labels") or {}).items():
-            if not isinstance(v, str) or len(v) > 63:
-                raise ApiError.invalid(rt, name, [("metadata.labels", f'Invalid value: "{v}": must be 63 '
-                                                   "characters or less and a string")])
+        if not name:
+            raise ApiError.invalid(rt, name, [("metadata.name", "Required value: name or generateName is required")])
+        errs = name_errors(rt, name)
+        if errs:
+            raise ApiError.invalid(rt, name, [("metadata.name", f'Invalid value: "{name}": {e}') for e in errs])
+        bad = label_errors(meta.get("labels") or {})
+        if bad:
+            raise ApiError.invalid(rt, name, bad)
+        if rt.crd and rt.schema:
+            return self._validate_custom(rt, obj, params)
         if self.validator is not None and params.get("fieldValidation", "Strict") != "Ignore":
             unknown = self.validator.unknown_fields(rt, obj)
             if unknown:
                 msg = ", ".join(f'unknown field "{u}"' for u in unknown)
                 if params.get("fieldValidation", "Strict") == "Strict":
                     raise ApiError.bad_request(f"strict decoding error: {msg}")
+
+    def _validate_custom(self, rt: ResourceType, obj: dict, params: dict) -> None:
+        """Custom resources: prune nulls, default, reject (Strict) or prune unknown fields, validate."""
+        prepared = S.prepare(rt.schema, obj, top=True)
+        obj.clear()
+        obj.update(prepared)
+        mode = params.get("fieldValidation", "Strict")
+        unknown = S.unknown(rt.schema, obj, top=True, prune=mode != "Strict")
+        if self.validator is not None and isinstance(obj.get("metadata"), dict):
+            meta_unknown: list[str] = []
+            self.validator._walk_model("V1ObjectMeta", obj["metadata"], "metadata", meta_unknown)
+            unknown = meta_unknown + unknown
+        if unknown and mode == "Strict":
+            raise ApiError.bad_request("strict decoding error: " + ", ".join(f'unknown field "{u}"' for u in unknown))
+        errs = S.validate(rt.schema, obj, top=True)
+        if errs:
+            raise ApiError.invalid(rt, obj["metadata"].get("name", ""), errs)
 
     def _defaults(self, rt: ResourceType, obj: dict) -> None:
         spec = obj.get("spec")
@@ -141,8 +235,14 @@ class Api:
     def out(self, rt: ResourceType, obj: dict) -> dict:
         """The object as served under ``rt``'s version (versions share storage, unconverted)."""
         if obj.get("apiVersion") != rt.api_version:
-            obj = {**obj, "apiVersion": rt.api_version}
+            view = VIEWS.get((rt.group, rt.plural))
+            obj = view[0](obj) if view else {**obj, "apiVersion": rt.api_version}
         return obj
+
+    def _in(self, rt: ResourceType, body):
+        """A request body under ``rt`` as stored (events.k8s.io/v1 Events are core/v1 Events)."""
+        view = VIEWS.get((rt.group, rt.plural))
+        return view[1](body) if view and isinstance(body, dict) else body
 
     # ----------------------------------------------------------------- reads
     def get(self, rt: ResourceType, ns: str, name: str) -> dict:
@@ -204,7 +304,9 @@ class Api:
 
     # ----------------------------------------------------------------- create
     def create(self, rt: ResourceType, ns: str, body: dict, params: dict, manager: str) -> dict:
-        obj = copy.deepcopy(body)
+        if (rt.group, rt.plural) in VIEWS:  # stored as another group's object
+            return self.out(rt, self.create(self._rt_for_key(rt.key), ns, self._in(rt, body), params, manager))
+        obj = copy.deepcopy(body) if rt.crd else drop_nulls(body)
         if not isinstance(obj, dict):
             raise ApiError.bad_request("request body must be an object")
         meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata", {}), dict) else None
@@ -220,6 +322,8 @@ class Api:
         else:
             meta.pop("namespace", None)
         obj["apiVersion"], obj["kind"] = rt.api_version, rt.kind
+        if "get" not in rt.verbs:  # reviews and bindings: answered, never stored
+            return {**obj, "status": {**REVIEWS.get(rt.plural, {}), **(obj.get("status") or {})}}
         self._validate(rt, obj, params)
         with self.store.lock:
             self._check_namespace(rt, meta.get("namespace", ""), creating=True)
@@ -250,6 +354,9 @@ class Api:
                subresource: str = "") -> dict:
         if not isinstance(body, dict) or not isinstance(body.get("metadata", {}), dict):
             raise ApiError.bad_request("request body must be an object with metadata")
+        if (rt.group, rt.plural) in VIEWS:
+            return self.out(rt, self.update(self._rt_for_key(rt.key), ns, name, self._in(rt, body), params, manager,
+                                            subresource))
         ns = ns if rt.namespaced else ""
         with self.store.lock:
             old = self.store.get(rt.key, ns, name)
@@ -259,7 +366,8 @@ class Api:
             if want_rv and want_rv != old["metadata"]["resourceVersion"]:
                 raise ApiError.conflict(rt, name, "the object has been modified; please apply your changes "
                                                   "to the latest version and try again")
-            return self._update_locked(rt, old, copy.deepcopy(body), params, manager, subresource)
+            return self._update_locked(rt, old, copy.deepcopy(body) if rt.crd else drop_nulls(body), params, manager,
+                                       subresource)
 
     def _update_locked(self, rt, old: dict, new: dict, params: dict, manager: str, subresource: str = "",
                        operation: str = "Update") -> dict:
@@ -332,12 +440,23 @@ class Api:
         try:
             if ct == "application/apply-patch+yaml":
                 doc = _load_yaml_or_json(body) or {}
+                if not rt.crd:
+                    doc = drop_nulls(doc)
             else:
                 doc = json.loads(body or b"null")
         except (ValueError, yaml.YAMLError) as exc:
             raise ApiError.bad_request(f"error decoding patch: {exc}") from exc
+        view = VIEWS.get((rt.group, rt.plural))
         with self.store.lock:
             old = self.store.get(rt.key, ns, name)
+            if view and ct != "application/apply-patch+yaml" and old is not None:
+                # patch the object as this group shows it, store it as its own group's
+                stored_rt, old = self._rt_for_key(rt.key), old
+                live = self.out(rt, old)
+                new = P.json_patch(live, doc) if ct == "application/json-patch+json" else P.merge_patch(live, doc)
+                return 200, self.out(rt, self._update_locked(stored_rt, old, self._in(rt, new), params, manager))
+            if view:
+                raise ApiError(415, "apply is not supported for events.k8s.io events in kube-sandbox; use create")
             if ct == "application/apply-patch+yaml":
                 return self._apply_locked(rt, ns, name, old, doc, params, subresource)
             if old is None:
@@ -358,7 +477,7 @@ class Api:
                                     f"application/apply-patch+yaml (got {ct})")
             if not isinstance(new, dict):
                 raise ApiError.bad_request("patch result is not an object")
-            new = copy.deepcopy(new)
+            new = copy.deepcopy(new) if rt.crd else drop_nulls(new)
             want_rv = (new.get("metadata") or {}).get("resourceVersion")
             if want_rv and want_rv != old["metadata"]["resourceVersion"]:
                 raise ApiError.conflict(rt, name, "the object has been modified; please apply your changes "
@@ -462,10 +581,14 @@ class Api:
                 self._delete_locked(dep_rt, dep, policy)
 
     def _rt_for_key(self, key) -> ResourceType | None:
+        """The type objects under a storage key are stored as (its own group's, not a view's)."""
+        found = None
         for t in self.registry.types():
             if t.key == key:
-                return t
-        return None
+                if (t.group, t.plural) == key:
+                    return t
+                found = found or t
+        return found
 
     def delete_collection(self, rt: ResourceType, ns: str | None, params: dict, options: dict) -> bytes:
         with self.store.lock:

@@ -12,14 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from .patch import MERGE_KEYS, PRIMITIVE_SETS
-from .resources import Registry, ResourceType
+from .schema import json_path
+from .resources import Registry, ResourceType, data
 
 log = logging.getLogger(__name__)
-VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
-SUB_VERBS = {"status": ["get", "patch", "update"], "scale": ["get", "patch", "update"], "log": ["get"],
-             "finalize": ["update"], "token": ["create"], "eviction": ["create"], "exec": ["create", "get"],
-             "attach": ["create", "get"], "portforward": ["create", "get"], "proxy": ["get"],
-             "ephemeralcontainers": ["get", "patch", "update"]}
 AGG_CT = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 VERSION = {"major": "1", "minor": "35", "emulationMajor": "1", "emulationMinor": "35",
            "minCompatibilityMajor": "1", "minCompatibilityMinor": "34", "gitVersion": "v1.35.0-kube-sandbox",
@@ -33,7 +29,7 @@ def models() -> dict[str, dict[str, str]]:
     """Field types of every API model; empty (generic schemas, no strict checks) if the data file
     was not installed with the package."""
     try:
-        return json.loads((Path(__file__).with_name("data") / "models.json").read_text())["models"]
+        return data()["models"]
     except FileNotFoundError:
         log.warning("kube_sandbox/data/models.json missing: serving schema-less OpenAPI documents")
         return {}
@@ -67,7 +63,7 @@ def resource_list(reg: Registry, group: str, version: str) -> dict | None:
     res = []
     for t in types:
         r = {"name": t.plural, "singularName": t.singular, "namespaced": t.namespaced, "kind": t.kind,
-             "verbs": VERBS, "storageVersionHash": hashlib.sha256(t.plural.encode()).hexdigest()[:12]}
+             "verbs": list(t.verbs), "storageVersionHash": hashlib.sha256(t.plural.encode()).hexdigest()[:12]}
         if t.short_names:
             r["shortNames"] = list(t.short_names)
         if t.categories:
@@ -76,7 +72,7 @@ def resource_list(reg: Registry, group: str, version: str) -> dict | None:
         for s in t.subresources:
             kind = "Scale" if s == "scale" else t.kind
             res.append({"name": f"{t.plural}/{s}", "singularName": "", "namespaced": t.namespaced,
-                        "kind": kind, "verbs": SUB_VERBS.get(s, ["get"])})
+                        "kind": kind, "verbs": list(t.verbs_of(s))})
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": res}
 
@@ -92,14 +88,14 @@ def aggregated(reg: Registry, core: bool) -> dict:
             for t in reg.in_group_version(group, v):
                 r = {"resource": t.plural, "responseKind": {"group": group, "version": v, "kind": t.kind},
                      "scope": "Namespaced" if t.namespaced else "Cluster", "singularResource": t.singular,
-                     "verbs": VERBS}
+                     "verbs": list(t.verbs)}
                 if t.short_names:
                     r["shortNames"] = list(t.short_names)
                 if t.categories:
                     r["categories"] = list(t.categories)
                 if t.subresources:
                     r["subresources"] = [
-                        {"subresource": s, "verbs": SUB_VERBS.get(s, ["get"]),
+                        {"subresource": s, "verbs": list(t.verbs_of(s)),
                          "responseKind": {"group": "autoscaling" if s == "scale" else group,
                                           "version": "v1" if s == "scale" else v,
                                           "kind": "Scale" if s == "scale" else t.kind}}
@@ -143,7 +139,7 @@ def _type_schema(t: str, field: str, need: set[str]) -> dict:
             s.update({"x-kubernetes-patch-merge-key": key, "x-kubernetes-patch-strategy": "merge",
                       "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]})
         return s
-    if t.startswith("dict("):
+    if t.startswith(("dict(", "dict[")):  # the client spells maps dict[str, T]
         inner = t[5:-1].split(",", 1)[1].strip()
         return {"type": "object", "additionalProperties": _type_schema(inner, "", need)}
     prim = {"str": {"type": "string"}, "int": {"type": "integer", "format": "int64"},
@@ -173,9 +169,10 @@ def openapi_doc(reg: Registry, group: str, version: str) -> dict | None:
         base = t.gv_path + ("/namespaces/{namespace}" if t.namespaced else "") + f"/{t.plural}"
         ref = {"$ref": f"#/components/schemas/{_schema_name(t.model or t.kind)}"}
         body = {"content": {ct: {"schema": ref} for ct in ("application/json", "application/yaml")}}
+        # custom resources take no strategic merge patch: kubectl reads this to choose merge patch instead
         patch_body = {"content": {ct: {"schema": {"type": "object"}} for ct in (
             "application/apply-patch+yaml", "application/json-patch+json", "application/merge-patch+json",
-            "application/strategic-merge-patch+json")}}
+            *(() if t.crd else ("application/strategic-merge-patch+json",)))}}
         q = [{"name": n, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
              for n in ("dryRun", "fieldManager", "fieldValidation")]
         ok = {"200": {"description": "OK", "content": {"application/json": {"schema": ref}}}}
@@ -219,6 +216,25 @@ def openapi_doc(reg: Registry, group: str, version: str) -> dict | None:
             "paths": paths, "components": {"schemas": schemas}}
 
 
+def openapi_v2(reg: Registry) -> dict:
+    """Swagger 2.0 JSON: the v3 documents' schemas under ``definitions`` (what ``Accept: application/json``
+    readers of ``/openapi/v2`` get; client-go's protobuf request gets ``protobuf.openapi_v2_stub``)."""
+    paths: dict = {}
+    defs: dict = {}
+    for group, versions in reg.group_versions().items():
+        for v in versions:
+            doc = openapi_doc(reg, group, v)
+            if doc:
+                paths.update(doc["paths"])
+                defs.update(doc["components"]["schemas"])
+    text = json.dumps({"swagger": "2.0", "info": {"title": "Kubernetes (kube-sandbox)", "version": "v1.35.0"},
+                       "paths": {}, "definitions": defs})
+    out = json.loads(text.replace('"#/components/schemas/', '"#/definitions/'))
+    out["paths"] = {p: {m: {k: v for k, v in op.items() if k not in ("requestBody", "responses")}
+                        for m, op in item.items()} for p, item in paths.items()}
+    return out
+
+
 # ----------------------------------------------------------------------------- validation
 class Validator:
     """Finds fields a schema does not declare (what ``fieldValidation=Strict`` rejects)."""
@@ -248,7 +264,7 @@ class Validator:
         if t.startswith("list[") and isinstance(v, list):
             for i, item in enumerate(v):
                 self._walk_type(t[5:-1], item, f"{path}[{i}]", out)
-        elif t.startswith("dict(") and isinstance(v, dict):
+        elif t.startswith(("dict(", "dict[")) and isinstance(v, dict):
             inner = t[5:-1].split(",", 1)[1].strip()
             for k, item in v.items():
                 self._walk_type(inner, item, f"{path}.{k}", out)
@@ -341,15 +357,38 @@ COLUMNS = {
 }
 
 
-def table(rt: ResourceType, objs: list[dict], rv: str, include: str = "Metadata", cont: str | None = None) -> dict:
+def _printer_cell(col: dict, o: dict):
+    v = json_path(o, col.get("jsonPath", ""))
+    if v is None:
+        return None
+    if col.get("type") == "date" and isinstance(v, str):
+        return _age(v)
+    if isinstance(v, (list, dict)):
+        return ",".join(json.dumps(x) if isinstance(x, (dict, list)) else str(x)
+                        for x in (v if isinstance(v, list) else [v]))
+    return v
+
+
+def _columns(rt: ResourceType):
+    """(column definitions after Name, cells function): a CRD's additionalPrinterColumns, else ours + Age."""
+    if rt.crd and rt.printer_columns:
+        cols = [{"name": c.get("name", ""), "type": "string" if c.get("type") == "date" else c.get("type", "string"),
+                 "format": c.get("format", ""), "description": c.get("description", ""),
+                 "priority": c.get("priority", 0)} for c in rt.printer_columns]
+        return cols, lambda o: [_printer_cell(c, o) for c in rt.printer_columns]
     extra_names, fn = COLUMNS.get(rt.plural, ([], lambda o: []))
-    cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}]
-    cols += [{"name": n, "type": "string", "format": "", "description": n, "priority": 0} for n in extra_names]
+    cols = [{"name": n, "type": "string", "format": "", "description": n, "priority": 0} for n in extra_names]
     cols.append({"name": "Age", "type": "string", "format": "", "description": "Age", "priority": 0})
+    return cols, lambda o: [*fn(o), _age((o.get("metadata") or {}).get("creationTimestamp"))]
+
+
+def table(rt: ResourceType, objs: list[dict], rv: str, include: str = "Metadata", cont: str | None = None) -> dict:
+    extra, fn = _columns(rt)
+    cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}, *extra]
     rows = []
     for o in objs:
         meta = o.get("metadata") or {}
-        row: dict = {"cells": [meta.get("name"), *fn(o), _age(meta.get("creationTimestamp"))]}
+        row: dict = {"cells": [meta.get("name"), *fn(o)]}
         if include == "Object":
             row["object"] = o
         elif include != "None":

@@ -46,7 +46,10 @@ class ApiError(Exception):
 
     @classmethod
     def invalid(cls, rt, name: str, causes: list[tuple[str, str]]) -> ApiError:
-        msg = "; ".join(f"{f}: {m}" for f, m in causes)
-        return cls(422, f'{rt.kind} "{name}" is invalid: {msg}', "Invalid",
+        msg = ", ".join(f"{f}: {m}" for f, m in causes)
+        if len(causes) > 1:
+            msg = f"[{msg}]"
+        kind = f"{rt.kind}.{rt.group}" if rt.group else rt.kind  # as the API server qualifies it
+        return cls(422, f'{kind} "{name}" is invalid: {msg}', "Invalid",
                    {"name": name, "group": rt.group, "kind": rt.kind,
                     "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in causes]})

@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import shlex
 
-from .controllers import LOGS, wants_failure
+from .rules import LOGS, Rules, container_argv
 
 
-def _echoes(argv: list[str]) -> list[str]:
-    """What ``echo`` commands in an argv (or an ``sh -c`` script) would print."""
-    if not argv:
-        return []
-    if argv[0] == "echo" or argv[0].endswith("/echo"):
-        return [" ".join(argv[1:])]
-    if len(argv) >= 3 and argv[0].split("/")[-1] in ("sh", "bash", "ash") and argv[1] in ("-c", "-ec", "-ce"):
-        out = []
-        for part in argv[2].replace("&&", ";").replace("\n", ";").split(";"):
-            try:
-                words = shlex.split(part.strip())
-            except ValueError:
-                continue
-            if words and words[0] == "echo":
-                out.append(" ".join(w for w in words[1:] if w not in ("-n", "-e")))
-        return out
-    return []
-
-
-def container_log(pod: dict, container: str | None) -> list[str]:
+def container_log(pod: dict, container: str | None, rules: Rules | None = None) -> list[str]:
+    """A header, the command, what its ``echo`` commands print (or a rule's log text), and the exit
+    code once the container has terminated."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
     containers = spec.get("containers") or []
@@ -34,14 +17,19 @@ def container_log(pod: dict, container: str | None) -> list[str]:
     custom = (meta.get("annotations") or {}).get(LOGS)
     if custom is not None:
         return custom.splitlines()
-    argv = [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
+    outcome = (rules or Rules()).resolve(pod, c)
+    if outcome.logs is not None:
+        return outcome.logs.splitlines()
+    argv = container_argv(c) or [str(a) for a in (c.get("command") or []) + (c.get("args") or [])]
     ref = f"{meta.get('namespace')}/{meta.get('name')}"
     lines = [f"kube-sandbox: container {c.get('name')} of pod {ref} (image {c.get('image')})"]
     if argv:
         lines.append("kube-sandbox: command: " + " ".join(shlex.quote(a) for a in argv))
-    lines += _echoes(argv)
-    phase = (pod.get("status") or {}).get("phase")
-    if phase in ("Succeeded", "Failed") or spec.get("restartPolicy", "Always") != "Always":
-        fail = wants_failure(pod)
-        lines.append(f"kube-sandbox: simulated {'failure' if fail else 'success'}, exit code {1 if fail else 0}")
+    lines += list(outcome.echoes)
+    cs = next((s for s in (pod.get("status") or {}).get("containerStatuses") or () if s.get("name") == c.get("name")), {})
+    term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+    if term:
+        code = term.get("exitCode", 0)
+        lines.append(f"kube-sandbox: simulated {'success' if code == 0 else 'failure'}, exit code {code} "
+                     f"(outcome: {outcome.rule})")
     return lines

@@ -192,3 +192,24 @@ def decode(body: bytes) -> dict:
         return decoder(raw)
     except (ValueError, IndexError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"malformed protobuf body: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- encoding (OpenAPI v2 only)
+def _len_field(num: int, payload: bytes) -> bytes:
+    out, n = bytearray([num << 3 | 2]), len(payload)
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out) + payload
+
+
+def openapi_v2_stub(title: str, version: str) -> bytes:
+    """A gnostic ``openapi_v2.Document`` with no definitions (swagger=1, info{title=1, version=2}, paths=8).
+
+    client-go asks for OpenAPI v2 in protobuf only for client-side validation; a document without
+    the kind makes that validation a no-op, so the server's strict field validation decides, as it
+    does on a cluster that advertises ``fieldValidation``."""
+    info = _len_field(1, title.encode()) + _len_field(2, version.encode())
+    return _len_field(1, b"2.0") + _len_field(2, info) + _len_field(8, b"")

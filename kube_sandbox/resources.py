@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 STATUS = "status"
+# Resources that are another group's objects under other field names, as on a cluster.
+SHARED_STORAGE = {("events.k8s.io", "events"): ("", "events")}
+STANDARD_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
 @dataclass(frozen=True)
@@ -21,6 +27,12 @@ class ResourceType:
     model: str | None = None  # name of the kubernetes-client model, for schemas
     crd: bool = False
     schema: dict | None = field(default=None, compare=False, hash=False)  # CRD openAPIV3Schema
+    verbs: tuple[str, ...] = STANDARD_VERBS
+    sub_verbs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    printer_columns: tuple = field(default=(), compare=False, hash=False)  # CRD additionalPrinterColumns
+
+    def verbs_of(self, sub: str) -> tuple[str, ...]:
+        return dict(self.sub_verbs).get(sub, ("get", "patch", "update"))
 
     @property
     def singular(self) -> str:
@@ -32,59 +44,55 @@ class ResourceType:
 
     @property
     def key(self) -> tuple[str, str]:
-        """Storage key: every version of a group/resource shares one store."""
-        return (self.group, self.plural)
+        """Storage key: every version of a group/resource shares one store (events.k8s.io's with core's)."""
+        return SHARED_STORAGE.get((self.group, self.plural), (self.group, self.plural))
 
     @property
     def gv_path(self) -> str:
         return f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
 
 
-def _rt(gv: str, kind: str, plural: str, namespaced: bool = True, short=(), sub=(STATUS,), cat=(), model=None):
-    group, _, version = gv.rpartition("/")
-    if not model:
-        model = ("V1" if version == "v1" else version[0].upper() + version[1:]) + kind
-    return ResourceType(group, version, kind, plural, namespaced, tuple(short), tuple(sub), tuple(cat), model)
+DATA = Path(__file__).with_name("data") / "models.json"
 
 
+@lru_cache(maxsize=1)
+def data() -> dict:
+    """``data/models.json``: the models (schemas) and the resource catalogue of the API (see gen_models)."""
+    return json.loads(DATA.read_text())
+
+
+# What the catalogue cannot know: short names and categories, as a cluster advertises them.
+SHORT_NAMES = {
+    "componentstatuses": ("cs",), "configmaps": ("cm",), "endpoints": ("ep",), "events": ("ev",),
+    "limitranges": ("limits",), "namespaces": ("ns",), "nodes": ("no",), "persistentvolumeclaims": ("pvc",),
+    "persistentvolumes": ("pv",), "pods": ("po",), "replicationcontrollers": ("rc",), "resourcequotas": ("quota",),
+    "serviceaccounts": ("sa",), "services": ("svc",), "customresourcedefinitions": ("crd", "crds"),
+    "daemonsets": ("ds",), "deployments": ("deploy",), "replicasets": ("rs",), "statefulsets": ("sts",),
+    "horizontalpodautoscalers": ("hpa",), "cronjobs": ("cj",), "certificatesigningrequests": ("csr",),
+    "ingresses": ("ing",), "networkpolicies": ("netpol",), "poddisruptionbudgets": ("pdb",),
+    "priorityclasses": ("pc",), "storageclasses": ("sc",),
+}
 ALL = ("all",)
-BUILTIN: tuple[ResourceType, ...] = (
-    _rt("v1", "Namespace", "namespaces", False, ["ns"], ("status", "finalize")),
-    _rt("v1", "ConfigMap", "configmaps", short=["cm"], sub=()),
-    _rt("v1", "Secret", "secrets", sub=()),
-    _rt("v1", "Service", "services", short=["svc"], sub=("status", "proxy"), cat=ALL),
-    _rt("v1", "ServiceAccount", "serviceaccounts", short=["sa"], sub=("token",)),
-    _rt("v1", "Pod", "pods", short=["po"], sub=("status", "log", "exec", "attach", "eviction", "portforward",
-                                               "ephemeralcontainers"), cat=ALL),
-    _rt("v1", "Event", "events", short=["ev"], sub=(), model="CoreV1Event"),
-    _rt("v1", "Endpoints", "endpoints", short=["ep"], sub=()),
-    _rt("v1", "PersistentVolumeClaim", "persistentvolumeclaims", short=["pvc"]),
-    _rt("v1", "PersistentVolume", "persistentvolumes", False, ["pv"]),
-    _rt("v1", "Node", "nodes", False, ["no"]),
-    _rt("v1", "LimitRange", "limitranges", short=["limits"], sub=()),
-    _rt("v1", "ResourceQuota", "resourcequotas", short=["quota"]),
-    _rt("apps/v1", "Deployment", "deployments", short=["deploy"], sub=("status", "scale"), cat=ALL),
-    _rt("apps/v1", "ReplicaSet", "replicasets", short=["rs"], sub=("status", "scale"), cat=ALL),
-    _rt("apps/v1", "StatefulSet", "statefulsets", short=["sts"], sub=("status", "scale"), cat=ALL),
-    _rt("apps/v1", "DaemonSet", "daemonsets", short=["ds"], cat=ALL),
-    _rt("apps/v1", "ControllerRevision", "controllerrevisions", sub=()),
-    _rt("batch/v1", "Job", "jobs", cat=ALL),
-    _rt("batch/v1", "CronJob", "cronjobs", short=["cj"], cat=ALL),
-    _rt("networking.k8s.io/v1", "Ingress", "ingresses", short=["ing"]),
-    _rt("networking.k8s.io/v1", "IngressClass", "ingressclasses", False, sub=()),
-    _rt("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies", short=["netpol"], sub=()),
-    _rt("rbac.authorization.k8s.io/v1", "Role", "roles", sub=()),
-    _rt("rbac.authorization.k8s.io/v1", "RoleBinding", "rolebindings", sub=()),
-    _rt("rbac.authorization.k8s.io/v1", "ClusterRole", "clusterroles", False, sub=()),
-    _rt("rbac.authorization.k8s.io/v1", "ClusterRoleBinding", "clusterrolebindings", False, sub=()),
-    _rt("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short=["hpa"], cat=ALL),
-    _rt("autoscaling/v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", short=["hpa"], cat=ALL),
-    _rt("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets", short=["pdb"]),
-    _rt("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions", False,
-        ["crd", "crds"]),
-    _rt("storage.k8s.io/v1", "StorageClass", "storageclasses", False, ["sc"], sub=()),
-    _rt("coordination.k8s.io/v1", "Lease", "leases", sub=()),
-)
+CATEGORIES = {p: ALL for p in ("pods", "services", "replicationcontrollers", "daemonsets", "deployments",
+                               "replicasets", "statefulsets", "horizontalpodautoscalers", "cronjobs", "jobs")}
+CATEGORIES.update({p: ("api-extensions",) for p in (
+    "mutatingwebhookconfigurations", "validatingwebhookconfigurations", "validatingadmissionpolicies",
+    "validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings",
+    "customresourcedefinitions", "apiservices")})
+
+
+def _from_catalogue(r: dict) -> ResourceType:
+    group, _, version = r["gv"].rpartition("/")
+    subs = r.get("subresources") or {}
+    return ResourceType(group, version, r["kind"], r["plural"], r["namespaced"],
+                        SHORT_NAMES.get(r["plural"], ()), tuple(subs), CATEGORIES.get(r["plural"], ()),
+                        r["model"], verbs=tuple(r["verbs"]),
+                        sub_verbs=tuple((k, tuple(v)) for k, v in subs.items()))
+
+
+def builtin_types() -> tuple[ResourceType, ...]:
+    return tuple(_from_catalogue(r) for r in data()["resources"])
+
 
 # Preferred version per group (first listed wins), as the API server advertises them.
 PREFERRED_FIRST = {"autoscaling": "v2"}
@@ -98,7 +106,7 @@ class Registry:
         self._types: list[ResourceType] = []
         self._by_path: dict[tuple[str, str, str], ResourceType] = {}
         self.generation = 0
-        for rt in BUILTIN:
+        for rt in builtin_types():
             self._add(rt)
 
     def _add(self, rt: ResourceType) -> None:
@@ -171,5 +179,32 @@ def crd_types(crd: dict) -> list[ResourceType]:
             group=spec.get("group", ""), version=v.get("name", "v1"), kind=names.get("kind", ""),
             plural=names.get("plural", ""), namespaced=spec.get("scope", "Namespaced") == "Namespaced",
             short_names=tuple(names.get("shortNames") or ()), subresources=subs,
-            categories=tuple(names.get("categories") or ()), model=None, crd=True, schema=schema))
+            categories=tuple(names.get("categories") or ()), model=None, crd=True, schema=schema,
+            printer_columns=tuple(v.get("additionalPrinterColumns") or ())))
     return out
+
+
+# ----------------------------------------------------------------------------- views of shared storage
+# events.k8s.io/v1 Event field <- core/v1 Event field
+_EVENT_FIELDS = (("regarding", "involvedObject"), ("note", "message"), ("reportingController", "reportingComponent"),
+                 ("deprecatedSource", "source"), ("deprecatedFirstTimestamp", "firstTimestamp"),
+                 ("deprecatedLastTimestamp", "lastTimestamp"), ("deprecatedCount", "count"))
+_EVENT_SAME = ("metadata", "reason", "type", "action", "related", "series", "eventTime", "reportingInstance")
+
+
+def event_to_view(core: dict) -> dict:
+    """A core/v1 Event as events.k8s.io/v1 serves it."""
+    out = {k: core[k] for k in _EVENT_SAME if k in core}
+    out.update({new: core[old] for new, old in _EVENT_FIELDS if old in core})
+    out.setdefault("eventTime", core.get("firstTimestamp"))
+    out.setdefault("reportingController", (core.get("source") or {}).get("component"))
+    return {"kind": "Event", "apiVersion": "events.k8s.io/v1", **{k: v for k, v in out.items() if v is not None}}
+
+
+def event_from_view(ev: dict) -> dict:
+    out = {k: ev[k] for k in _EVENT_SAME if k in ev}
+    out.update({old: ev[new] for new, old in _EVENT_FIELDS if new in ev})
+    return {"kind": "Event", "apiVersion": "v1", **out}
+
+
+VIEWS = {("events.k8s.io", "events"): (event_to_view, event_from_view)}

@@ -95,6 +95,17 @@ FIELD_PATHS = {
     "involvedObject.kind": ("involvedObject", "kind"),
     "involvedObject.namespace": ("involvedObject", "namespace"),
     "involvedObject.uid": ("involvedObject", "uid"),
+    "involvedObject.apiVersion": ("involvedObject", "apiVersion"),
+    "involvedObject.resourceVersion": ("involvedObject", "resourceVersion"),
+    "involvedObject.fieldPath": ("involvedObject", "fieldPath"),
+    "reason": ("reason",), "reportingComponent": ("reportingComponent",), "source": ("source", "component"),
+    "regarding.name": ("involvedObject", "name"), "regarding.kind": ("involvedObject", "kind"),
+    "regarding.namespace": ("involvedObject", "namespace"), "regarding.uid": ("involvedObject", "uid"),
+    "regarding.apiVersion": ("involvedObject", "apiVersion"), "reportingController": ("reportingComponent",),
+    "spec.serviceAccountName": ("spec", "serviceAccountName"), "spec.schedulerName": ("spec", "schedulerName"),
+    "spec.restartPolicy": ("spec", "restartPolicy"), "status.podIP": ("status", "podIP"),
+    "status.nominatedNodeName": ("status", "nominatedNodeName"), "spec.unschedulable": ("spec", "unschedulable"),
+    "status.successful": ("status", "succeeded"),
 }
 
 

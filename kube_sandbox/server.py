@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import socket
+import ssl
 import threading
 import time
 from datetime import datetime, timezone
@@ -19,12 +21,14 @@ from .api import Api, now_str
 from .errors import ApiError
 from .faults import Faults
 from .logs import container_log
+from .rules import Rules
 from .resources import Registry, ResourceType
 from .selectors import fields_match, labels_match, parse_field_selector, parse_label_selector
 from .store import dumps
 
 log = logging.getLogger(__name__)
 BOOKMARK_EVERY = 5.0
+RULES_PATH = "/sandbox/v1/rules"  # outside the Kubernetes API paths
 TERMINAL = ("Succeeded", "Failed")
 
 
@@ -41,6 +45,8 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.requests = 0
         self.busy_seconds = 0.0  # time spent serving non-streaming requests
         self.doc_cache: dict = {}  # (path, aggregated, registry generation) -> encoded document
+        self.rules = Rules()  # outcome rules, replaced by the Sandbox's
+        self.tokens: set[str] | None = None  # bearer tokens accepted; None: no authentication
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -53,6 +59,12 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):  # quiet unless verbose
         if self.server.verbose:
             log.info("%s " + fmt, self.address_string(), *args)
+
+    def handle(self):
+        try:
+            super().handle()
+        except (ConnectionError, ssl.SSLError, TimeoutError):  # a client that left (or spoke plain HTTP to TLS)
+            self.close_connection = True
 
     def do_GET(self):
         self._dispatch("GET")
@@ -131,10 +143,11 @@ class Handler(BaseHTTPRequestHandler):
             qs = parse_qs(url.query, keep_blank_values=True)
             params = {k: (v if k == "dryRun" else v[-1]) for k, v in qs.items()}
             body = self._body() if method in ("POST", "PUT", "PATCH", "DELETE") else b""
+            self._authenticate(url.path)
             self._route(method, url.path.rstrip("/") or "/", params, body)
         except ApiError as err:
             self._error(err)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):  # the client went away
             self.close_connection = True
         except _Dropped:
             self.close_connection = True
@@ -149,10 +162,20 @@ class Handler(BaseHTTPRequestHandler):
         if self.server.verbose:
             log.info("%s %s %.1fms", method, self.path, elapsed * 1000)
 
+    def _authenticate(self, path: str) -> None:
+        tokens = self.server.tokens
+        if tokens is None or path in ("/healthz", "/livez", "/readyz"):
+            return
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        if scheme.lower() != "bearer" or token.strip() not in tokens:  # (the python client sends "bearer")
+            raise ApiError(401, "Unauthorized")
+
     # ------------------------------------------------------------------ routing
     def _route(self, method: str, path: str, params: dict, body: bytes) -> None:
         reg = self.server.registry
         accept = self.headers.get("Accept") or ""
+        if path == RULES_PATH or path.startswith(RULES_PATH + "/"):
+            return self._rules(method, path, params, body)
         if method == "GET":
             if path == "/version":
                 return self._json(200, D.VERSION)
@@ -181,6 +204,16 @@ class Handler(BaseHTTPRequestHandler):
                 if hit is not None:
                     return self._send(200, hit, D.AGG_CT if agg else "application/json")
                 self._doc_cache_key = ckey
+            if path == "/openapi/v2":
+                if "protobuf" in accept:
+                    return self._send(200, protobuf.openapi_v2_stub("Kubernetes (kube-sandbox)", "v1.35.0"),
+                                      "application/com.github.proto-openapi.spec.v2.v1.0+protobuf")
+                ckey = (path, False, reg.generation)
+                hit = self.server.doc_cache.get(ckey)
+                if hit is not None:
+                    return self._send(200, hit)
+                self._doc_cache_key = ckey
+                return self._json(200, D.openapi_v2(reg))
             if path == "/openapi/v3":
                 return self._json(200, D.openapi_index(reg))
             if path.startswith("/openapi/v3/"):
@@ -232,8 +265,34 @@ class Handler(BaseHTTPRequestHandler):
         verb = {"GET": "get" if name else ("watch" if _flag(params.get("watch")) else "list"),
                 "POST": "create", "PUT": "update", "PATCH": "patch",
                 "DELETE": "delete" if name else "deletecollection"}[method]
+        if not sub and verb not in rt.verbs:
+            raise ApiError(405, "the server does not allow this method on the requested resource")
         self._faults(verb, rt.plural + (f"/{sub}" if sub else ""), name, ns)
         self._resource(method, verb, rt, ns, name, sub, params, body, accept)
+
+    def _rules(self, method: str, path: str, params: dict, body: bytes) -> None:
+        """``/sandbox/v1/rules``: GET lists, POST adds (one rule, a list, or ``{"rules": [...]}``),
+        DELETE clears (or removes ``?name=`` / ``/sandbox/v1/rules/<name>``)."""
+        rules = self.server.rules
+        name = path[len(RULES_PATH) + 1:] or params.get("name")
+        if method == "POST":
+            doc = self._decode(body)
+            items = doc.get("rules", [doc]) if isinstance(doc, dict) else doc
+            try:
+                added = [rules.add(r) for r in items or []]
+            except ValueError as exc:
+                raise ApiError.bad_request(str(exc)) from exc
+            return self._json(201, {"rules": added})
+        if method == "DELETE":
+            if name:
+                if not rules.remove(name):
+                    raise ApiError(404, f'rule "{name}" not found')
+            else:
+                rules.clear()
+            return self._json(200, {"rules": rules.list()})
+        if method == "GET":
+            return self._json(200, {"rules": rules.list()})
+        raise ApiError(405, f"method {method} not allowed")
 
     def _faults(self, verb, resource, name, ns) -> None:
         for rule in self.server.faults.take(verb, resource, name, ns):
@@ -294,10 +353,18 @@ class Handler(BaseHTTPRequestHandler):
                 api.get(rt, ns_, name)
                 req = self._decode(body) or {}
                 exp = datetime.fromtimestamp(time.time() + 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                token = f"kube-sandbox-token-{ns_}-{name}"
+                if self.server.tokens is not None:  # tokens it issues authenticate, as on a cluster
+                    token = f"{token}-{secrets.token_urlsafe(16)}"
+                    self.server.tokens.add(token)
                 return self._json(201, {**req, "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
-                                        "status": {"token": f"kube-sandbox-token-{ns_}-{name}",
+                                        "status": {"token": token,
                                                    "expirationTimestamp": exp}})
-            return self._json(201, api.create(rt, ns_, self._decode(body), params, self._manager(params)))
+            if "get" not in rt.verbs and "protobuf" in (self.headers.get("Content-Type") or ""):
+                doc = {}  # a review (kubectl auth can-i): the answer does not depend on what is asked
+            else:
+                doc = self._decode(body)
+            return self._json(201, api.create(rt, ns_, doc, params, self._manager(params)))
         if verb == "update":
             doc = self._decode(body)
             if sub == "scale":
@@ -410,7 +477,7 @@ class Handler(BaseHTTPRequestHandler):
                 except ValueError as exc:
                     raise ApiError.bad_request(f"invalid resource version {rv_param!r}") from exc
                 first = []
-                if last < store.compacted_rv:
+                if last < store.compacted_rv or last > store.rv:  # compacted, or from another incarnation
                     self._start_stream("application/json")
                     gone = ApiError(410, f"too old resource version: {last} ({store.compacted_rv})", "Expired")
                     self._chunk(b'{"type":"ERROR","object":' + dumps(gone.status()) + b"}\n")
@@ -464,7 +531,7 @@ class Handler(BaseHTTPRequestHandler):
         if phase == "Pending":
             raise ApiError.bad_request(f'container "{container}" in pod "{name}" is waiting to start: '
                                        "ContainerCreating")
-        lines = container_log(pod, container)
+        lines = container_log(pod, container, self.server.rules)
         tail = params.get("tailLines")
         if tail:
             lines = lines[-int(tail):] if int(tail) else []

@@ -11,6 +11,7 @@ from typing import Callable, Iterable
 
 Key = tuple[str, str]  # (group, plural)
 
+RESTART_GAP = 1_000_000  # resourceVersions skipped at a restart from a snapshot
 EVENT_LOG = 20000  # watch events kept for resumption; older resourceVersions get 410 Expired
 
 
@@ -178,6 +179,9 @@ class Store:
                 ns = meta.get("namespace", "")
                 self._data.setdefault(key, {}).setdefault(ns, {})[meta["name"]] = Entry(obj)
                 self._index(key, ns, meta["name"], obj)
-            self.rv = max(self.rv, int(data.get("resourceVersion", 1)))
+            # A new incarnation: clients may hold resourceVersions newer than the snapshot (writes after
+            # its last save). Jump past them and treat everything before as compacted, so resuming
+            # watches get 410 Expired and re-list instead of waiting for versions that will never come.
+            self.rv = max(self.rv, int(data.get("resourceVersion", 1))) + RESTART_GAP
             self.compacted_rv = self.rv
             self.dirty = False

@@ -10,8 +10,9 @@ Steps, each skipped while its stamp matches (so a second run takes about a secon
    hash of ``pyproject.toml``.
 4. External tools into ``.venv/bin`` by ``scripts/install_tools.py`` (pinned, checksum-verified,
    downloads cached in ``.stackyard/cache/downloads``); stamp = hash of the lock and installer.
-5. Airflow's SQLite metadata DB in ``.stackyard/airflow``: ``airflow db migrate`` when the DB is
-   missing or the Airflow pins changed.
+5. Airflow's SQLite metadata DB in ``.stackyard/airflow`` (``make up``'s): ``airflow db migrate``
+   when the DB is missing or the Airflow pins changed. ``make demo`` and the tests copy theirs
+   from a template DB migrated on first use (``local_env.fresh_airflow_home``).
 
 Stamps of steps 2-4 live inside ``.venv`` so deleting the venv redoes them.
 """
@@ -118,15 +119,11 @@ def install_tools() -> None:
     run([VENV_PY, INSTALLER, "--bin-dir", VENV / "bin", "--cache-dir", CACHE])
 
 
-def airflow_pins() -> str:
-    lines = (ROOT / "constraints.txt").read_text().splitlines()
-    return "\n".join(line for line in lines if line.lower().startswith("apache-airflow"))
-
-
 def migrate_airflow_db() -> None:
-    env = local_env.apply(dict(os.environ), ROOT)
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    run([VENV / "bin" / "airflow", "db", "migrate"], env=env)
+    try:
+        local_env.migrate(ROOT, Path(local_env.local_env(ROOT)["AIRFLOW_HOME"]))
+    except RuntimeError as exc:
+        raise SetupError(str(exc)) from None
 
 
 def main() -> int:
@@ -146,7 +143,7 @@ def main() -> int:
             step("tools", STAMPS / "tools", digest(TOOLS_LOCK, INSTALLER), install_tools,
                  also_ok=tools_present)
             airflow_home = STATE / "airflow"
-            step("airflow metadata DB", airflow_home / ".stackyard-migrated", digest(airflow_pins()),
+            step("airflow metadata DB", airflow_home / ".stackyard-migrated", digest(local_env.airflow_pins(ROOT)),
                  migrate_airflow_db, also_ok=lambda: (airflow_home / "airflow.db").is_file())
         except SetupError as exc:
             print(f"setup: ERROR: {exc}", file=sys.stderr)

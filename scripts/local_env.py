@@ -7,6 +7,14 @@ Standard library only. Three uses, all from this one definition:
     local_env.py --exec -- CMD ARGS    run CMD with the environment applied (make test/demo/...)
     import local_env; local_env.local_env(root)   the variables as a dict (scripts/setup.py)
 
+Airflow homes, one per use, so that none sees another's DAG runs:
+
+    .stackyard/airflow            make up (and a local-mode shell), migrated by make setup
+    .stackyard/demo/airflow       make demo, fresh each run
+    a temporary directory         each pytest session (tests/conftest.py), removed after it
+    .stackyard/airflow-template   a migrated, never-used DB the last two are copied from
+                                  (``fresh_airflow_home``: milliseconds instead of a migration)
+
 ``--kubeconfig PATH`` points KUBECONFIG and the ``stackyard_kube`` connection at another
 cluster (``make test-cluster`` passes the caller's KUBECONFIG) instead of the kube sandbox.
 """
@@ -14,9 +22,13 @@ cluster (``make test-cluster`` passes the caller's KUBECONFIG) instead of the ku
 from __future__ import annotations
 
 import argparse
+import fcntl
+import hashlib
 import json
 import os
 import shlex
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -30,6 +42,46 @@ def state_dir(root: Path) -> Path:
 
 def venv_bin(root: Path) -> Path:
     return root / ".venv" / "bin"
+
+
+def airflow_pins(root: Path) -> str:
+    """The Airflow lines of constraints.txt: a migrated DB is good while they are unchanged."""
+    lines = (root / "constraints.txt").read_text().splitlines()
+    return "\n".join(line for line in lines if line.lower().startswith("apache-airflow"))
+
+
+def migrate(root: Path, home: Path) -> None:
+    """``airflow db migrate`` into ``home`` (its own SQLite DB), whatever AIRFLOW_* the caller has."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = apply(dict(os.environ), root)
+    env["AIRFLOW_HOME"] = str(home)
+    env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{home / 'airflow.db'}"
+    proc = subprocess.run([str(venv_bin(root) / "airflow"), "db", "migrate"], env=env, cwd=root,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"airflow db migrate in {home} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+
+
+def fresh_airflow_home(root: Path, home: Path) -> Path:
+    """``home`` emptied and given a freshly migrated metadata DB, copied from the template.
+
+    The template (``.stackyard/airflow-template``) is migrated once per Airflow pin set, under a
+    lock so that concurrent test sessions and demos wait for one migration instead of racing.
+    """
+    template = state_dir(root) / "airflow-template"
+    stamp = template / ".stackyard-migrated"
+    key = hashlib.sha256(airflow_pins(root).encode()).hexdigest()
+    template.mkdir(parents=True, exist_ok=True)
+    with open(template / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (stamp.is_file() and stamp.read_text().strip() == key and (template / "airflow.db").is_file()):
+            (template / "airflow.db").unlink(missing_ok=True)
+            migrate(root, template)
+            stamp.write_text(key + "\n")
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        shutil.copy2(template / "airflow.db", home / "airflow.db")
+    return home
 
 
 def _conn(conn_type: str, extra: dict) -> str:

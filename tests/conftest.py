@@ -1,14 +1,40 @@
-"""Fixtures shared by the whole suite: the real tools, the example charts, a scratch state folder."""
+"""Fixtures shared by the whole suite: the real tools, the example charts, a scratch state folder.
+
+Each pytest session gets an Airflow home of its own (a temporary directory with a freshly migrated
+DB, set here before anything imports Airflow), so test DAG runs never land in local mode's
+``.stackyard/airflow`` (what ``make up`` and ``airflow dags list`` in a local-mode shell use).
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _local_env_module():
+    spec = importlib.util.spec_from_file_location("local_env", ROOT / "scripts" / "local_env.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+#: This session's AIRFLOW_HOME, removed when the session ends (pytest_unconfigure).
+SESSION_AIRFLOW_HOME = _local_env_module().fresh_airflow_home(
+    ROOT, Path(tempfile.mkdtemp(prefix="stackyard-test-airflow-")) / "airflow")
+os.environ["AIRFLOW_HOME"] = str(SESSION_AIRFLOW_HOME)
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{SESSION_AIRFLOW_HOME / 'airflow.db'}"
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_AIRFLOW_HOME.parent, ignore_errors=True)
+
 CHARTS = ROOT / "include" / "charts"
 EXAMPLE_AGE_KEY = ROOT / "include" / "keys" / "example-only" / "age.key"
 EXAMPLE_SERVICES = ("catalog", "orders", "storefront")

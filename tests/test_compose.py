@@ -1,9 +1,9 @@
 """docker-compose.yaml and the Dockerfile, checked statically (no Docker engine runs here).
 
 They must describe the production-like stack: the services of Airflow's official 3.x compose
-file (LocalExecutor, no Celery), an image built from our Dockerfile with the same pinned tools
-as `make setup`, credentials mounted read-only and never baked in, and the connection ids the
-code reads.
+file (CeleryExecutor, Redis, scalable workers, Flower under a profile), an image built from our
+Dockerfile with the same pinned tools as `make setup`, credentials mounted read-only and never
+baked in, no unsafe default for any secret, and the connection ids and variables the code reads.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DOCKERIGNORE = (ROOT / ".dockerignore").read_text().split()
 LOCK = json.loads((ROOT / "scripts" / "tools.lock.json").read_text())
 SERVICES = COMPOSE["services"]
 AIRFLOW_SERVICES = ["airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor",
-                    "airflow-triggerer"]
+                    "airflow-worker", "airflow-triggerer", "flower"]
 CONNECTIONS = {"stackyard_kube", "stackyard_sops", "aws_default"}
 OPTIONAL_CONNECTIONS = {"stackyard_webhook"}  # alerts: skipped when the connection does not exist
 
@@ -49,12 +49,112 @@ def dockerfile_instructions() -> list[str]:
 
 
 def test_the_services_of_the_official_layout_are_there():
-    assert set(AIRFLOW_SERVICES) | {"postgres"} <= set(SERVICES)
-    for name in ("airflow-worker", "redis", "flower"):
-        assert name not in SERVICES, f"{name}: LocalExecutor set-up, no Celery"
+    assert set(AIRFLOW_SERVICES) | {"postgres", "redis"} <= set(SERVICES)
     commands = {name: SERVICES[name].get("command") for name in AIRFLOW_SERVICES[1:]}
     assert commands == {"airflow-apiserver": "api-server", "airflow-scheduler": "scheduler",
-                        "airflow-dag-processor": "dag-processor", "airflow-triggerer": "triggerer"}
+                        "airflow-dag-processor": "dag-processor", "airflow-worker": "celery worker",
+                        "airflow-triggerer": "triggerer", "flower": "celery flower"}
+    assert SERVICES["flower"]["profiles"] == ["flower"], "Flower is optional"
+    assert all("profiles" not in SERVICES[name] for name in AIRFLOW_SERVICES if name != "flower")
+
+
+def test_workers_can_be_scaled():
+    """`docker compose up --scale airflow-worker=N` fails on a fixed container name or host port."""
+    worker = SERVICES["airflow-worker"]
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["environment"]["DUMB_INIT_SETSID"] == "0"  # warm shutdown of Celery workers
+    assert "inspect ping" in " ".join(worker["healthcheck"]["test"])
+    # Every worker runs tasks, so each has the tools' credentials and the key secret.
+    assert worker["secrets"] == ["stackyard_age_key"]
+    assert mounts_of("airflow-worker") == mounts_of("airflow-scheduler")
+
+
+def test_celery_uses_redis_and_the_metadata_db():
+    env = env_of("airflow-worker")
+    assert env["AIRFLOW__CELERY__BROKER_URL"].startswith("redis://") and "@redis:6379/" in env["AIRFLOW__CELERY__BROKER_URL"]
+    assert env["AIRFLOW__CELERY__RESULT_BACKEND"].startswith("db+postgresql://")
+    assert "@postgres/" in env["AIRFLOW__CELERY__RESULT_BACKEND"]
+    assert SERVICES["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    assert "ports" not in SERVICES["redis"] and "ports" not in SERVICES["postgres"]
+
+
+#: Secrets compose must refuse to start without: `${VAR:?message}` with a message that says how.
+REQUIRED_SECRETS = {
+    "AIRFLOW_FERNET_KEY": "Fernet.generate_key",
+    "AIRFLOW_JWT_SECRET": "secrets.token_urlsafe",
+    "POSTGRES_PASSWORD": "docs/setup.md",
+    "_AIRFLOW_WWW_USER_PASSWORD": "no default",
+    "STACKYARD_AGE_KEY_FILE": "age-keygen",
+}
+
+
+def _interpolations(text: str) -> dict[str, list[tuple[str, str]]]:
+    """VAR -> [(operator, argument)] for every ${VAR}, ${VAR:-default}, ${VAR:?message} in ``text``."""
+    found: dict[str, list[tuple[str, str]]] = {}
+    for match in re.finditer(r"\$\{(\w+)(?:(:?[-?+])([^}]*))?\}", text):
+        found.setdefault(match[1], []).append((match[2] or "", match[3] or ""))
+    return found
+
+
+@pytest.mark.parametrize("variable", sorted(REQUIRED_SECRETS))
+def test_compose_refuses_to_start_without_each_secret(variable):
+    text = (ROOT / "docker-compose.yaml").read_text()
+    uses = _interpolations(text)[variable]
+    assert uses, variable
+    for operator, message in uses:
+        assert operator == ":?", f"${{{variable}}} must be required (:?), not {operator!r} {message!r}"
+        assert variable in message and REQUIRED_SECRETS[variable] in message, message
+
+
+def test_no_secret_has_a_default_anywhere_in_compose():
+    text = (ROOT / "docker-compose.yaml").read_text()
+    for variable, uses in _interpolations(text).items():
+        if re.search(r"PASSWORD|SECRET|FERNET|KEY", variable):
+            assert all(op == ":?" for op, _ in uses), variable
+    assert "airflow:airflow@" not in text and "example-only/age.key}" not in text
+
+
+def test_init_refuses_the_example_only_age_key():
+    init = " ".join(SERVICES["airflow-init"]["command"])
+    check = re.search(r"if cmp -s (\S+) (\S+); then(.*?)exit 1", init, re.S)
+    assert check, "airflow-init compares the key secret with the example-only key"
+    assert check[1] == "/run/secrets/stackyard_age_key"
+    assert check[2] == "/opt/airflow/include/keys/example-only/age.key"
+    assert mounts_of("airflow-init")["/opt/airflow/include"][0] == "./include"  # so it can compare
+    assert "STACKYARD_AGE_KEY_FILE" in check[3]
+
+
+def test_stores_default_to_s3_when_given():
+    from stackyard.settings import Settings
+
+    env = env_of("airflow-scheduler")
+    assert env["STACKYARD_S3_URL"] == "${STACKYARD_S3_URL:-}"
+    assert env["STACKYARD_MANIFEST_STORE"] == "${STACKYARD_MANIFEST_STORE:-}"
+    assert env["STACKYARD_RECORD_STORE"] == "${STACKYARD_RECORD_STORE:-}"
+    # What the code makes of them, as compose hands them over (unset variables arrive empty).
+    given = {"STACKYARD_HOME": env["STACKYARD_HOME"], "STACKYARD_S3_URL": "s3://acme-stackyard/prod",
+             "STACKYARD_MANIFEST_STORE": "", "STACKYARD_RECORD_STORE": ""}
+    settings = Settings.from_env(given)
+    assert settings.manifest_store_url == "s3://acme-stackyard/prod/manifests"
+    assert settings.records_url == "s3://acme-stackyard/prod/records"
+    own = Settings.from_env({**given, "STACKYARD_RECORD_STORE": "s3://other/records"})
+    assert own.records_url == "s3://other/records" and own.manifest_store_url.startswith("s3://acme-stackyard/")
+    volume = Settings.from_env({**given, "STACKYARD_S3_URL": ""})
+    assert volume.manifest_store_url == f"file://{env['STACKYARD_HOME']}/manifests"
+
+
+def test_every_stackyard_variable_the_code_reads_is_set_or_documented():
+    """Each STACKYARD_* the package reads is in compose's environment or named in docs/setup.md."""
+    code = "\n".join(p.read_text() for p in (ROOT / "plugins" / "stackyard").rglob("*.py"))
+    read = set(re.findall(r"\"(STACKYARD_[A-Z0-9_]+)\"", code))
+    assert {"STACKYARD_REGISTRY", "STACKYARD_MANIFEST_STORE", "STACKYARD_S3_URL"} <= read
+    compose_env = set(env_of("airflow-worker"))
+    setup_doc = (ROOT / "docs" / "setup.md").read_text()
+    cli_only = {"STACKYARD_API_URL", "STACKYARD_API_USER", "STACKYARD_API_PASSWORD"}  # CI's side
+    for variable in sorted(read):
+        assert variable in compose_env or variable in setup_doc, f"{variable}: not in compose nor docs/setup.md"
+        if variable in cli_only:
+            assert variable not in compose_env
 
 
 @pytest.mark.parametrize("service", AIRFLOW_SERVICES)
@@ -80,7 +180,7 @@ def test_airflow_services_wait_for_their_dependencies(service):
 @pytest.mark.parametrize("service", AIRFLOW_SERVICES)
 def test_airflow_environment(service):
     env = env_of(service)
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert env["AIRFLOW__CORE__AUTH_MANAGER"] == \
         "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql+psycopg2://")
@@ -197,3 +297,99 @@ def test_dockerfile_bakes_no_credentials():
             assert not re.search(r"\.kube|\.aws|kubeconfig|AWS_(ACCESS|SECRET|SESSION)|age\.key|include/keys",
                                  line, re.I), line
     assert "USER airflow" in DOCKERFILE
+
+
+# ------------------------------------------------------------ the official Airflow Helm chart
+
+HELM_VALUES = yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text())
+RBAC = list(yaml.safe_load_all((ROOT / "deploy" / "helm" / "rbac.yaml").read_text()))
+
+
+def _helm_env() -> dict[str, str]:
+    return {item["name"]: item["value"] for item in HELM_VALUES["env"]}
+
+
+def test_helm_values_run_the_kubernetes_executor_on_the_stackyard_image():
+    assert HELM_VALUES["executor"] == "KubernetesExecutor"
+    airflow_pin = re.search(r"^apache-airflow==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
+    assert HELM_VALUES["airflowVersion"] == HELM_VALUES["defaultAirflowTag"] == airflow_pin
+    images = HELM_VALUES["images"]
+    assert images["pod_template"]["repository"] == images["airflow"]["repository"]
+    assert images["pod_template"]["tag"] == images["airflow"]["tag"]
+    assert "stackyard" in images["airflow"]["repository"] and "apache/airflow" not in images["airflow"]["repository"]
+    assert HELM_VALUES["redis"]["enabled"] is False  # no Celery under the KubernetesExecutor
+    assert HELM_VALUES["config"]["core"]["auth_manager"] == env_of("airflow-scheduler")["AIRFLOW__CORE__AUTH_MANAGER"]
+
+
+def test_helm_values_give_every_connection_the_code_reads_from_secrets():
+    from_secrets = {item["envName"]: item for item in HELM_VALUES["secret"]}
+    ids = {name[len("AIRFLOW_CONN_"):].lower() for name in from_secrets if name.startswith("AIRFLOW_CONN_")}
+    assert ids == CONNECTIONS
+    for item in from_secrets.values():
+        assert item["secretName"] and item["secretKey"]
+    optional = yaml.safe_load(HELM_VALUES["extraEnv"])
+    assert {e["name"][len("AIRFLOW_CONN_"):].lower() for e in optional} == OPTIONAL_CONNECTIONS
+    assert all(e["valueFrom"]["secretKeyRef"]["optional"] is True for e in optional)
+
+
+def test_helm_values_hold_no_secret_and_no_default_user():
+    text = (ROOT / "deploy" / "helm" / "values.yaml").read_text()
+    for key in ("fernetKey", "apiSecretKey", "jwtSecret", "webserverSecretKey"):
+        assert key not in HELM_VALUES, f"{key}: a secret in the values file"
+    for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName"):
+        assert HELM_VALUES[key]
+    assert HELM_VALUES["data"]["metadataSecretName"] and "metadataConnection" not in HELM_VALUES["data"]
+    assert HELM_VALUES["createUserJob"]["enabled"] is False
+    assert HELM_VALUES["webserver"]["defaultUser"]["enabled"] is False
+    assert not re.search(r"password\s*[:=]\s*\S|aws_secret|BEGIN .*PRIVATE KEY|AGE-SECRET-KEY", text, re.I)
+
+
+def test_helm_values_set_the_stackyard_settings_the_code_reads():
+    from stackyard.settings import Settings
+
+    env = _helm_env()
+    settings = Settings.from_env(env)
+    assert settings.registry_url.startswith("oci://")
+    assert settings.manifest_store_url.startswith("s3://") and settings.records_url.startswith("s3://")
+    assert env["STACKYARD_ROOT"] == env_of("airflow-scheduler")["STACKYARD_ROOT"]
+    assert env["PYTHONPATH"] == env_of("airflow-scheduler")["PYTHONPATH"]
+
+
+def test_rbac_binds_the_service_accounts_the_values_create():
+    kinds = {(doc["kind"], doc["metadata"]["name"]): doc for doc in RBAC}
+    deployer = kinds[("ClusterRoleBinding", "stackyard-deployer")]
+    viewer = kinds[("ClusterRoleBinding", "stackyard-viewer")]
+    assert [s["name"] for s in deployer["subjects"]] == [HELM_VALUES["workers"]["serviceAccount"]["name"]]
+    assert [s["name"] for s in viewer["subjects"]] == [HELM_VALUES["apiServer"]["serviceAccount"]["name"]]
+    rules = kinds[("ClusterRole", "stackyard-deployer")]["rules"]
+
+    def allowed(group: str, resource: str, verb: str) -> bool:
+        return any(group in r["apiGroups"] and resource in r["resources"] and verb in r["verbs"] for r in rules)
+
+    # Ephemeral stacks: namespaces made, labelled, listed and deleted (airflow/hooks/namespaces.py).
+    for verb in ("create", "patch", "list", "delete"):
+        assert allowed("", "namespaces", verb)
+    # helm releases are Secrets in the stack's namespace; the example charts' kinds.
+    for group, resource in (("", "secrets"), ("", "services"), ("apps", "deployments"), ("", "pods")):
+        assert allowed(group, resource, "create") and allowed(group, resource, "delete")
+    viewer_rules = kinds[("ClusterRole", "stackyard-viewer")]["rules"]
+    assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in viewer_rules)
+
+
+def test_the_example_charts_kinds_are_all_allowed_to_the_deployer(helm_bin, tmp_path):
+    """Every kind the example charts render (what a service chart typically holds) is in the role."""
+    import subprocess
+
+    rules = {(doc["metadata"]["name"]): doc["rules"] for doc in RBAC if doc["kind"] == "ClusterRole"}["stackyard-deployer"]
+    for chart in sorted((ROOT / "include" / "charts").iterdir()):
+        if not (chart / "Chart.yaml").is_file():
+            continue
+        out = subprocess.run([helm_bin, "template", "x", str(chart)], capture_output=True, text=True, check=True,
+                             env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HELM_CACHE_HOME": str(tmp_path)}).stdout
+        for doc in yaml.safe_load_all(out):
+            if not doc:
+                continue
+            group = doc["apiVersion"].rsplit("/", 1)[0] if "/" in doc["apiVersion"] else ""
+            resource = doc["kind"].lower() + ("es" if doc["kind"].endswith("s") else "s")
+            assert any(group in r["apiGroups"] and resource in r["resources"] and "create" in r["verbs"]
+                       for r in rules), f"{chart.name}: {doc['kind']} ({group or 'core'}) not allowed"

@@ -303,3 +303,73 @@ def test_make_help_is_the_default_and_lists_the_targets():
     out = subprocess.run(["make"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     for target in ("setup", "env", "test", "test-cluster", "demo", "sandbox", "bench", "clean"):
         assert re.search(rf"^\s+{target}\s", out, re.M), target
+
+
+def test_the_test_session_runs_airflow_in_a_home_of_its_own():
+    """`make test` never writes into local mode's DB (`airflow dags list` there shows no test DAG)."""
+    from airflow.configuration import conf
+
+    from tests.conftest import SESSION_AIRFLOW_HOME
+
+    local_home = Path(local_env.local_env(ROOT)["AIRFLOW_HOME"])
+    assert Path(os.environ["AIRFLOW_HOME"]) == SESSION_AIRFLOW_HOME != local_home
+    assert not SESSION_AIRFLOW_HOME.is_relative_to(ROOT)
+    assert conf.get("database", "sql_alchemy_conn") == f"sqlite:///{SESSION_AIRFLOW_HOME / 'airflow.db'}"
+    assert (SESSION_AIRFLOW_HOME / "airflow.db").stat().st_size > 0  # migrated: dag.test() can run
+
+
+def test_fresh_airflow_home_copies_a_migrated_db_and_empties_the_folder(tmp_path):
+    import sqlite3
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "left-over.log").write_text("old run")
+    local_env.fresh_airflow_home(ROOT, home)
+    assert sorted(p.name for p in home.iterdir()) == ["airflow.db"]
+    tables = {row[0] for row in sqlite3.connect(home / "airflow.db").execute("select name from sqlite_master")}
+    assert {"dag", "dag_run", "alembic_version"} <= tables
+    assert sqlite3.connect(home / "airflow.db").execute("select count(*) from dag_run").fetchone() == (0,)
+
+
+def test_make_up_passes_its_ports_on():
+    dry = subprocess.run(["make", "-n", "-C", ROOT, "up", "PORT=18123", "SANDBOX_PORT=16123"],
+                         capture_output=True, text=True, check=True)
+    assert "-m dev.local --port 18123 --sandbox-port 16123" in dry.stdout
+    assert "make up PORT=8080 SANDBOX_PORT=6443" in subprocess.run(
+        ["make", "-C", ROOT, "help"], capture_output=True, text=True, check=True).stdout
+
+
+def test_local_mode_names_what_holds_a_taken_port_and_stops_at_once():
+    import socket
+
+    with socket.socket() as holder, socket.socket() as free:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        free.bind(("127.0.0.1", 0))
+        port, free_port = holder.getsockname()[1], free.getsockname()[1]
+        free.close()
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, SCRIPTS / "local_env.py", "--exec", "--", VENV_BIN / "python", "-m", "dev.local",
+             "--port", str(port), "--sandbox-port", str(free_port)],
+            capture_output=True, text=True, timeout=60, cwd=ROOT)
+        seconds = time.monotonic() - started
+    assert proc.returncode == 2
+    assert f"port {port} (Airflow, PORT) is in use (pid {os.getpid()}, command " in proc.stderr
+    assert "make up PORT=" in proc.stderr
+    assert "kube sandbox on" not in proc.stdout  # nothing was started
+    assert seconds < 15, seconds  # interpreter start-up only; no wait for Airflow (generous: shared CI)
+
+
+def test_port_holder_reads_proc_for_a_listener():
+    import socket
+
+    sys.path.insert(0, str(ROOT))
+    from dev.local import check_ports, port_holder
+
+    with socket.socket(socket.AF_INET6) as holder:
+        holder.bind(("::", 0))  # a listener on every address also takes 127.0.0.1's port
+        holder.listen()
+        port = holder.getsockname()[1]
+        assert port_holder(port).startswith(f"pid {os.getpid()}, command ")
+        assert check_ports({"Airflow": port, "unused": 0}) == [f"port {port} (Airflow) is in use ({port_holder(port)})"]

@@ -12,7 +12,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from stackyard.exceptions import InputError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _store(env: Mapping[str, str], home: Path, name: str) -> str:
+    """A store's default: ``<STACKYARD_S3_URL>/<name>`` when that is given, else a folder of ``home``."""
+    s3 = (env.get("STACKYARD_S3_URL") or "").rstrip("/")
+    if s3:
+        if not s3.startswith("s3://") or len(s3) <= len("s3://"):
+            raise InputError(f"STACKYARD_S3_URL must be s3://bucket[/prefix], got {s3!r}")
+        return f"{s3}/{name}"
+    return f"file://{home / name}"
 
 
 @dataclass(frozen=True)
@@ -38,8 +50,8 @@ class Settings:
             root=root,
             home=home,
             registry_url=env.get("STACKYARD_REGISTRY") or f"dir://{home / 'registry'}",
-            manifest_store_url=env.get("STACKYARD_MANIFEST_STORE") or f"file://{home / 'manifests'}",
-            records_url=env.get("STACKYARD_RECORD_STORE") or f"file://{home / 'records'}",
+            manifest_store_url=env.get("STACKYARD_MANIFEST_STORE") or _store(env, home, "manifests"),
+            records_url=env.get("STACKYARD_RECORD_STORE") or _store(env, home, "records"),
             kubernetes_conn_id=env.get("STACKYARD_KUBE_CONN_ID", cls.kubernetes_conn_id),
             sops_conn_id=env.get("STACKYARD_SOPS_CONN_ID", cls.sops_conn_id),
             aws_conn_id=env.get("STACKYARD_AWS_CONN_ID", cls.aws_conn_id),

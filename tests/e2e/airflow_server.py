@@ -38,18 +38,20 @@ class ServedStack:
         return env
 
 
-@pytest.fixture(scope="module")  # stopped after its module: ~750 MB not held through the rest of the suite
-def airflow_server(tmp_path_factory, sandbox, helm_bin):
-    root = tmp_path_factory.mktemp("served")
+def served_stack(root: Path, sandbox, helm_bin: str, *, parallelism: int = 2,
+                 extra_env: dict[str, str] | None = None) -> tuple[AirflowServer, LocalStack]:
+    """An AirflowServer (not started) and its seeded stackyard state under ``root``."""
     home = root / "stackyard"
     kubeconfig = str(sandbox.kubeconfig_path)
     stack_env = {
         "STACKYARD_HOME": str(home),
         "STACKYARD_REGISTRY": f"dir://{home / 'registry'}",
         "STACKYARD_MANIFEST_STORE": f"file://{home / 'manifests'}",
+        "STACKYARD_RECORD_STORE": f"file://{home / 'records'}",
         "KUBECONFIG": kubeconfig,
         "AIRFLOW_CONN_STACKYARD_KUBE": json.dumps({"conn_type": "kubernetes", "extra": {"kube_config_path": kubeconfig}}),
         "AIRFLOW_CONN_STACKYARD_SOPS": json.dumps({"conn_type": "generic", "extra": {"age_key_file": str(EXAMPLE_AGE_KEY)}}),
+        **(extra_env or {}),
     }
     settings = Settings.from_env({**os.environ, **stack_env})
     helm = Helm(HelmConfig(home=root / "helm", binary=helm_bin, kubeconfig=kubeconfig, base_env={"PATH": "/usr/bin:/bin"}))
@@ -58,6 +60,13 @@ def airflow_server(tmp_path_factory, sandbox, helm_bin):
         open_manifest_store(settings.manifest_store_url), helm, Path(kubeconfig), root,
     )
     stack.seed()
-    server = AirflowServer(home=root / "airflow", env={**os.environ, **stack_env}, port=free_port(), parallelism=2)
+    server = AirflowServer(home=root / "airflow", env={**os.environ, **stack_env}, port=free_port(),
+                           parallelism=parallelism)
+    return server, stack
+
+
+@pytest.fixture(scope="module")  # stopped after its module: ~750 MB not held through the rest of the suite
+def airflow_server(tmp_path_factory, sandbox, helm_bin):
+    server, stack = served_stack(tmp_path_factory.mktemp("served"), sandbox, helm_bin)
     with server:
         yield ServedStack(server, stack)

@@ -229,10 +229,24 @@ MIX = {
 }
 
 
+def made_by_stackyard(local_stack, name, labels, annotations, run_id="manual__test"):
+    """A namespace as stack_create makes it: its "created" record first, then the namespace
+    naming that run (labels alone prove nothing: see test_faults_ownership.py)."""
+    dag_id = "l3_gate" if name.startswith("l3-") else "stack_create"
+    open_record_store(local_stack.settings.records_url).append(
+        f"stacks/{name}/events", {"event": "created", "stack": name, "dag_id": dag_id, "run_id": run_id,
+                                  "at": S.timestamp(datetime.now(timezone.utc)), "owner": "alice"})
+    make_namespace(local_stack, name, labels and dict(labels),
+                   **{**annotations, S.ANNOTATION_CREATED_BY: f"{dag_id}/{run_id}"})
+
+
 @pytest.fixture
 def mixed_stacks(local_stack):
     for name, (labels, annotations, _) in MIX.items():
-        make_namespace(local_stack, name, labels and dict(labels), **annotations)
+        if labels and labels.get(S.LABEL_MANAGED_BY) == S.MANAGED_BY:
+            made_by_stackyard(local_stack, name, labels, annotations)
+        else:
+            make_namespace(local_stack, name, labels and dict(labels), **annotations)
     yield {name for name, (*_, reaped) in MIX.items() if reaped}
     for name in MIX:
         remove(local_stack, name)
@@ -268,7 +282,8 @@ def test_reaper_removes_exactly_the_stale_ephemeral_stacks(local_stack, dagbag, 
     assert any("last tuesday" in w for w in kept["r-garbled-activity"]["warnings"])
     out = capfd.readouterr().out
     assert "r-garbled-ttl" in out and "does not parse" in out
-    assert events(local_stack, "r-stale") == ["reaped"] and events(local_stack, "l3-0badc0de") == ["reaped"]
+    assert events(local_stack, "r-stale") == ["created", "reaped"]
+    assert events(local_stack, "l3-0badc0de") == ["created", "reaped"]
 
     state, _ = run(dagbag, "ephemeral_reaper", {})  # re-running is safe
     assert state == "success" and names(last_report(local_stack)["deleted"]) == set()

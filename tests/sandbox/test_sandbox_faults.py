@@ -27,7 +27,8 @@ def test_helm_uninstall_forbidden_then_recovers(cli, scaffold_chart):
     assert proc.returncode != 0 and "failed to delete release: web" in proc.stderr
     cli.sb.faults.clear()
     cli.helm("uninstall", "web", "-n", "default", check=False)  # leftovers of the partial uninstall
-    assert cli.kubectl("get", "svc,deploy", "-n", "default", "-o", "name").stdout.strip() == ""
+    # default/kubernetes is the API server's own Service, there as on a cluster
+    assert cli.kubectl("get", "svc,deploy", "-n", "default", "-o", "name").stdout.split() == ["service/kubernetes"]
 
 
 def test_429_is_retried_by_client_go_like_on_a_cluster(cli, scaffold_chart):

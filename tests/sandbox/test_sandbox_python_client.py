@@ -162,11 +162,18 @@ def test_controllers_simulate_outcomes(kube_client):
     for name, ann in [("ok", {}), ("bad", {"sandbox.stackyard.io/outcome": "fail"})]:
         batch.create_namespaced_job("default", {"metadata": {"name": name, "annotations": ann}, "spec": {
             "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}})
-    time.sleep(1.0)
+    deadline = time.time() + 10  # the failing job is retried backoffLimit (6) times first
+    while time.time() < deadline:
+        # (status is empty until the job controller has seen the job)
+        conds = {n: {c.type for c in getattr(batch.read_namespaced_job(n, "default").status, "conditions", None) or ()}
+                 for n in ("ok", "bad")}
+        if "Complete" in conds["ok"] and "Failed" in conds["bad"]:
+            break
+        time.sleep(0.2)
     assert core.read_namespaced_persistent_volume_claim("data", "default").status.phase == "Bound"
     assert core.read_namespaced_service("s", "default").status.load_balancer.ingress[0].ip
-    conds = {n: {c.type for c in batch.read_namespaced_job(n, "default").status.conditions} for n in ("ok", "bad")}
     assert "Complete" in conds["ok"] and "Failed" in conds["bad"]
+    assert batch.read_namespaced_job("bad", "default").status.failed == 7
 
 
 def test_pod_runs_to_completion_with_deterministic_logs(kube_client):

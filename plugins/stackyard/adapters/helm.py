@@ -1,24 +1,90 @@
 """The helm 4 CLI: the only module that builds helm command lines.
 
-Values reach helm only as files (``-f``), never as ``--set`` (argv is logged). Upgrades pass
-``--server-side=true`` explicitly: helm 4 otherwise remembers the apply method per release.
+Values reach helm only through ``--values``, never as ``--set`` (argv is logged). Composed values
+(decrypted secrets among them) never touch a disk: they are written to an anonymous in-memory
+file (``memfd_create``) that helm inherits and reads as ``/dev/fd/N``; it is gone as soon as
+both processes are (a SIGKILL included). Upgrades pass ``--server-side=true`` explicitly: helm 4
+otherwise remembers the apply method per release.
+
+With a ``guard`` (see :class:`stackyard.adapters.leases.ReleaseGuard`) every upgrade, rollback
+and uninstall holds the release's lease, and an operation interrupted earlier is recovered first.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
-from collections.abc import Mapping, Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from stackyard.core.charts import split_chart
 from stackyard.exceptions import NotFoundError, ToolError
-from stackyard.adapters.runner import ToolResult, ToolRunner
+from stackyard.adapters.runner import ToolResult, ToolRunner, process_alive
 
 DEFAULT_TIMEOUT = "5m0s"
 _PUSH_DIGEST = re.compile(r"Digest:\s*(sha256:[0-9a-f]{64})")
+#: What older stackyard versions named the private directory of a values file.
+LEGACY_VALUES_DIR_PREFIX = "stackyard-values-"
+#: A helm home is ``stackyard-helm-<pid>-<random>``: a killed task's home is found by its dead pid.
+HOME_PREFIX = "stackyard-helm-"
+#: ``guard(helm, release, namespace, action)``: a context held around one release operation.
+ReleaseGuardFn = Callable[["Helm", str, str, str], AbstractContextManager[None]]
+
+
+@contextmanager
+def values_fd(values: Mapping[str, Any] | None) -> Iterator[tuple[list[str], tuple[int, ...]]]:
+    """(``--values /dev/fd/N`` args, fds to pass) for composed values held only in memory.
+
+    JSON is valid YAML. ``MFD_CLOEXEC``: only the helm it is passed to (``pass_fds``) inherits it.
+    """
+    if values is None:
+        yield [], ()
+        return
+    fd = os.memfd_create("stackyard-values", os.MFD_CLOEXEC)
+    try:
+        data = memoryview(json.dumps(values).encode())
+        while data:
+            data = data[os.write(fd, data):]
+        yield ["--values", f"/dev/fd/{fd}"], (fd,)
+    finally:
+        os.close(fd)
+
+
+def private_home() -> Path:
+    """A new private (0700) helm home named after this process (see :func:`sweep_leftovers`)."""
+    return Path(tempfile.mkdtemp(prefix=f"{HOME_PREFIX}{os.getpid()}-"))
+
+
+def sweep_leftovers(tmpdir: str | Path | None = None) -> list[Path]:
+    """Remove what killed tasks left in the temp directory: every values directory of an older
+    stackyard (decrypted values), and the helm homes (an inline kubeconfig) of dead processes.
+
+    Returns what was removed. Only this user's directories are touched.
+    """
+    root = Path(tmpdir or tempfile.gettempdir())
+    removed = []
+    for path in [*root.glob(f"{LEGACY_VALUES_DIR_PREFIX}*"), *root.glob(f"{HOME_PREFIX}*")]:
+        try:
+            if not path.is_dir() or path.is_symlink() or path.stat().st_uid != os.getuid():
+                continue
+        except OSError:
+            continue
+        if path.name.startswith(HOME_PREFIX):
+            pid = path.name.removeprefix(HOME_PREFIX).split("-", 1)[0]
+            if not pid.isdigit() or process_alive(int(pid)):
+                continue  # a live task's home, or one of an older version (no pid: nothing secret)
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+
 
 
 @dataclass(frozen=True)
@@ -79,9 +145,14 @@ class TestRun:
 
 
 class Helm:
-    def __init__(self, config: HelmConfig, runner: ToolRunner | None = None) -> None:
+    def __init__(self, config: HelmConfig, runner: ToolRunner | None = None, *,
+                 guard: ReleaseGuardFn | None = None) -> None:
         self.config = config
         self.runner = runner or ToolRunner()
+        self.guard = guard
+
+    def _guarded(self, release: str, namespace: str, action: str) -> AbstractContextManager[None]:
+        return self.guard(self, release, namespace, action) if self.guard else nullcontext()
 
     # -- artifacts ---------------------------------------------------------------------------
     def package(self, chart_dir: str | Path, dest: str | Path, *, version: str | None = None) -> Path:
@@ -121,14 +192,18 @@ class Helm:
     def dependency_build(self, chart_dir: str | Path) -> None:
         self._run(["dependency", "build", str(chart_dir), *self._http_flags()])
 
-    def lint(self, chart: str | Path, values_files: Sequence[str | Path] = ()) -> None:
-        self._run(["lint", str(chart), *self._values_args(values_files)])
+    def lint(self, chart: str | Path, values_files: Sequence[str | Path] = (), *,
+             values: Mapping[str, Any] | None = None) -> None:
+        with values_fd(values) as (args, fds):
+            self._run(["lint", str(chart), *self._values_args(values_files), *args], pass_fds=fds)
 
     def template(
-        self, release: str, chart: str | Path, *, namespace: str, values_files: Sequence[str | Path] = ()
+        self, release: str, chart: str | Path, *, namespace: str, values_files: Sequence[str | Path] = (),
+        values: Mapping[str, Any] | None = None,
     ) -> str:
-        argv = ["template", release, str(chart), "--namespace", namespace, *self._values_args(values_files)]
-        return self._run(argv, stdout_is_data=True).stdout
+        with values_fd(values) as (args, fds):
+            argv = ["template", release, str(chart), "--namespace", namespace, *self._values_args(values_files), *args]
+            return self._run(argv, stdout_is_data=True, pass_fds=fds).stdout
 
     # -- releases ----------------------------------------------------------------------------
     def upgrade_install(
@@ -138,29 +213,37 @@ class Helm:
         *,
         namespace: str,
         values_files: Sequence[str | Path] = (),
+        values: Mapping[str, Any] | None = None,
         wait: bool = True,
         timeout: str = DEFAULT_TIMEOUT,
         rollback_on_failure: bool = True,
         create_namespace: bool = False,
     ) -> Release:
-        argv = [
-            "upgrade", release, str(chart), "--install",
-            "--namespace", namespace,
-            "--server-side=true",
-            "--timeout", timeout,
-            *self._values_args(values_files),
-        ]
-        if wait:
-            argv.append("--wait=watcher")
-        if rollback_on_failure:
-            argv.append("--rollback-on-failure")
-        if create_namespace:
-            argv.append("--create-namespace")
-        self._run(argv, kube=True)
+        """``values`` (composed, secrets included) are applied after ``values_files``, from memory."""
+        with self._guarded(release, namespace, "upgrade"), values_fd(values) as (args, fds):
+            argv = [
+                "upgrade", release, str(chart), "--install",
+                "--namespace", namespace,
+                "--server-side=true",
+                "--timeout", timeout,
+                *self._values_args(values_files), *args,
+            ]
+            if wait:
+                argv.append("--wait=watcher")
+            if rollback_on_failure:
+                argv.append("--rollback-on-failure")
+            if create_namespace:
+                argv.append("--create-namespace")
+            self._run(argv, kube=True, pass_fds=fds)
         return self.status(release, namespace=namespace)
 
     def uninstall(self, release: str, *, namespace: str, timeout: str = DEFAULT_TIMEOUT) -> bool:
         """Uninstall; returns False (not an error) when the release is already gone."""
+        with self._guarded(release, namespace, "uninstall"):
+            return self.uninstall_unguarded(release, namespace=namespace, timeout=timeout)
+
+    def uninstall_unguarded(self, release: str, *, namespace: str, timeout: str = DEFAULT_TIMEOUT) -> bool:
+        """:meth:`uninstall` without the guard: for the guard's own recovery."""
         try:
             self._run(["uninstall", release, "--namespace", namespace, "--timeout", timeout], kube=True)
         except ToolError as exc:
@@ -177,6 +260,12 @@ class Helm:
 
     def rollback(self, release: str, revision: int | None = None, *, namespace: str, wait: bool = True,
                  timeout: str = DEFAULT_TIMEOUT) -> None:
+        with self._guarded(release, namespace, "rollback"):
+            self.rollback_unguarded(release, revision, namespace=namespace, wait=wait, timeout=timeout)
+
+    def rollback_unguarded(self, release: str, revision: int | None = None, *, namespace: str, wait: bool = True,
+                           timeout: str = DEFAULT_TIMEOUT) -> None:
+        """:meth:`rollback` without the guard: for the guard's own recovery."""
         argv = ["rollback", release]
         if revision is not None:
             argv.append(str(revision))
@@ -186,7 +275,13 @@ class Helm:
         self._run(argv, kube=True)
 
     def history(self, release: str, *, namespace: str) -> list[dict[str, Any]]:
-        return self._json(["history", release, "--namespace", namespace, "--output", "json"])
+        """Every revision, oldest first; NotFoundError when there is no such release."""
+        try:
+            return self._json(["history", release, "--namespace", namespace, "--output", "json"])
+        except ToolError as exc:
+            if "not found" in exc.output_tail:
+                raise NotFoundError(f"release {release} not found in namespace {namespace}") from None
+            raise
 
     def list(self, *, namespace: str | None = None, selector: str | None = None) -> list[Release]:
         # Every state but superseded/uninstalled: a pending or failed release is still "what is deployed".
@@ -225,10 +320,10 @@ class Helm:
         return json.loads(out or "[]")
 
     def _run(self, argv: list[str], *, kube: bool = False, stdin: bytes | None = None,
-             stdout_is_data: bool = False, check: bool = True) -> ToolResult:
+             stdout_is_data: bool = False, check: bool = True, pass_fds: tuple[int, ...] = ()) -> ToolResult:
         if kube and self.config.kube_context:
             argv = [*argv, "--kube-context", self.config.kube_context]
         return self.runner.run(
             "helm", [self.config.binary, *argv], env=self.config.env(), stdin=stdin,
-            stdout_is_data=stdout_is_data, check=check,
+            stdout_is_data=stdout_is_data, check=check, pass_fds=pass_fds,
         )

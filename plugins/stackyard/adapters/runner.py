@@ -3,11 +3,17 @@
 An argv list (never a shell), its own process group (so a killed task takes helm's children with
 it), stderr (and stdout unless it is data) logged line by line as it comes, a bounded tail kept
 for the error message, and every line redacted before it is logged or kept.
+
+On Linux the tool also dies with the task (``PR_SET_PDEATHSIG``): a SIGKILLed task must not leave
+a helm running on in its own session, holding a release (and the task's in-memory values) with
+nobody renewing its lease.
 """
 
 from __future__ import annotations
 
 import collections
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -22,6 +28,41 @@ from stackyard.exceptions import ToolError
 
 TAIL_LINES = 40
 _KILL_GRACE_SECONDS = 5.0
+_PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl():
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return libc.prctl
+    except (OSError, AttributeError):  # not Linux: the process group kill on on_kill remains
+        return None
+
+
+_PRCTL = _load_prctl()  # resolved here: the child (between fork and exec) only calls it
+
+
+def process_alive(pid: int) -> bool:
+    """Does process ``pid`` exist (on this host)?"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    if _PRCTL is None:
+        return None
+
+    def preexec() -> None:
+        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 @dataclass(frozen=True)
@@ -56,11 +97,13 @@ class ToolRunner:
         timeout: float | None = None,
         stdout_is_data: bool = False,
         check: bool = True,
+        pass_fds: Sequence[int] = (),
     ) -> ToolResult:
         """Run ``argv``; ``env`` is the complete environment (only its keys are logged).
 
         With ``stdout_is_data`` stdout is returned and never logged (rendered manifests,
         decrypted secrets); otherwise it is logged and kept in the tail like stderr.
+        ``pass_fds`` are inherited by the tool under the same numbers (in-memory values files).
         """
         self.log.info("running %s (env: %s)", self.redact(" ".join(argv)), ", ".join(sorted(env)) or "-")
         started = time.monotonic()
@@ -74,6 +117,8 @@ class ToolRunner:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
+            preexec_fn=_die_with_parent(os.getpid()),
         )
         with self._lock:
             self._procs.add(proc)

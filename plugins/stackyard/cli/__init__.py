@@ -1,8 +1,15 @@
 """``stackyard``: the command line for CI and terminals.
 
 Each command group is a module of this package with a ``register(subparsers)`` function; the
-parser is assembled from every such module, so a new group is a new file. Exit codes: 0 success,
-1 the request was refused (bad input, conflict, or a negative outcome), 2 a tool or system error.
+parser is assembled from every such module, so a new group is a new file.
+
+Exit codes, the same for every command (README, "Exit codes"):
+
+- 0: ok — done, or the verdict was yes (promoted, the chart passes);
+- 1: the verdict was no — refused input (:class:`InputError`, one line naming what is wrong), a
+  conflict, a rejected candidate, a chart that would not publish;
+- 2: could not ask — a tool, service or credential problem (any other :class:`StackyardError`),
+  a time-out, or a usage error (argparse).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """``stackyard gate``: trigger the L3 gate through Airflow's REST API (v2) and, with ``--wait``,
-follow it to its outcome. Meant for CI: exit 0 promoted, 1 rejected or refused, 2 error/time-out.
+follow it to its outcome. Meant for CI: exit 0 promoted, 1 rejected or refused (the verdict was
+no, or the request itself is invalid), 2 could not ask (no credentials, API unreachable or refusing
+them, time-out).
 
 Credentials come from the environment only (a password on a command line ends up in shell
 history and CI logs): ``STACKYARD_API_USER`` and ``STACKYARD_API_PASSWORD``; the API from
@@ -130,8 +132,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "gate", help="trigger the L3 gate for a published chart version (CI)",
         description="Trigger the l3_gate DAG through Airflow's REST API. Credentials: STACKYARD_API_USER "
-                    "and STACKYARD_API_PASSWORD. Exit codes with --wait: 0 promoted, 1 rejected or "
-                    "refused, 2 error or time-out.",
+                    "and STACKYARD_API_PASSWORD. Exit codes: 0 promoted (queued, without --wait), 1 rejected "
+                    "or refused, 2 could not ask (credentials, API, time-out).",
     )
     parser.add_argument("--service", required=True, help="service chart name")
     parser.add_argument("--version", required=True, dest="chart_version", help="published chart version (semver)")
@@ -152,8 +154,10 @@ def gate_command(args: argparse.Namespace, settings: Settings) -> int:
         "requested_by": requested_by, "ci_url": args.ci_url,
     })
     user, password = os.environ.get("STACKYARD_API_USER"), os.environ.get("STACKYARD_API_PASSWORD")
-    if not user or not password:
-        raise InputError("set STACKYARD_API_USER and STACKYARD_API_PASSWORD to an Airflow user allowed to trigger DAGs")
+    if not user or not password:  # nothing was asked, so no verdict: "could not ask" (exit 2)
+        missing = " and ".join(k for k, v in (("STACKYARD_API_USER", user), ("STACKYARD_API_PASSWORD", password)) if not v)
+        raise AirflowApiError(None, f"{missing} not set: set STACKYARD_API_USER and STACKYARD_API_PASSWORD "
+                                    "to an Airflow user allowed to trigger DAGs")
     if args.timeout <= 0:
         raise InputError(f"--timeout: expected a positive number of seconds, got {args.timeout:g}")
     api = AirflowApi(args.api or os.environ.get("STACKYARD_API_URL") or DEFAULT_API, user, password)

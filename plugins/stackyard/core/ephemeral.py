@@ -11,13 +11,13 @@ Pure: no Airflow, no Kubernetes client, no clock. Callers pass ``now`` in.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
-from stackyard.core.records import ReaperCounts, ReaperEntry, ReaperReport
+from stackyard.core.records import EventKind, ReaperCounts, ReaperEntry, ReaperReport, StackEvent
 from stackyard.exceptions import InputError, StackyardError
 
 PREFIX = "stackyard.io"
@@ -76,6 +76,85 @@ def validate_personal_stack_name(name: object) -> str:
             f"and {', '.join(sorted(RESERVED_NAMES))} belong to the L3 gate or the cluster)"
         )
     return name  # type: ignore[return-value]
+
+
+#: Namespaces the cluster owns: never a personal stack, never deleted by stackyard, whatever labels say.
+SYSTEM_NAMESPACES = frozenset({"default"})
+SYSTEM_PREFIXES = ("kube-", "openshift-")
+GATE_PREFIX = "l3-"
+#: How long after its "created" record a namespace may appear and still be that record's
+#: (create_namespace retries in between).
+CREATE_WINDOW = timedelta(hours=1)
+LIFECYCLE_EVENTS = ("created", "destroyed", "reaped")
+
+
+def is_system_namespace(name: str) -> bool:
+    return name in SYSTEM_NAMESPACES or name.startswith(SYSTEM_PREFIXES)
+
+
+def never_deleted_reason(name: str, registry: Mapping[str, str]) -> str | None:
+    """Why stackyard must never delete ``name`` (a system or registry namespace); None otherwise.
+
+    ``registry`` maps every namespace and stack name of the stack registry to its stack."""
+    if is_system_namespace(name):
+        return f"{name!r} is a system namespace"
+    if name in registry:
+        return f"{name!r} belongs to the registry stack {registry[name]!r} (include/stacks.yaml)"
+    return None
+
+
+def refuse_reserved_name(name: str, registry: Mapping[str, str]) -> None:
+    """InputError when a personal stack may not take ``name``: a system namespace, a registry
+    stack's name or namespace, or the gate's ``l3-*`` (besides :func:`validate_personal_stack_name`)."""
+    reason = never_deleted_reason(name, registry)
+    if reason is None and name.startswith(GATE_PREFIX):
+        reason = f"{name!r} is an L3 gate stack name ({GATE_PREFIX}*)"
+    if reason:
+        raise InputError(f"name: {reason}; a personal stack cannot take it. Nothing was changed.")
+
+
+@dataclass(frozen=True)
+class CreationRecord:
+    """The "created" record stackyard wrote for a stack, in ``stacks/<name>/events``."""
+
+    owner: str | None
+    created_by: str  # dag_id/run_id, as in the namespace's created-by annotation
+    at: datetime
+
+
+def creation_record(ns: NamespaceSummary, events: Sequence[StackEvent]) -> tuple[CreationRecord | None, str]:
+    """(the record proving stackyard created ``ns``, why) — or (None, why not).
+
+    ``events`` is the stack's record stream, newest first. Labels and annotations anyone can
+    write; the record store only stackyard does. Proven when the newest lifecycle record is
+    "created", by the run the namespace names in its created-by annotation, and the namespace
+    appeared within :data:`CREATE_WINDOW` after it (a namespace made after a destroy or a reap is
+    another one)."""
+    lifecycle = [e for e in events if e.event.value in LIFECYCLE_EVENTS]
+    if not lifecycle:
+        return None, f"no record of stackyard creating it (stacks/{ns.name}/events)"
+    newest = lifecycle[0]
+    if newest.event is not EventKind.CREATED:
+        return None, f"its newest record is {newest.event.value!r} at {timestamp(newest.at)}: this namespace came after"
+    created_by = f"{newest.dag_id}/{newest.run_id}"
+    if ns.annotations.get(ANNOTATION_CREATED_BY) != created_by:
+        return None, (f"its created-by annotation {ns.annotations.get(ANNOTATION_CREATED_BY)!r} is not the run that "
+                      f"created it ({created_by})")
+    at = newest.at
+    created = _aware(ns.created)
+    if created is None or not (at - CLOCK_SKEW <= created <= at + CREATE_WINDOW):
+        return None, (f"the namespace was created at {timestamp(created) if created else 'an unknown time'}, "
+                      f"not by the run recorded at {timestamp(at)}")
+    return CreationRecord(newest.owner, created_by, at), f"created by {created_by}"
+
+
+def may_act_on(record: CreationRecord, *, user: str | None, admin: bool, action: str, name: str) -> None:
+    """Only the stack's owner or an admin may touch or destroy it; ``user`` None: no
+    authenticated user is known (``airflow dags test`` by an operator with shell access)."""
+    if user is None or admin or user == record.owner:
+        return
+    raise InputError(f"name: stack {name!r} belongs to {record.owner or 'an unknown owner'}; {user} may not "
+                     f"{action} it (only its owner or an admin). Nothing was changed.")
 
 
 def label_value(value: str) -> str:
@@ -342,9 +421,28 @@ def _last_activity(raw: str | None, now: datetime, warnings: list[str]) -> datet
     return activity
 
 
-def plan(namespaces: Iterable[NamespaceSummary], now: datetime) -> list[Verdict]:
-    """Every namespace's verdict, by name."""
-    return sorted((decide(ns, now) for ns in namespaces), key=lambda v: v.name)
+def plan(namespaces: Iterable[NamespaceSummary], now: datetime, *, registry: Mapping[str, str] | None = None,
+         proofs: Mapping[str, tuple[CreationRecord | None, str]] | None = None) -> list[Verdict]:
+    """Every namespace's verdict, by name.
+
+    Before the rules of :func:`decide`: a system or registry namespace (``registry``) is skipped
+    whatever its labels; with ``proofs`` (:func:`creation_record` per name) a deletion needs
+    stackyard's own record of creating the namespace, else it is skipped saying why."""
+    verdicts = []
+    for ns in namespaces:
+        reason = never_deleted_reason(ns.name, registry or {})
+        if reason:
+            verdicts.append(Verdict(ns.name, Action.SKIP, f"never deleted: {reason}", resource_version=ns.resource_version))
+            continue
+        verdict = decide(ns, now)
+        if verdict.action is Action.DELETE and proofs is not None:
+            record, why = proofs.get(ns.name, (None, "its records could not be read"))
+            if record is None:
+                verdict = Verdict(ns.name, Action.SKIP, f"not proven created by stackyard: {why}",
+                                  warnings=(*verdict.warnings, f"labelled ephemeral but {why}"),
+                                  resource_version=ns.resource_version)
+        verdicts.append(verdict)
+    return sorted(verdicts, key=lambda v: v.name)
 
 
 class DeletionCapExceeded(StackyardError):

@@ -24,20 +24,24 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from enum import Enum
 from types import MappingProxyType
 from typing import Any
 
+from pydantic import Field, ValidationError
+
+from stackyard.core import names
+from stackyard.core.schema import Schema, problems
+from stackyard.core.times import as_utc, format_utc, parse_utc
 from stackyard.core.versions import compare_semver, is_semver
 from stackyard.exceptions import InputError
 
 SCHEMA = 1
 CANDIDATE_ID_LENGTH = 16
 
-#: A DNS-1123 label (it becomes part of Kubernetes object names); public for form validation.
-SERVICE_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-_DNS_1123_LABEL = re.compile(SERVICE_NAME_PATTERN)
+#: For form validation (a JSON-schema pattern); the rule itself is :mod:`stackyard.core.names`.
+SERVICE_NAME_PATTERN = names.SERVICE_NAME_PATTERN
 _SHA256_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _CANDIDATE_ID = re.compile(rf"[0-9a-f]{{{CANDIDATE_ID_LENGTH}}}")
 
@@ -47,12 +51,7 @@ _CANDIDATE_ID = re.compile(rf"[0-9a-f]{{{CANDIDATE_ID_LENGTH}}}")
 
 def validate_service_name(name: object, where: str = "service") -> str:
     """Return ``name`` if it is a DNS-1123 label (it becomes part of Kubernetes object names)."""
-    if not isinstance(name, str) or len(name) > 63 or not _DNS_1123_LABEL.fullmatch(name):
-        raise InputError(
-            f"{where}: {name!r} is not a DNS-1123 label "
-            "(lowercase letters, digits and '-', starting and ending alphanumeric, at most 63)"
-        )
-    return name
+    return names.service_name(name, where)
 
 
 def validate_candidate_id(value: object, where: str = "candidate_id") -> str:
@@ -87,9 +86,7 @@ def _version_number(value: object, where: str) -> int:
 
 
 def _utc(value: object, where: str) -> datetime:
-    if not isinstance(value, datetime) or value.tzinfo is None or value.utcoffset() is None:
-        raise InputError(f"{where}: expected a timezone-aware datetime, got {value!r}")
-    return value.astimezone(timezone.utc)
+    return as_utc(value, where)
 
 
 # --- records -------------------------------------------------------------------------------------
@@ -216,7 +213,7 @@ class Manifest:
             "schema": SCHEMA,
             "version": self.version,
             "parent": self.parent,
-            "created": self.created.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "created": format_utc(self.created, timespec="microseconds"),
             "services": _pins_dict(self.services),
             "change": self.change.to_dict() if self.change else None,
             "provenance": self.provenance.to_dict(),
@@ -249,85 +246,89 @@ def _canonical_json(value: object) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
-# --- strict decoding -----------------------------------------------------------------------------
-
-_MANIFEST_KEYS = {"schema", "version", "parent", "created", "services", "change", "provenance"}
-_DERIVED_KEYS = {"digest", "candidate_id"}
+# --- strict decoding: the stored form's schema --------------------------------------------------
 
 
-def _object(value: object, where: str, required: set[str], optional: frozenset[str] = frozenset()) -> Mapping:
-    if not isinstance(value, Mapping):
-        raise InputError(f"{where}: expected an object, got {type(value).__name__}")
-    missing = sorted(required - value.keys())
-    unknown = sorted(value.keys() - required - optional)
-    if missing:
-        raise InputError(f"{where}: missing field(s) {', '.join(missing)}")
-    if unknown:
-        raise InputError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}")
-    return value
+class _PinRecord(Schema):
+    chart_version: str
+    digest: str | None
+
+
+class _ChangeRecord(Schema):
+    service: str
+    from_version: str | None
+    to_version: str
+
+
+class _ProvenanceRecord(Schema):
+    dag_run_id: str | None
+    requested_by: str | None
+    ci_url: str | None
+
+
+class ManifestRecord(Schema):
+    """A manifest as stored (:meth:`Manifest.to_dict`): every field present, nothing else.
+    ``digest`` and ``candidate_id`` are derived; when present they must match the content."""
+
+    schema_version: int = Field(alias="schema")
+    version: int
+    parent: int | None
+    created: str
+    services: dict[str, _PinRecord]
+    change: _ChangeRecord | None
+    provenance: _ProvenanceRecord
+    digest: str | None = None
+    candidate_id: str | None = None
+
+
+_RECORD_EXPECTED = {
+    "schema": f"expected {SCHEMA}",
+    "version": "expected an integer >= 1",
+    "parent": "expected an integer >= 1 or null",
+    "created": "expected an ISO 8601 timestamp string",
+    "services": "expected an object of service name to pin",
+    "change": "expected an object or null",
+    "provenance": "expected an object",
+}
 
 
 def _manifest_from_dict(data: object) -> Manifest:
-    record = _object(data, "manifest", _MANIFEST_KEYS, frozenset(_DERIVED_KEYS))
-    if record["schema"] != SCHEMA or isinstance(record["schema"], bool):
-        raise InputError(f"schema: expected {SCHEMA}, got {record['schema']!r}")
-    version = _version_number(record["version"], "version")
-    parent = None if record["parent"] is None else _version_number(record["parent"], "parent")
+    if not isinstance(data, Mapping):
+        raise InputError(f"manifest: expected an object, got {type(data).__name__}")
+    try:
+        record = ManifestRecord.model_validate(data)
+    except ValidationError as exc:
+        raise InputError("; ".join(problems(exc, root="manifest", expected=_RECORD_EXPECTED))) from None
+    if record.schema_version != SCHEMA:
+        raise InputError(f"schema: expected {SCHEMA}, got {record.schema_version!r}")
+    version = _version_number(record.version, "version")
+    parent = None if record.parent is None else _version_number(record.parent, "parent")
+    change = record.change
     manifest = Manifest(
         version=version,
-        services=_services_from_dict(record["services"]),
+        services={
+            validate_service_name(name, "services"): ServicePin(
+                chart_version=_chart_version(pin.chart_version, f"services.{name}.chart_version"),
+                digest=_chart_digest(pin.digest, f"services.{name}.digest"),
+            )
+            for name, pin in record.services.items()
+        },
         parent=parent,
-        change=None if record["change"] is None else _change_from_dict(record["change"]),
-        created=_created_from_text(record["created"]),
-        provenance=_provenance_from_dict(record["provenance"]),
+        change=None if change is None else Change(
+            service=validate_service_name(change.service, "change.service"),
+            from_version=None if change.from_version is None
+            else _chart_version(change.from_version, "change.from_version"),
+            to_version=_chart_version(change.to_version, "change.to_version"),
+        ),
+        created=parse_utc(record.created, "created"),
+        provenance=Provenance(**record.provenance.model_dump()),
     )
     # The derived ids are stored for readers; a mismatch means the file was edited by hand.
-    for key in sorted(_DERIVED_KEYS & record.keys()):
-        if record[key] != getattr(manifest, key):
-            raise InputError(f"{key}: stored {record[key]!r} does not match the content ({getattr(manifest, key)})")
+    for key in ("digest", "candidate_id"):
+        stored = getattr(record, key)
+        if key in data and stored != getattr(manifest, key):
+            raise InputError(f"{key}: stored {stored!r} does not match the content ({getattr(manifest, key)})")
     return manifest
-
-
-def _services_from_dict(value: object) -> dict[str, ServicePin]:
-    if not isinstance(value, Mapping):
-        raise InputError(f"services: expected an object, got {type(value).__name__}")
-    pins = {}
-    for name, pin in value.items():
-        validate_service_name(name, "services")
-        where = f"services.{name}"
-        fields = _object(pin, where, {"chart_version", "digest"})
-        pins[name] = ServicePin(
-            chart_version=_chart_version(fields["chart_version"], f"{where}.chart_version"),
-            digest=_chart_digest(fields["digest"], f"{where}.digest"),
-        )
-    return pins
-
-
-def _change_from_dict(value: object) -> Change:
-    fields = _object(value, "change", {"service", "from_version", "to_version"})
-    return Change(
-        service=validate_service_name(fields["service"], "change.service"),
-        from_version=None
-        if fields["from_version"] is None
-        else _chart_version(fields["from_version"], "change.from_version"),
-        to_version=_chart_version(fields["to_version"], "change.to_version"),
-    )
-
-
-def _provenance_from_dict(value: object) -> Provenance:
-    names = {"dag_run_id", "requested_by", "ci_url"}
-    fields = _object(value, "provenance", names)
-    return Provenance(**{name: _optional_text(fields[name], f"provenance.{name}") for name in names})
-
-
-def _created_from_text(value: object) -> datetime:
-    if not isinstance(value, str):
-        raise InputError(f"created: expected an ISO 8601 timestamp string, got {type(value).__name__}")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise InputError(f"created: {value!r} is not an ISO 8601 timestamp") from error
-    return _utc(parsed, "created")
 
 
 # --- proposing and checking candidates -----------------------------------------------------------

@@ -200,7 +200,7 @@ class EventKind(str, Enum):
 
 class StackEvent(StoredRecord):
     """One lifecycle event of a personal stack. Beyond the common fields each kind records its own
-    details: created (owner, manifest_version, overrides, profile, ttl); ready (owner, chart_ref,
+    details: created (owner, purpose, manifest_version, overrides, profile, ttl); ready (owner, chart_ref,
     digest, release, revision, values_digest); touched (owner, ttl); destroyed (owner and
     releases, or reason); reaped (outcome, reason)."""
 
@@ -210,6 +210,7 @@ class StackEvent(StoredRecord):
     dag_id: str
     at: UtcTime
     owner: str | None = None
+    purpose: str | None = None
     manifest_version: int | None = None
     overrides: dict[str, ChartVersion] | None = None
     profile: str | None = None

@@ -24,22 +24,34 @@ Fields of an entry (``*`` = required)::
     description   free text shown on the DAG page
 
 Production entries must take versions from another stack's health (``source.healthy_on``) and
-must name their triggerers. Pure: no Airflow, no I/O beyond parsing the text it is given.
+must name their triggerers. A namespace may not be a system one (``kube-*``, ``default``) or the
+gate's (``l3-*``), nor another stack's on the same connection.
+
+The file is read by a YAML loader that refuses duplicate keys at any depth and reads dates as
+text (so ``2027-02-30`` is an error naming its field, not a crash of the loader); each entry is
+then checked by the pydantic models :class:`StackEntrySchema` (structure, types, ranges, unknown
+fields) and :func:`parse_stack` (the rules between fields). Pydantic's errors are translated into
+``stack <name>: <field path>: <problem>``. Pure: no Airflow, no I/O beyond parsing the text it is
+given.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any, Literal, NamedTuple, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError
 
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core import names
+from stackyard.core.names import RELEASE_NAME_MAX as MAX_RELEASE_NAME
+from stackyard.core.schema import Schema, field_path, problems
 from stackyard.exceptions import InputError
 
 DEFAULT_CONNECTION = "stackyard_kube"
@@ -49,17 +61,10 @@ DAG_ID_PREFIX = "rollout_"
 SCHEDULE_PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"})
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_CANARY_WEIGHT = 50
-MAX_RELEASE_NAME = 53  # helm's limit
+MAX_FOR_HOURS = 24 * 90
+MAX_DESCRIPTION = 2000
 
-_NAME = re.compile(SERVICE_NAME_PATTERN)
-_NAME_MATCH = _NAME.fullmatch
-_ROLE_OR_USER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@ -]{0,99}$")
-_CONN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,250}$")
-_HOURS = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
-_ENTRY_FIELDS = frozenset({
-    "owner", "type", "profile", "connection", "namespace", "schedule", "source", "services", "canary",
-    "windows", "triggerers", "description",
-})
+_HOURS = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])")
 
 
 class StackKind(str, Enum):
@@ -86,8 +91,9 @@ class HealthySource:
         return f"versions healthy on {self.stack} for at least {self.hours:g} h"
 
 
-@dataclass(frozen=True)
-class ServiceEntry:
+class ServiceEntry(NamedTuple):
+    """One service of a stack's list (a tuple: a registry may list tens of thousands of them)."""
+
     name: str
     canary: bool = False
 
@@ -191,16 +197,85 @@ def dag_id_for(stack: str) -> str:
     return f"{DAG_ID_PREFIX}{stack}"
 
 
-# --- loading -------------------------------------------------------------------------------------
+# --- reading the file ----------------------------------------------------------------------------
 
 
-def parse_document(text: str, origin: str = "stacks.yaml") -> Any:
-    """The registry's YAML as plain data (the slow part for a large registry: callers may cache it)."""
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C loader parses ~10x faster
+class _RegistryLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML's safe loader (the C one when available: ~10x faster) without the timestamp rule:
+    ``2027-02-30`` stays the text the schema checks, instead of a ValueError inside the loader."""
+
+
+_RegistryLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+@dataclass(frozen=True)
+class RegistryDocument:
+    """The registry file as plain data, and the keys it repeats (``where`` → problem).
+
+    ``duplicates`` is keyed by stack name (``""`` for keys outside any stack entry): a repeated
+    key invalidates only the stack it is in.
+    """
+
+    data: Any
+    duplicates: dict[str, list[str]] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"data": self.data, "duplicates": self.duplicates}
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> RegistryDocument:
+        return cls(value["data"], {str(k): list(v) for k, v in value["duplicates"].items()})
+
+
+def parse_document(text: str, origin: str = "stacks.yaml") -> RegistryDocument:
+    """The registry's YAML as plain data (dates as text) with every repeated key found."""
+    loader = _RegistryLoader(text)
     try:
-        return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+        node = loader.get_single_node()
+        duplicates = _repeated_keys(node)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         raise InputError(f"{origin}: not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return RegistryDocument(data, duplicates)
+
+
+def _repeated_keys(root: yaml.Node | None) -> dict[str, list[str]]:
+    """Repeated mapping keys at any depth, by stack (YAML itself lets the last one win silently)."""
+    found: dict[str, list[str]] = {}
+    pending: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())] if root is not None else []
+    while pending:
+        node, path = pending.pop()
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    stack, where = _stack_and_field(path + (key,))
+                    found.setdefault(stack, []).append(
+                        f"{where}: the key {key!r} is repeated (lines {seen[key]} and {line}); "
+                        "YAML would silently keep the last one")
+                else:
+                    seen[key] = line
+                if not isinstance(value_node, yaml.ScalarNode):
+                    pending.append((value_node, path + (key,)))
+        elif isinstance(node, yaml.SequenceNode):
+            pending.extend((item, path + (index,)) for index, item in enumerate(node.value)
+                           if not isinstance(item, yaml.ScalarNode))
+    return found
+
+
+def _stack_and_field(path: tuple[Any, ...]) -> tuple[str, str]:
+    if len(path) >= 3 and path[0] == "stacks":
+        return str(path[1]), field_path(path[2:])
+    if len(path) == 2 and path[0] == "stacks":  # the same stack name twice
+        return str(path[1]), "name"
+    return "", field_path(path)
 
 
 def load_registry(text: str, origin: str = "stacks.yaml") -> Registry:
@@ -208,19 +283,26 @@ def load_registry(text: str, origin: str = "stacks.yaml") -> Registry:
     return registry_from_document(parse_document(text, origin), origin)
 
 
-def registry_from_document(document: Any, origin: str = "stacks.yaml") -> Registry:
+def registry_from_document(document: RegistryDocument | Any, origin: str = "stacks.yaml") -> Registry:
     """Validate parsed registry data, entry by entry."""
-    if not isinstance(document, Mapping) or not isinstance(document.get("stacks"), Mapping):
+    if not isinstance(document, RegistryDocument):
+        document = RegistryDocument(document)
+    data = document.data
+    if not isinstance(data, Mapping) or not isinstance(data.get("stacks"), Mapping):
         raise InputError(f"{origin}: expected a top-level mapping 'stacks:' of stack name to entry")
-    unknown = sorted(set(document) - {"stacks"})
+    unknown = sorted(set(map(str, data)) - {"stacks"})
     if unknown:
-        raise InputError(f"{origin}: unknown top-level field(s) {', '.join(map(str, unknown))}")
-    raw: Mapping[Any, Any] = document["stacks"]
+        raise InputError(f"{origin}: unknown top-level field(s) {', '.join(unknown)}")
+    if document.duplicates.get(""):
+        raise InputError(f"{origin}: {'; '.join(document.duplicates[''])}")
+    raw: Mapping[Any, Any] = data["stacks"]
     stacks: dict[str, Stack] = {}
     errors: dict[str, str] = {}
     for name, entry in raw.items():
         label = str(name)
         try:
+            if label in document.duplicates:
+                raise InputError(f"stack {label}: {'; '.join(document.duplicates[label])}")
             stacks[label] = parse_stack(name, entry)
         except InputError as exc:
             errors[label] = str(exc)
@@ -260,267 +342,332 @@ def _check_unique_targets(stacks: dict[str, Stack], errors: dict[str, str]) -> N
             seen[key] = name
 
 
-# --- one entry -----------------------------------------------------------------------------------
+# --- the schema of one entry -----------------------------------------------------------------------
+# Field validators raise ValueError with the problem only; _translate adds "stack <name>: <path>: ".
 
 
-class _Entry:
-    """Reads fields of one entry; every error names the stack and the field."""
-
-    def __init__(self, name: str, data: Mapping[str, Any]) -> None:
-        self.name, self.data = name, data
-
-    def error(self, where: str, problem: str) -> InputError:
-        return InputError(f"stack {self.name}: {where}: {problem}")
-
-    def text(self, key: str, *, required: bool = False, default: str | None = None,
-             pattern: re.Pattern[str] | None = None, hint: str = "") -> str | None:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                raise self.error(key, "is required")
-            return default
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(key, f"expected a non-empty string, got {value!r}")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise self.error(key, f"{value!r} is not {hint}")
+def _is(check: Any, problem: str) -> AfterValidator:
+    def validate(value: Any) -> Any:
+        if not check(value):
+            raise ValueError(problem.format(value=value))
         return value
+    return AfterValidator(validate)
 
 
-def parse_stack(name: object, data: object) -> Stack:
-    """One validated :class:`Stack`, or InputError ``stack <name>: <field>: <problem>``."""
-    if not isinstance(name, str) or len(name) > 63 or not _NAME.fullmatch(name):
-        raise InputError(f"stack {name!r}: name: not a DNS-1123 label (lowercase letters, digits, '-')")
-    if not isinstance(data, Mapping):
-        raise InputError(f"stack {name}: expected a mapping of fields, got {type(data).__name__}")
-    entry = _Entry(name, data)
-    unknown = sorted(set(map(str, data)) - _ENTRY_FIELDS)
-    if unknown:
-        raise entry.error(", ".join(unknown), f"unknown field (known: {', '.join(sorted(_ENTRY_FIELDS))})")
-
-    owner = entry.text("owner", required=True)
-    kind_text = entry.text("type", required=True)
-    try:
-        kind = StackKind(kind_text)
-    except ValueError:
-        raise entry.error("type", f"{kind_text!r} is not one of persistent, production") from None
-    dns = "a DNS-1123 label"
-    profile = entry.text("profile", pattern=_NAME, hint=dns,
-                         default=PRODUCTION_PROFILE if kind is StackKind.PRODUCTION else None)
-    if profile is None:
-        raise entry.error("profile", "is required for a persistent stack")
-    if kind is StackKind.PRODUCTION and profile != PRODUCTION_PROFILE:
-        raise entry.error("profile", f"a production stack deploys profile {PRODUCTION_PROFILE!r}, not {profile!r}")
-    connection = entry.text("connection", default=DEFAULT_CONNECTION, pattern=_CONN_ID, hint="an Airflow connection id")
-    namespace = entry.text("namespace", default=name, pattern=_NAME, hint=dns)
-    source = _source(entry, kind)
-    triggerers = _triggerers(entry)
-    if kind is StackKind.PRODUCTION and not (triggerers.roles or triggerers.users):
-        raise entry.error("triggerers", "a production stack must list the roles or users that may trigger it")
-    return Stack(
-        name=name, owner=owner, kind=kind, profile=profile, connection=connection, namespace=namespace,  # type: ignore[arg-type]
-        schedule=_schedule(entry), source=source, services=_services(entry), canary=_canary(entry),
-        windows=_windows(entry), triggerers=triggerers, description=entry.text("description", default="") or "",
-    )
+#: minute, hour, day of month, month, day of week (0 and 7 are Sunday), as croniter has them.
+_CRON_BOUNDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_CRON_PART = re.compile(r"(\*|([0-9]{1,2})(?:-([0-9]{1,2}))?)(?:/([0-9]{1,2}))?")
 
 
-def _schedule(entry: _Entry) -> str | None:
-    value = entry.data.get("schedule")
+def _plain_cron_field(text: str, low: int, high: int) -> bool:
+    """A field of numbers, ranges, steps and lists within bounds: a subset of what croniter
+    accepts, checked without it (croniter takes ~0.4 ms per expression; a registry parse checks
+    hundreds). Anything else (names, ``L``, ``#``) is left to croniter."""
+    for part in text.split(","):
+        match = _CRON_PART.fullmatch(part)
+        if match is None:
+            return False
+        _, first, last, step = match.groups()
+        if step is not None and int(step) == 0:
+            return False
+        if first is not None and not low <= int(first) <= (int(last) if last else high) <= high:
+            return False
+    return True
+
+
+def _schedule(value: str | None) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise entry.error("schedule", f"expected a cron expression, a preset or null, got {value!r}")
     if value.startswith("@"):
         if value not in SCHEDULE_PRESETS:
-            raise entry.error("schedule", f"{value!r} is not one of {', '.join(sorted(SCHEDULE_PRESETS))}")
+            raise ValueError(f"{value!r} is not one of {', '.join(sorted(SCHEDULE_PRESETS))}")
+        return value
+    fields = value.split()
+    if len(fields) == 5 and all(_plain_cron_field(text, low, high) for text, (low, high) in zip(fields, _CRON_BOUNDS)):
         return value
     from croniter import croniter  # a pure library (Airflow's own cron parser)
 
-    if len(value.split()) != 5 or not croniter.is_valid(value):
-        raise entry.error("schedule", f"{value!r} is not a 5-field cron expression (minute hour day month weekday)")
+    if len(fields) != 5 or not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a 5-field cron expression (minute hour day month weekday)")
     return value
 
 
-def _source(entry: _Entry, kind: StackKind) -> L3Source | HealthySource:
-    value = entry.data.get("source", "l3")
-    if value == "l3":
-        if kind is StackKind.PRODUCTION:
-            raise entry.error("source", "a production stack takes versions that ran healthy on another stack: "
-                                        "{healthy_on: <stack>, for_hours: N}")
-        return L3Source()
-    if not isinstance(value, Mapping):
-        raise entry.error("source", f"expected 'l3' or {{healthy_on: <stack>, for_hours: N}}, got {value!r}")
-    unknown = sorted(set(map(str, value)) - {"healthy_on", "for_hours"})
-    if unknown:
-        raise entry.error("source", f"unknown field(s) {', '.join(unknown)}")
-    other, hours = value.get("healthy_on"), value.get("for_hours")
-    if not isinstance(other, str) or not _NAME.fullmatch(other):
-        raise entry.error("source.healthy_on", f"expected a stack name, got {other!r}")
-    if isinstance(hours, bool) or not isinstance(hours, (int, float)) or not 0 <= hours <= 24 * 90:
-        raise entry.error("source.for_hours", f"expected a number of hours from 0 to 2160, got {hours!r}")
-    return HealthySource(other, float(hours))
-
-
-def _services(entry: _Entry) -> tuple[ServiceEntry, ...] | None:
-    value = entry.data.get("services", "all")
-    if value == "all":
-        return None
-    if not isinstance(value, list) or not value:
-        raise entry.error("services", f"expected 'all' or a non-empty list of services, got {value!r}")
-    services: list[ServiceEntry] = []
-    seen: set[str] = set()
-    # One helm release per service (release name = service name), plus <name>-canary.
-    plain = ServiceEntry.__new__  # hot loop: a registry may list hundreds of services per stack
-    for index, item in enumerate(value):
-        canary = False
-        if type(item) is str:
-            name = item
-        else:
-            name, canary = _service_item(entry, f"services[{index}]", item)
-        longest = MAX_RELEASE_NAME - (len("-canary") if canary else 0)
-        if len(name) > longest or not _NAME_MATCH(name):
-            problem = (f"{name!r} is longer than {longest} characters (helm release names)" if len(name) > longest
-                       else f"{name!r} is not a service name (DNS-1123 label)")
-            raise entry.error(f"services[{index}].name" if type(item) is not str else f"services[{index}]", problem)
-        if name in seen:
-            raise entry.error(f"services[{index}]", f"service {name!r} is listed twice")
-        seen.add(name)
-        service = plain(ServiceEntry)
-        object.__setattr__(service, "name", name)
-        object.__setattr__(service, "canary", canary)
-        services.append(service)
-    return tuple(services)
-
-
-def _service_item(entry: _Entry, where: str, item: object) -> tuple[Any, bool]:
-    if not isinstance(item, Mapping):
-        raise entry.error(where, f"expected a service name or {{name, canary}}, got {item!r}")
-    unknown = sorted(set(map(str, item)) - {"name", "canary"})
-    if unknown:
-        raise entry.error(where, f"unknown field(s) {', '.join(unknown)}")
-    name, canary = item.get("name"), item.get("canary", False)
-    if not isinstance(name, str):
-        raise entry.error(f"{where}.name", f"{name!r} is not a service name (DNS-1123 label)")
-    if not isinstance(canary, bool):
-        raise entry.error(f"{where}.canary", f"expected true or false, got {canary!r}")
-    return name, canary
-
-
-def _canary(entry: _Entry) -> CanaryPolicy:
-    value = entry.data.get("canary")
-    if value is None:
-        return CanaryPolicy()
-    if not isinstance(value, Mapping):
-        raise entry.error("canary", f"expected a mapping {{weight, check}}, got {value!r}")
-    unknown = sorted(set(map(str, value)) - {"weight", "check"})
-    if unknown:
-        raise entry.error("canary", f"unknown field(s) {', '.join(unknown)}")
-    weight = value.get("weight", CanaryPolicy.weight)
-    if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= MAX_CANARY_WEIGHT:
-        raise entry.error("canary.weight", f"expected a percentage from 1 to {MAX_CANARY_WEIGHT}, got {weight!r}")
-    return CanaryPolicy(weight=weight, check=_canary_check(entry, value.get("check")))
-
-
-def _canary_check(entry: _Entry, value: object) -> CanaryCheck:
-    if value is None:
-        return CanaryCheck()
-    if not isinstance(value, Mapping):
-        raise entry.error("canary.check", f"expected a mapping with a type, got {value!r}")
-    kind = value.get("type")
-    if kind not in CHECK_TYPES:
-        raise entry.error("canary.check.type", f"{kind!r} is not one of {', '.join(CHECK_TYPES)}")
-    allowed = {"none": {"type"}, "http": {"type", "url", "expect_status", "timeout_seconds"}}[kind]
-    unknown = sorted(set(map(str, value)) - allowed)
-    if unknown:
-        raise entry.error("canary.check", f"unknown field(s) for type {kind}: {', '.join(unknown)}")
-    if kind == "none":
-        return CanaryCheck()
-    url, status = value.get("url"), value.get("expect_status", 200)
-    timeout = value.get("timeout_seconds", 10)
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise entry.error("canary.check.url", f"expected an http(s) URL, got {url!r}")
-    try:
-        url.format(service="s", release="r", namespace="n", stack="k")
-    except (KeyError, IndexError, ValueError):
-        raise entry.error("canary.check.url", "may only use {service}, {release}, {namespace} and {stack}") from None
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        raise entry.error("canary.check.expect_status", f"expected an HTTP status code, got {status!r}")
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 300:
-        raise entry.error("canary.check.timeout_seconds", f"expected 0 < seconds <= 300, got {timeout!r}")
-    return CanaryCheck("http", url, status, float(timeout))
-
-
-def _windows(entry: _Entry) -> Windows | None:
-    value = entry.data.get("windows")
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise entry.error("windows", f"expected a mapping {{timezone, allow, freeze}}, got {value!r}")
-    unknown = sorted(set(map(str, value)) - {"timezone", "allow", "freeze"})
-    if unknown:
-        raise entry.error("windows", f"unknown field(s) {', '.join(unknown)}")
-    zone = value.get("timezone")
-    if not isinstance(zone, str):
-        raise entry.error("windows.timezone", f"expected an IANA time zone like Europe/Berlin, got {zone!r}")
+def _timezone(zone: str) -> str:
     try:
         ZoneInfo(zone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise entry.error("windows.timezone", f"{zone!r} is not a known IANA time zone") from None
-    allow_raw, freeze_raw = value.get("allow", []), value.get("freeze", [])
-    if not isinstance(allow_raw, list):
-        raise entry.error("windows.allow", f"expected a list of {{days, hours}}, got {allow_raw!r}")
-    if not isinstance(freeze_raw, list):
-        raise entry.error("windows.freeze", f"expected a list of dates or date ranges, got {freeze_raw!r}")
-    allow = tuple(_allowed(entry, f"windows.allow[{i}]", item) for i, item in enumerate(allow_raw))
-    freeze = tuple(_freeze(entry, f"windows.freeze[{i}]", item) for i, item in enumerate(freeze_raw))
-    return Windows(zone, allow, freeze)
+        raise ValueError(f"{zone!r} is not a known IANA time zone") from None
+    return zone
 
 
-def _allowed(entry: _Entry, where: str, item: object) -> AllowedWindow:
-    if not isinstance(item, Mapping) or set(map(str, item)) - {"days", "hours"}:
-        raise entry.error(where, f"expected {{days: [mon, …], hours: 'HH:MM-HH:MM'}}, got {item!r}")
-    days = item.get("days", list(DAYS))
-    if not isinstance(days, list) or not days or any(day not in DAYS for day in days):
-        raise entry.error(f"{where}.days", f"expected a list of {', '.join(DAYS)}, got {days!r}")
-    hours = item.get("hours", "00:00-24:00")
-    match = _HOURS.fullmatch(hours) if isinstance(hours, str) else None
+def _hours(text: str) -> tuple[int, int]:
+    match = _HOURS.fullmatch(text)
     if not match:
-        raise entry.error(f"{where}.hours", f"expected 'HH:MM-HH:MM' (24 h clock), got {hours!r}")
+        raise ValueError(f"expected 'HH:MM-HH:MM' (24 h clock), got {text!r}")
     h1, m1, h2, m2 = map(int, match.groups())
     start, end = h1 * 60 + m1, h2 * 60 + m2
     if end > 24 * 60:
-        raise entry.error(f"{where}.hours", f"{hours!r}: 24:00 is the latest end")
+        raise ValueError(f"{text!r}: 24:00 is the latest end")
     if start == end:
-        raise entry.error(f"{where}.hours", f"{hours!r} is an empty window")
-    return AllowedWindow(tuple(dict.fromkeys(days)), start, end)
+        raise ValueError(f"{text!r} is an empty window")
+    return start, end
 
 
-def _freeze(entry: _Entry, where: str, item: object) -> Freeze:
-    # YAML turns an unquoted 2026-12-24 into a date already.
-    if isinstance(item, date):
+def _freeze(item: str | date) -> Freeze:
+    if isinstance(item, date):  # from Python callers; the file's loader keeps dates as text
         return Freeze(item, item)
-    if not isinstance(item, str):
-        raise entry.error(where, f"expected YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD, got {item!r}")
     first_text, _, last_text = item.partition("..")
     try:
         first = date.fromisoformat(first_text.strip())
         last = date.fromisoformat(last_text.strip()) if last_text else first
-    except ValueError:
-        raise entry.error(where, f"{item!r} is not YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD") from None
+    except ValueError as exc:
+        reason = f" ({exc})" if "range" in str(exc) else ""  # e.g. 2027-02-30: day is out of range for month
+        raise ValueError(f"{item!r} is not YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD{reason}") from None
     if last < first:
-        raise entry.error(where, f"{item!r} ends before it starts")
+        raise ValueError(f"{item!r} ends before it starts")
     return Freeze(first, last)
 
 
-def _triggerers(entry: _Entry) -> Triggerers:
-    value = entry.data.get("triggerers")
+def _http_url_template(url: str) -> str:
+    if not url.startswith(("http://", "https://")) or len(url) > 2000:
+        raise ValueError(f"expected an http(s) URL, got {url!r}")
+    try:
+        url.format(service="s", release="r", namespace="n", stack="k")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("may only use {service}, {release}, {namespace} and {stack}") from None
+    return url
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise ValueError(f"expected a non-empty string, got {text!r}")
+    return text
+
+
+_Text = Annotated[str, AfterValidator(_non_empty), Field(max_length=200)]
+_Label = Annotated[str, _is(names.is_dns_label, "{value!r} is not a DNS-1123 label")]
+_Name = Annotated[str, _is(names.is_role_or_user, "{value!r} is not a role or user name")]
+
+
+class HealthySourceSchema(Schema):
+    healthy_on: Annotated[str, _is(names.is_dns_label, "expected a stack name, got {value!r}")]
+    for_hours: Annotated[float, Field(ge=0, le=MAX_FOR_HOURS)]
+
+
+class ServiceSchema(Schema):
+    name: str
+    canary: bool = False
+
+
+class NoCheckSchema(Schema):
+    type: Literal["none"]
+
+
+class HttpCheckSchema(Schema):
+    type: Literal["http"]
+    url: Annotated[str, AfterValidator(_http_url_template)]
+    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+
+
+def _check_tag(value: Any) -> str | None:
+    return f"type={value.get('type')}" if isinstance(value, Mapping) else None
+
+
+def _shape_tag(value: Any) -> str | None:
+    """Unions of a text form and a mapping or list form (``services``, ``source``): chosen by the
+    input's type, so an error is reported for the form that was written, not for every form."""
+    if type(value) is str:
+        return "~text"
+    return "~mapping" if isinstance(value, Mapping) else "~list" if isinstance(value, list) else None
+
+
+#: A smart union (no Python call per item, unlike a callable discriminator): a registry may list
+#: tens of thousands of services. _translate keeps only the errors of the form that was written.
+_ServiceItem = Union[str, ServiceSchema]
+
+
+class CanarySchema(Schema):
+    weight: Annotated[int, Field(ge=1, le=MAX_CANARY_WEIGHT)] = 10
+    check: Annotated[Union[Annotated[NoCheckSchema, Tag("type=none")], Annotated[HttpCheckSchema, Tag("type=http")]],
+                     Discriminator(_check_tag)] | None = None
+
+
+class AllowSchema(Schema):
+    days: Annotated[list[Literal[DAYS]], Field(min_length=1)] = list(DAYS)  # type: ignore[valid-type]
+    hours: Annotated[str, AfterValidator(_hours)] = "00:00-24:00"
+
+
+def _some_allowed(allow: list[AllowSchema] | None) -> list[AllowSchema] | None:
+    if allow is not None and not allow:
+        raise ValueError("an empty list would never open the window (leave 'allow' out for always open)")
+    return allow
+
+
+class WindowsSchema(Schema):
+    timezone: Annotated[str, AfterValidator(_timezone)]
+    allow: Annotated[list[AllowSchema] | None, AfterValidator(_some_allowed)] = None
+    freeze: list[Annotated[Union[str, date], AfterValidator(_freeze)]] = []
+
+
+class TriggerersSchema(Schema):
+    roles: list[_Name] = []
+    users: list[_Name] = []
+
+
+class StackEntrySchema(Schema):
+    """One entry of ``stacks:`` as the file writes it (see the module docstring)."""
+
+    owner: _Text
+    type: Literal["persistent", "production"]
+    profile: _Label | None = None
+    connection: Annotated[str, _is(names.is_connection_id, "{value!r} is not an Airflow connection id")] = DEFAULT_CONNECTION
+    namespace: _Label | None = None
+    schedule: Annotated[str | None, AfterValidator(_schedule)] = None
+    source: Annotated[Union[Annotated[Literal["l3"], Tag("~text")], Annotated[HealthySourceSchema, Tag("~mapping")]],
+                      Discriminator(_shape_tag)] = "l3"
+    services: Annotated[Union[Annotated[Literal["all"], Tag("~text")],
+                              Annotated[list[_ServiceItem], Field(min_length=1), Tag("~list")]],
+                        Discriminator(_shape_tag)] = "all"
+    canary: CanarySchema | None = None
+    windows: WindowsSchema | None = None
+    triggerers: TriggerersSchema | None = None
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION)] = ""
+
+
+#: What a field holds, for errors about its type or range (pydantic's own words are about Python).
+_EXPECTED = {
+    "schedule": "expected a cron expression, a preset or null",
+    "source": "expected 'l3' or {healthy_on: <stack>, for_hours: N}",
+    "source.healthy_on": "expected a stack name",
+    "source.for_hours": f"expected a number of hours from 0 to {MAX_FOR_HOURS}",
+    "services": "expected 'all' or a non-empty list of services",
+    "services[]": "expected a service name or {name, canary}",
+    "services[].name": "expected a service name (DNS-1123 label)",
+    "services[].canary": "expected true or false",
+    "canary": "expected a mapping {weight, check}",
+    "canary.weight": f"expected a percentage from 1 to {MAX_CANARY_WEIGHT}",
+    "canary.check": "expected a mapping with a type",
+    "canary.check.url": "expected an http(s) URL",
+    "canary.check.expect_status": "expected an HTTP status code",
+    "canary.check.timeout_seconds": "expected 0 < seconds <= 300",
+    "windows": "expected a mapping {timezone, allow, freeze}",
+    "windows.timezone": "expected an IANA time zone like Europe/Berlin",
+    "windows.allow": "expected a list of {days, hours}",
+    "windows.allow[]": "expected {days: [mon, …], hours: 'HH:MM-HH:MM'}",
+    "windows.allow[].days": f"expected a list of {', '.join(DAYS)}",
+    "windows.allow[].days[]": f"expected one of {', '.join(DAYS)}",
+    "windows.allow[].hours": "expected 'HH:MM-HH:MM' (24 h clock)",
+    "windows.freeze": "expected a list of dates or date ranges",
+    "windows.freeze[]": "expected YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD",
+    "triggerers": "expected {roles: [...], users: [...]}",
+    "triggerers.roles": "expected a list of names",
+    "triggerers.users": "expected a list of names",
+    "description": f"expected text of at most {MAX_DESCRIPTION} characters",
+}
+#: Where pydantic's error locations name a union member rather than a field.
+_UNION_MEMBERS = frozenset({"~text", "~mapping", "~list", "str", "ServiceSchema"} | {f"type={t}" for t in CHECK_TYPES})
+
+
+def _translate(stack: str, error: ValidationError) -> InputError:
+    """Pydantic's errors as ``stack <name>: <field path>: <problem>``, one clause per problem."""
+    clauses = problems(error, expected=_EXPECTED, members=_UNION_MEMBERS, missing_each=True,
+                        unknown_suffix=f" (known: {', '.join(StackEntrySchema.model_fields)})")
+    return InputError(f"stack {stack}: " + "; ".join(clauses))
+
+
+# --- one entry -----------------------------------------------------------------------------------
+
+
+def parse_stack(name: object, data: object) -> Stack:
+    """One validated :class:`Stack`, or InputError ``stack <name>: <field>: <problem>``."""
+    if not isinstance(name, str) or not names.is_dns_label(name):
+        raise InputError(f"stack {name!r}: name: not a DNS-1123 label (lowercase letters, digits, '-')")
+    if not isinstance(data, Mapping):
+        raise InputError(f"stack {name}: expected a mapping of fields, got {type(data).__name__}")
+    try:
+        entry = StackEntrySchema.model_validate(data)
+    except ValidationError as exc:
+        raise _translate(name, exc) from None
+    return _stack(name, entry)
+
+
+def _stack(name: str, entry: StackEntrySchema) -> Stack:
+    """The rules between fields, on a structurally valid entry."""
+    def error(where: str, problem: str) -> InputError:
+        return InputError(f"stack {name}: {where}: {problem}")
+
+    kind = StackKind(entry.type)
+    production = kind is StackKind.PRODUCTION
+    profile = entry.profile or (PRODUCTION_PROFILE if production else None)
+    if profile is None:
+        raise error("profile", "is required for a persistent stack")
+    if production and profile != PRODUCTION_PROFILE:
+        raise error("profile", f"a production stack deploys profile {PRODUCTION_PROFILE!r}, not {profile!r}")
+    namespace = entry.namespace or name
+    problem = names.namespace_problem(namespace)
+    if problem:
+        raise error("namespace" if entry.namespace else "name", f"{problem}; give the stack a namespace of its own")
+    if entry.source == "l3":
+        if production:
+            raise error("source", "a production stack takes versions that ran healthy on another stack: "
+                                  "{healthy_on: <stack>, for_hours: N}")
+        source: L3Source | HealthySource = L3Source()
+    else:
+        source = HealthySource(entry.source.healthy_on, float(entry.source.for_hours))
+    raw = entry.triggerers or TriggerersSchema()
+    triggerers = Triggerers(tuple(raw.roles), tuple(raw.users))
+    if production and not (triggerers.roles or triggerers.users):
+        raise error("triggerers", "a production stack must list the roles or users that may trigger it")
+    return Stack(
+        name=name, owner=entry.owner, kind=kind, profile=profile, connection=entry.connection, namespace=namespace,
+        schedule=entry.schedule, source=source, services=_services(entry.services, error),
+        canary=_canary(entry.canary), windows=_windows(entry.windows), triggerers=triggerers,
+        description=entry.description,
+    )
+
+
+def _services(value: Any, error: Any) -> tuple[ServiceEntry, ...] | None:
+    if value == "all":
+        return None
+    listed = [item if type(item) is str else item.name for item in value]
+    flags = [type(item) is not str and item.canary for item in value]
+    services = tuple(map(_service_entry, zip(listed, flags)))
+    # One helm release per service (release name = service name), plus <name>-canary. The common
+    # case is checked in bulk (a registry may list tens of thousands); the loop finds the culprit.
+    if (max(map(len, listed)) <= MAX_RELEASE_NAME - len("-canary") and names.all_dns_labels(listed)
+            and len(set(listed)) == len(listed)):
+        return services
+    is_label = names.is_dns_label
+    seen: set[str] = set()
+    for index, (name, canary) in enumerate(services):
+        where = f"services[{index}]" if type(value[index]) is str else f"services[{index}].name"
+        longest = MAX_RELEASE_NAME - (len("-canary") if canary else 0)
+        if len(name) > longest:
+            raise error(where, f"{name!r} is longer than {longest} characters (helm release names)")
+        if not is_label(name):
+            raise error(where, f"{name!r} is not a service name (DNS-1123 label)")
+        if name in seen:
+            raise error(f"services[{index}]", f"service {name!r} is listed twice")
+        seen.add(name)
+    return services
+
+
+_service_entry = functools.partial(tuple.__new__, ServiceEntry)
+
+
+def _canary(value: CanarySchema | None) -> CanaryPolicy:
     if value is None:
-        return Triggerers()
-    if not isinstance(value, Mapping) or set(map(str, value)) - {"roles", "users"}:
-        raise entry.error("triggerers", f"expected {{roles: [...], users: [...]}}, got {value!r}")
-    lists = {}
-    for key in ("roles", "users"):
-        items = value.get(key, [])
-        if not isinstance(items, list) or any(not isinstance(i, str) or not _ROLE_OR_USER.fullmatch(i) for i in items):
-            raise entry.error(f"triggerers.{key}", f"expected a list of names, got {items!r}")
-        lists[key] = tuple(items)
-    return Triggerers(**lists)
+        return CanaryPolicy()
+    check = value.check
+    if isinstance(check, HttpCheckSchema):
+        return CanaryPolicy(value.weight, CanaryCheck("http", check.url, check.expect_status, float(check.timeout_seconds)))
+    return CanaryPolicy(value.weight, CanaryCheck())
+
+
+def _windows(value: WindowsSchema | None) -> Windows | None:
+    if value is None:
+        return None
+    # The validators already turned hours into (start, end) minutes and freeze items into Freeze.
+    allow = tuple(AllowedWindow(tuple(dict.fromkeys(item.days)), *item.hours) for item in value.allow or ())
+    return Windows(value.timezone, allow, tuple(value.freeze))

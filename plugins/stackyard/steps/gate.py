@@ -21,9 +21,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stackyard.core.deploy_errors import classify, describe
+from stackyard.core.gate_config import SystemTestSuite, load_gate_config
 from stackyard.core.manifest import Manifest, Provenance, check_candidate, propose, validate_service_name
 from stackyard.core.records import DeployFailure, FailureKind, GateOutcome, RejectionReport
 from stackyard.core.umbrella import UmbrellaTemplate
@@ -43,46 +42,12 @@ PROFILE = "ephemeral"
 _FAILED_TEST = re.compile(r"TEST SUITE:\s+(\S+)\s*\n(?:.*\n)*?Phase:\s+(\w+)")
 
 
-@dataclass(frozen=True)
-class SystemTestSuite:
-    """The optional system-test pod of ``include/gate.yaml`` (``system_tests``)."""
-
-    image: str
-    cmds: tuple[str, ...] = ()
-    arguments: tuple[str, ...] = ()
-    timeout_seconds: int = 900
-    annotations: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def from_config(cls, path: Path) -> SystemTestSuite | None:
-        """None when the file or its ``system_tests`` entry is absent; InputError naming the field."""
-        if not path.is_file():
-            return None
-        try:
-            doc = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"{path}: not valid YAML: {exc}") from None
-        suite = doc.get("system_tests") if isinstance(doc, Mapping) else None
-        if suite is None:
-            return None
-        where = f"{path}: system_tests"
-        if not isinstance(suite, Mapping) or not isinstance(suite.get("image"), str) or not suite["image"]:
-            raise InputError(f"{where}.image: the test suite's container image is required")
-        unknown = sorted(set(suite) - {"image", "cmds", "arguments", "timeout_seconds", "annotations"})
-        if unknown:
-            raise InputError(f"{where}: unknown field(s) {', '.join(unknown)}")
-        for key in ("cmds", "arguments"):
-            value = suite.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-                raise InputError(f"{where}.{key}: expected a list of strings")
-        timeout = suite.get("timeout_seconds", 900)
-        if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
-            raise InputError(f"{where}.timeout_seconds: expected a positive number of seconds")
-        annotations = suite.get("annotations", {})
-        if not isinstance(annotations, Mapping) or not all(isinstance(v, str) for v in annotations.values()):
-            raise InputError(f"{where}.annotations: expected a mapping of strings")
-        return cls(suite["image"], tuple(suite.get("cmds", [])), tuple(suite.get("arguments", [])), timeout,
-                   tuple(sorted((str(k), v) for k, v in annotations.items())))
+def system_test_suite(path: Path) -> SystemTestSuite | None:
+    """The suite of ``include/gate.yaml`` (:mod:`stackyard.core.gate_config`); None when the file
+    or its ``system_tests`` entry is absent; InputError naming the file and the field."""
+    if not path.is_file():
+        return None
+    return load_gate_config(path.read_text(), origin=str(path)).system_tests
 
 
 @dataclass(frozen=True)

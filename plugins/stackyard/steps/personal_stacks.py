@@ -222,3 +222,18 @@ def access_instructions(*, name: str, release: str, context: str | None) -> str:
         "  keep it alive:   trigger stack_touch (it is removed after its TTL of inactivity)",
         "  remove it:       trigger stack_destroy",
     ])
+
+
+def registry_reserved(stacks_file: Path) -> dict[str, str]:
+    """Every name and namespace the stack registry assigns → its stack (entries with errors
+    included: their names are taken even while they are invalid). {} when there is no registry."""
+    from stackyard.steps.rollouts import load_stacks
+
+    if not stacks_file.exists():
+        return {}
+    registry = load_stacks(stacks_file)
+    reserved = {name: name for name in registry.errors}
+    for name, stack in registry.stacks.items():
+        reserved[name] = name
+        reserved[stack.namespace] = name
+    return reserved

@@ -15,7 +15,7 @@ from stackyard.core.charts import PROFILE_SECRETS, PROFILES_DIR, Chart, load_cha
 from stackyard.core.manifest import Manifest
 from stackyard.core.secrets import is_sops_encrypted
 from stackyard.core.umbrella import UmbrellaTemplate, VendoredChart, build_umbrella, umbrella_version
-from stackyard.exceptions import InputError
+from stackyard.exceptions import InputError, ToolError
 from stackyard.adapters.chart_registry import ChartRef, ChartRegistry
 from stackyard.adapters.helm import Helm
 
@@ -35,13 +35,27 @@ def check_chart(chart_dir: str | Path) -> Chart:
     return chart
 
 
-def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm) -> ChartRef:
-    """Lint (defaults and every profile), package with ``profiles/`` inside, publish immutably."""
+def verify_chart(chart_dir: str | Path, *, helm: Helm) -> Chart:
+    """Every check publish makes, nothing pushed: :func:`check_chart`, then helm lint of the
+    defaults and of every profile (``stackyard chart check`` runs exactly this)."""
     chart_dir = Path(chart_dir)
     chart = check_chart(chart_dir)
-    helm.lint(chart_dir)
-    for profile in chart.profiles:
-        helm.lint(chart_dir, [chart_dir / PROFILES_DIR / profile / "values.yaml"])
+    for profile in (None, *chart.profiles):
+        values = [chart_dir / PROFILES_DIR / profile / "values.yaml"] if profile else []
+        try:
+            helm.lint(chart_dir, values)
+        except ToolError as exc:
+            if exc.exit_code != 1:  # helm lint's "the chart has errors"; anything else is helm failing
+                raise
+            where = f"profile {profile}" if profile else "its defaults"
+            raise InputError(f"{chart.name}: helm lint fails with {where}:\n{exc.output_tail}") from None
+    return chart
+
+
+def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm) -> ChartRef:
+    """:func:`verify_chart`, then package with ``profiles/`` inside and publish immutably."""
+    chart_dir = Path(chart_dir)
+    verify_chart(chart_dir, helm=helm)
     with tempfile.TemporaryDirectory(prefix="stackyard-package-") as tmp:
         package = helm.package(chart_dir, tmp)
         return registry.publish(package)

@@ -5,21 +5,23 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from stackyard.core import stack_registry
 from stackyard.core.records import RolloutRecord, rollouts_stream
 from stackyard.core.rollout import Deployed, Target, qualified_targets
 from stackyard.core.stack_registry import (
-    CanaryCheck, HealthySource, Registry, Stack, load_registry, parse_document, registry_from_document,
+    CanaryCheck, HealthySource, Registry, RegistryDocument, Stack, load_registry, parse_document,
+    registry_from_document,
 )
 from stackyard.exceptions import InputError, NotFoundError
 from stackyard.adapters.manifest_store import ManifestStore
@@ -30,30 +32,53 @@ from stackyard.adapters.helm import Helm
 QUALITY_RECORDS = 2000
 
 
+#: Bumped when the loader's output changes shape (the cache below holds loader output, not verdicts).
+_DOCUMENT_FORMAT = 2
+
+
 def load_stacks(path: Path, cache_dir: Path | None = None) -> Registry:
-    """The registry at ``path``. With ``cache_dir``, the parsed YAML is kept as JSON named by the
-    file's sha256, so re-parsing an unchanged registry skips YAML (most of a 200-stack parse);
-    validation always runs. An unwritable cache is simply not used."""
+    """The registry at ``path``, validated in full.
+
+    With ``cache_dir``, the *parsed YAML* (plain data plus the repeated keys found) is kept as
+    JSON named by the sha256 of the file's bytes: re-reading an unchanged registry skips YAML,
+    most of a 200-stack parse. Validation always runs on it, so a cached file can never carry a
+    verdict made by other code. An unwritable cache is simply not used.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise NotFoundError(f"stack registry {path} does not exist (set STACKYARD_STACKS or create it)") from None
-    if cache_dir is None:
-        return load_registry(data.decode(), origin=str(path))
-    cached = cache_dir / f"{hashlib.sha256(data).hexdigest()}.json"
+    with _collector_paused():
+        if cache_dir is None:
+            return load_registry(data.decode(), origin=str(path))
+        cached = cache_dir / f"document-{_DOCUMENT_FORMAT}-{hashlib.sha256(data).hexdigest()}.json"
+        try:
+            document = RegistryDocument.from_json(json.loads(cached.read_bytes()))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            document = parse_document(data.decode(), origin=str(path))
+            _write_cache(cached, document.to_json())
+        return registry_from_document(document, origin=str(path))
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Reading a large registry allocates ~10^5 objects and no reference cycle; meanwhile the
+    cyclic collector would run full passes over every object of the process (Airflow's too),
+    three quarters of the read (bench/dag_parse). Collection resumes right after."""
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        document = json.loads(cached.read_bytes())
-    except (OSError, ValueError):
-        document = parse_document(data.decode(), origin=str(path))
-        _write_cache(cached, document)
-    return registry_from_document(document, origin=str(path))
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _write_cache(path: Path, document: object) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(document, default=str))  # YAML dates become the ISO text the schema accepts
+        temporary.write_text(json.dumps(document))  # the loader keeps dates as text: JSON is lossless
         os.replace(temporary, path)
     except (OSError, TypeError, ValueError):
         pass
@@ -180,35 +205,18 @@ class ParseView:
         return Registry(stacks={}, errors=self.errors).error_report(origin)
 
 
-#: Validation rules change with the code: a cached verdict is valid only for the code that made it.
-_RULES_VERSION = hashlib.sha256(Path(stack_registry.__file__).read_bytes()).hexdigest()[:16]
-
-
 def registry_for_parsing() -> tuple[Path, ParseView]:
-    """The registry as the DAG files read it at parse time.
+    """The registry as the DAG files read it at parse time: every entry validated, as tasks do.
 
-    The DAG processor re-parses every file on a timer, nearly always with an unchanged registry;
-    validating hundreds of stacks each time is most of a parse (bench/dag_parse). So the verdict
-    (DAG specs and errors) is cached as JSON named by the registry's sha256 and the validation
-    code's version: a changed file or changed rules re-validate fully. Tasks never use this view;
-    they load and validate the entry they run (``load_stack``).
+    Only the parsed YAML is cached (by the file's content, :func:`load_stacks`); the verdict is
+    made afresh at every parse by the code that is running. Tasks load and validate the entry
+    they run (``load_stack``).
     """
     from stackyard.settings import Settings
 
     settings = Settings.from_env()
-    path, cache_dir = settings.stacks_file, settings.home / "cache" / "stack-registry"
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise NotFoundError(f"stack registry {path} does not exist (set STACKYARD_STACKS or create it)") from None
-    cached = cache_dir / f"view-{hashlib.sha256(data).hexdigest()}-{_RULES_VERSION}.json"
-    try:
-        view = json.loads(cached.read_bytes())
-        return path, ParseView({n: StackDagSpec(**{**spec, "roles": tuple(spec["roles"])})
-                                for n, spec in view["stacks"].items()}, view["errors"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    registry = load_stacks(path, cache_dir)
+    path = settings.stacks_file
+    registry = load_stacks(path, settings.home / "cache" / "stack-registry")
     specs = {
         name: StackDagSpec(
             name=name, dag_id=stack.dag_id, owner=stack.owner, kind=stack.kind.value, schedule=stack.schedule,
@@ -217,5 +225,4 @@ def registry_for_parsing() -> tuple[Path, ParseView]:
         )
         for name, stack in registry.stacks.items()
     }
-    _write_cache(cached, {"stacks": {n: asdict(spec) for n, spec in specs.items()}, "errors": registry.errors})
     return path, ParseView(specs, dict(registry.errors))

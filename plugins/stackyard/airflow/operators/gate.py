@@ -20,7 +20,8 @@ from stackyard.core.manifest import Manifest
 from stackyard.core.deploy_errors import classify, describe
 from stackyard.core.records import DeployFailure, FailureKind, GateOutcome, GateReport, GateTests, VersionRef
 from stackyard.core.ephemeral import (
-    ANNOTATION_LAST_ACTIVITY, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name, timestamp,
+    ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name,
+    timestamp,
 )
 from stackyard.exceptions import ConflictError, ToolError
 from stackyard.airflow.hooks.helm import HelmHook
@@ -32,7 +33,7 @@ from stackyard.settings import Settings
 from stackyard.airflow.operators._base import (
     ERROR_XCOM_KEY, NON_RETRYABLE, error_line, non_retryable, noting_failure,
 )
-from stackyard.airflow.operators._context import pulled, utc_now
+from stackyard.airflow.operators._context import pulled, record_event, utc_now
 
 RELEASE = gate_steps.RELEASE
 PROFILE = gate_steps.PROFILE
@@ -81,6 +82,9 @@ def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
         owner=manifest.provenance.requested_by or "l3-gate", purpose=Purpose.L3_GATE,
         manifest_version=manifest.version, created=utc_now(), created_by=f"l3_gate/{context['run_id']}",
     )
+    # The record proves stackyard made the namespace (the reaper deletes a kept stack only then).
+    record_event(name, "created", owner=metadata.annotations.get(ANNOTATION_OWNER), purpose=Purpose.L3_GATE.value,
+                 manifest_version=manifest.version)
     created = StackHook(Settings.from_env().kubernetes_conn_id).create(name, metadata)
     print(f"{'created' if created else 'reusing'} ephemeral stack {name}")
     return {"namespace": name}

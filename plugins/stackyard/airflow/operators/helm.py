@@ -1,14 +1,13 @@
 """Operators that act on a release: upgrade (with profile values and secrets) and test.
 
-Each owns one action. Values, including decrypted secrets, exist in memory and in a 0600 file
-inside a private directory for the life of the helm command only; XCom gets a digest of them.
+Each owns one action. Values, including decrypted secrets, exist only in memory: this process's
+and, through an anonymous in-memory file, helm's (see :mod:`stackyard.adapters.helm`); nothing
+survives a SIGKILL of the task. XCom gets a digest of them. Every task start sweeps the values
+directories older stackyard versions left in the temp directory.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -22,18 +21,9 @@ from stackyard.airflow.operators._base import StackyardOperator
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.airflow.stores import registry_for
 from stackyard.settings import Settings
-from stackyard.adapters.helm import DEFAULT_TIMEOUT, Helm
+from stackyard.adapters.helm import DEFAULT_TIMEOUT, Helm, sweep_leftovers
 
 TEST_OUTPUT_XCOM_KEY = "test_run"
-
-
-def write_private_values(values: dict[str, Any], directory: Path) -> Path:
-    """Values as a 0600 file in ``directory`` (which the caller removes); JSON is valid YAML."""
-    path = directory / "values.json"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(values, fh)
-    return path
 
 
 class _HelmOperator(StackyardOperator):
@@ -45,6 +35,11 @@ class _HelmOperator(StackyardOperator):
         super().__init__(**kwargs)
         self.kubernetes_conn_id = kubernetes_conn_id
         self.sops_conn_id, self.aws_conn_id = sops_conn_id, aws_conn_id
+
+    def pre_execute(self, context: Any) -> None:
+        for path in sweep_leftovers():
+            self.log.warning("removed %s, left behind by a killed task", path)
+        super().pre_execute(context)
 
     @cached_property
     def settings(self) -> Settings:
@@ -115,7 +110,7 @@ class HelmUpgradeOperator(_HelmOperator):
         self.values_overrides = values_overrides
 
     def perform(self, context: Any) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix="stackyard-values-") as private, self.helm_hook.helm() as helm:
+        with self.helm_hook.helm(stack=self.stack) as helm:
             package = self.package(helm, self.chart, self.chart_ref)
             layers = self.values_layers(package, profile=self.profile, stack=self.stack, namespace=self.namespace)
             if self.values_overrides:
@@ -124,7 +119,7 @@ class HelmUpgradeOperator(_HelmOperator):
             values = compose(layers)
             release = helm.upgrade_install(
                 self.release, package, namespace=self.namespace,
-                values_files=[write_private_values(values, Path(private))],
+                values=values,
                 wait=self.wait, timeout=self.timeout, create_namespace=self.create_namespace,
             )
         return {

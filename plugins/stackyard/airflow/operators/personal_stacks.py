@@ -23,7 +23,7 @@ from stackyard.adapters import metrics
 from stackyard.airflow import notify
 from stackyard.steps import personal_stacks as stack_steps
 from stackyard.core import ephemeral as rules
-from stackyard.core.records import EventKind, ReaperReport, StackEvent
+from stackyard.core.records import ReaperReport, StackEvent, events_stream
 from stackyard.exceptions import ConflictError, InputError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
@@ -31,7 +31,7 @@ from stackyard.airflow.stores import manifest_store_for, record_store_for, regis
 from stackyard.steps.publishing import load_umbrella_template
 from stackyard.settings import Settings
 from stackyard.airflow.operators._base import non_retryable
-from stackyard.airflow.operators._context import pulled, utc_now
+from stackyard.airflow.operators._context import is_admin, pulled, record_event, triggering_user, utc_now
 
 log = logging.getLogger(__name__)
 RELEASE = stack_steps.RELEASE
@@ -44,12 +44,12 @@ def _stack_hook() -> StackHook:
     return StackHook(Settings.from_env().kubernetes_conn_id)
 
 
-def record_event(stack: str, event: EventKind, **details: Any) -> None:
-    """One lifecycle record in ``stacks/<stack>/events``: what happened, by which run, for whom."""
-    context = get_current_context()
-    record = StackEvent(event=event, stack=stack, run_id=context["run_id"], dag_id=context["dag"].dag_id,
-                        at=utc_now(), **details)
-    record_store_for(Settings.from_env()).write(record)
+def stack_events(name: str) -> list[StackEvent]:
+    """The stack's record stream, newest first (what proves stackyard created it). A record that
+    is not a valid event is left out (logged): it proves nothing."""
+    stored = record_store_for(Settings.from_env()).read(
+        events_stream(name), StackEvent, on_invalid=lambda key, error: log.warning("%s left out: %s", key, error))
+    return [item.record for item in stored]
 
 
 def _created_by() -> str:
@@ -62,11 +62,22 @@ def _created_by() -> str:
 
 @task(retries=0)
 def validate() -> dict[str, Any]:
-    """Check every parameter, the name's availability, the manifest and each override."""
-    params = get_current_context()["params"]
+    """Check every parameter, the name's availability, the manifest and each override.
+
+    The owner is the signed-in user who triggered the run; the form's owner only when no user is
+    known (``airflow dags test``). The name may not be a registry stack's, a system or gate
+    namespace, or any namespace that exists and this run did not create."""
+    context = get_current_context()
+    params = dict(context["params"])
     settings = Settings.from_env()
+    user = triggering_user(context)
+    if user is not None:
+        if params.get("owner") and params["owner"] != user:
+            print(f"owner: the stack belongs to {user}, who triggered this run (the form said {params['owner']!r})")
+        params["owner"] = user
     with non_retryable():
         request = stack_steps.StackRequest.from_params(params)
+        rules.refuse_reserved_name(request.name, stack_steps.registry_reserved(settings.stacks_file))
         existing = _stack_hook().get(request.name)
         if existing is not None and existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
             owner = existing.annotations.get(rules.ANNOTATION_OWNER) or "unknown owner"
@@ -104,6 +115,10 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
         created=utc_now(), ttl=stack.ttl, created_by=_created_by(),
     )
     hook = _stack_hook()
+    # Recorded before the namespace exists: the record is the proof (for the reaper and
+    # stack_destroy) that stackyard made it; an unwritable store stops here, with nothing made.
+    record_event(stack.name, "created", owner=stack.owner, manifest_version=stack.manifest.version,
+                 overrides=dict(stack.overrides), profile=stack.profile, ttl=rules.format_ttl(stack.ttl))
     with non_retryable():
         try:
             created = hook.create(stack.name, metadata)
@@ -113,9 +128,6 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
             existing = hook.get(stack.name)
             if existing is None or existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
                 raise InputError(f"name: stack {stack.name!r} was just created by another run")
-    if created:
-        record_event(stack.name, EventKind.CREATED, owner=stack.owner, manifest_version=stack.manifest.version,
-                     overrides=dict(stack.overrides), profile=stack.profile, ttl=rules.format_ttl(stack.ttl))
     print(f"{'created' if created else 'reusing (retry of this run)'} namespace {stack.name}")
     return {"namespace": stack.name}
 
@@ -125,7 +137,7 @@ def ready(plan: dict[str, Any], built: dict[str, str], deployed: dict[str, Any])
     """Mark activity, record the deployment and tell the user how to reach the stack."""
     stack = stack_steps.StackPlan.from_dict(plan)
     _stack_hook().annotate(stack.name, rules.touch_annotations(utc_now()))
-    record_event(stack.name, EventKind.READY, owner=stack.owner, chart_ref=built["chart_ref"], digest=built["digest"],
+    record_event(stack.name, "ready", owner=stack.owner, chart_ref=built["chart_ref"], digest=built["digest"],
                  release=deployed["release"], revision=deployed["revision"], values_digest=deployed["values_digest"])
     print(stack_steps.access_instructions(name=stack.name, release=deployed["release"], context=_kube_context()))
     return {"namespace": stack.name, "release": deployed["release"], "chart_ref": built["chart_ref"],
@@ -140,7 +152,7 @@ def clean_up_failed() -> dict[str, Any]:
         raise AirflowSkipException("no namespace was created by this run")
     name = made["namespace"]
     _remove(name)
-    record_event(name, EventKind.DESTROYED, reason="stack_create failed (see its deploy log)")
+    record_event(name, "destroyed", reason="stack_create failed (see its deploy log)")
     print(f"stack_create failed; removed the half-made stack {name}")
     return {"removed": name}
 
@@ -175,15 +187,28 @@ def _remove(name: str) -> list[str]:
 
 @task(retries=0)
 def check_ephemeral(action: str) -> dict[str, Any]:
-    """The named stack, if it is a stackyard ephemeral stack; otherwise fail, changing nothing."""
-    params = get_current_context()["params"]
+    """The named stack, if stackyard provably created it and the triggering user owns it (or is an
+    admin); otherwise fail, changing nothing. Never a system or registry namespace."""
+    context = get_current_context()
+    params = context["params"]
+    settings = Settings.from_env()
+    user = triggering_user(context)
     with non_retryable():
         name = rules.validate_stack_name(params.get("name"))
         ttl_days = params.get("ttl_days")
         ttl = None if ttl_days is None else rules.ttl_from_days(ttl_days)
+        reason = rules.never_deleted_reason(name, stack_steps.registry_reserved(settings.stacks_file))
+        if reason:
+            raise InputError(f"name: {reason}; {action} only applies to stacks stackyard created. Nothing was changed.")
         stack = rules.require_ephemeral(_stack_hook().get(name), name, action)
+        record, why = rules.creation_record(stack, stack_events(name))
+        if record is None:
+            raise InputError(f"name: {name!r} is labelled as a stackyard stack but {why}; {action} only applies to "
+                             "stacks stackyard created. Nothing was changed.")
+        rules.may_act_on(record, user=user, admin=is_admin(user), action=action, name=name)
+    print(f"stack {name}: {why}, owner {record.owner}; {action} by {user or 'a shell user (no signed-in user)'}")
     return {
-        "namespace": stack.name, "owner": stack.annotations.get(rules.ANNOTATION_OWNER),
+        "namespace": stack.name, "owner": record.owner,
         "purpose": stack.labels.get(rules.LABEL_PURPOSE), "ttl_days": ttl.days if ttl else None,
     }
 
@@ -192,7 +217,7 @@ def check_ephemeral(action: str) -> dict[str, Any]:
 def destroy(stack: dict[str, Any]) -> dict[str, Any]:
     name = stack["namespace"]
     releases = _remove(name)
-    record_event(name, EventKind.DESTROYED, owner=stack.get("owner"), releases=releases)
+    record_event(name, "destroyed", owner=stack.get("owner"), releases=releases)
     print(f"destroyed stack {name} (releases uninstalled: {', '.join(releases) or 'none'})")
     return {"namespace": name, "releases": releases}
 
@@ -204,7 +229,7 @@ def touch(stack: dict[str, Any]) -> dict[str, Any]:
     _stack_hook().annotate(name, rules.touch_annotations(now, ttl))
     current = _stack_hook().get(name)
     ttl_text = (current.annotations.get(rules.ANNOTATION_TTL) if current else None) or rules.format_ttl(rules.DEFAULT_TTL)
-    record_event(name, EventKind.TOUCHED, owner=stack.get("owner"), ttl=ttl_text)
+    record_event(name, "touched", owner=stack.get("owner"), ttl=ttl_text)
     print(f"stack {name}: last activity {rules.timestamp(now)}, TTL {ttl_text}")
     return {"namespace": name, "last_activity": rules.timestamp(now), "ttl": ttl_text}
 
@@ -218,7 +243,10 @@ def plan_reaping() -> dict[str, Any]:
     context = get_current_context()
     params, ti = context["params"], context["ti"]
     namespaces = _stack_hook().list(rules.EPHEMERAL_SELECTOR)
-    verdicts = rules.plan(namespaces, utc_now())
+    now = utc_now()
+    registry = stack_steps.registry_reserved(Settings.from_env().stacks_file)
+    due = [ns for ns in namespaces if rules.decide(ns, now).action is rules.Action.DELETE]
+    verdicts = rules.plan(namespaces, now, registry=registry, proofs={ns.name: _proof(ns) for ns in due})
     for verdict in verdicts:
         for warning in verdict.warnings:
             log.warning("%s: %s", verdict.name, warning)
@@ -232,6 +260,13 @@ def plan_reaping() -> dict[str, Any]:
     return {"delete": [[v.name, v.resource_version, v.reason] for v in deletions], "dry_run": bool(params["dry_run"])}
 
 
+def _proof(ns: rules.NamespaceSummary) -> tuple[rules.CreationRecord | None, str]:
+    try:
+        return rules.creation_record(ns, stack_events(ns.name))
+    except Exception as exc:  # an unreadable store proves nothing: the stack is kept this run
+        return None, f"its records could not be read ({type(exc).__name__}: {exc})"
+
+
 @task(retries=0)  # per-stack failures are reported, not raised: report fails the run
 def reap(planned: dict[str, Any]) -> dict[str, Any]:
     if planned["dry_run"]:
@@ -241,7 +276,7 @@ def reap(planned: dict[str, Any]) -> dict[str, Any]:
     for name, (outcome, detail) in sorted(outcomes.items()):
         print(f"{outcome.value:8} {name}: {detail}")
         if outcome in (rules.Outcome.DELETED, rules.Outcome.GONE):
-            record_event(name, EventKind.REAPED, outcome=outcome.value, reason=reasons[name])
+            record_event(name, "reaped", outcome=outcome.value, reason=reasons[name])
     return {name: [outcome.value, detail] for name, (outcome, detail) in outcomes.items()}
 
 

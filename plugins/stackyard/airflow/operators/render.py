@@ -7,17 +7,15 @@ the task: they contain the decrypted secrets. Used by the ``profile_check`` DAG.
 
 from __future__ import annotations
 
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from stackyard.core.deployment import values_digest
 from stackyard.core.values import compose
-from stackyard.airflow.operators.helm import _HelmOperator, write_private_values
+from stackyard.airflow.operators.helm import _HelmOperator
 
 
 class HelmRenderOperator(_HelmOperator):
@@ -32,13 +30,12 @@ class HelmRenderOperator(_HelmOperator):
         self.stack, self.namespace = stack, namespace
 
     def perform(self, context: Any) -> dict[str, Any]:
-        with tempfile.TemporaryDirectory(prefix="stackyard-values-") as private, self.helm_hook.helm() as helm:
+        with self.helm_hook.helm() as helm:
             package = self.package(helm, self.chart, self.chart_ref)
             layers = self.values_layers(package, profile=self.profile, stack=self.stack, namespace=self.namespace)
             values = compose(layers)
-            values_file = write_private_values(values, Path(private))
-            helm.lint(package, [values_file])
-            rendered = helm.template(self.stack, package, namespace=self.namespace, values_files=[values_file])
+            helm.lint(package, values=values)
+            rendered = helm.template(self.stack, package, namespace=self.namespace, values=values)
         objects = [doc for doc in yaml.safe_load_all(rendered) if isinstance(doc, dict) and doc.get("kind")]
         kinds = Counter(doc["kind"] for doc in objects)
         for doc in objects:

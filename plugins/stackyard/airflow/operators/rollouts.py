@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any
 
+from airflow.sdk import task
 from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
 
 from stackyard.adapters import metrics
@@ -29,11 +30,11 @@ from stackyard.core.stack_registry import HealthySource, Stack
 from stackyard.exceptions import StackyardError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.stores import manifest_store_for, record_store_for
-from stackyard.airflow.operators._base import StackyardOperator, error_line
+from stackyard.airflow.operators._base import error_line, non_retryable
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.settings import Settings
 from stackyard.adapters.helm import DEFAULT_TIMEOUT
-from stackyard.airflow.operators._context import utc_now
+from stackyard.core.times import utc_now
 
 OUTCOME_XCOM_KEY = "outcome"
 NOT_ATTEMPTED = "not_attempted"
@@ -63,39 +64,11 @@ def check_triggerer(stack: Stack, context: Any) -> None:
         )
 
 
-class RolloutPlanOperator(StackyardOperator):
-    """What this run will change, in order; [] when up to date, outside the window or frozen.
-
-    A plain operator rather than ``@task``: the factory builds one per stack at every parse, and
-    the decorator's signature inspection is a third of a 200-stack parse (bench/dag_parse).
-    """
-
-    template_fields: Sequence[str] = ("stack_name",)
-
-    def __init__(self, *, stack_name: str, **kwargs: Any) -> None:
-        super().__init__(**{"task_id": "plan", "retries": 0, **kwargs})
-        self.stack_name = stack_name
-
-    def perform(self, context: Any) -> list[dict[str, Any]]:
-        return plan(self.stack_name, **context)
-
-
-class RolloutSummaryOperator(StackyardOperator):
-    """The run in one line; fails the run naming the service if one did not succeed."""
-
-    template_fields: Sequence[str] = ("stack_name",)
-
-    def __init__(self, *, stack_name: str, **kwargs: Any) -> None:
-        super().__init__(**{"task_id": "summary", "retries": 0, "trigger_rule": "all_done", **kwargs})
-        self.stack_name = stack_name
-
-    def perform(self, context: Any) -> dict[str, Any]:
-        return summary(self.stack_name, **context)
-
-
+@task(task_id="plan", retries=0)
 def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
     """What this run will change, in order; [] when up to date, outside the window or frozen."""
-    stack = _stack(stack_name)  # a broken registry entry fails the plan without retries (StackyardOperator)
+    with non_retryable():  # a broken registry entry fails the plan without retries
+        stack = _stack(stack_name)
     check_triggerer(stack, context)
     ti = context["ti"]
     decision = window_decision(stack.windows, utc_now())
@@ -307,6 +280,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         return record.to_json()
 
 
+@task(task_id="summary", retries=0, trigger_rule="all_done")
 def summary(stack_name: str, **context: Any) -> dict[str, Any]:
     """The run in one line; fails the run naming the service if one did not succeed."""
     ti = context["ti"]
