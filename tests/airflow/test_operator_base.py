@@ -57,3 +57,29 @@ def test_a_task_function_uses_the_same_rule():
 def test_every_class_based_operator_has_the_base_and_does_not_bypass_it(operator):
     assert issubclass(operator, StackyardOperator)
     assert operator.execute is StackyardOperator.execute  # work goes in perform(), inside the rule
+
+
+class FakeTI:
+    def __init__(self) -> None:
+        self.pushed: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.pushed[key] = value
+
+
+def test_what_failed_a_task_is_noted_redacted_for_the_runs_summary():
+    from stackyard.core.secrets import SECRETS
+
+    SECRETS.add(["hunter2-very-secret"])
+    ti = FakeTI()
+    with pytest.raises(UnavailableError):
+        Raising(task_id="t", error=UnavailableError("kms down\nwhile using hunter2-very-secret")).execute({"ti": ti})
+    assert ti.pushed == {"error": {"reason": "kms down", "refused": False}}
+    ti = FakeTI()
+    with pytest.raises(ToolError):
+        Raising(task_id="t", error=ToolError("helm", 1, "noise\nError: token hunter2-very-secret refused")).execute({"ti": ti})
+    assert ti.pushed["error"] == {"reason": "Error: token *** refused", "refused": False}
+    ti = FakeTI()
+    with pytest.raises(AirflowFailException):
+        Raising(task_id="t", error=InputError("owner: required")).execute({"ti": ti})
+    assert ti.pushed["error"] == {"reason": "owner: required", "refused": True}
