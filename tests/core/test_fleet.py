@@ -12,7 +12,7 @@ from stackyard.core.fleet import (
     deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view,
 )
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
-from stackyard.core.records import ReaperReport, RolloutRecord, Stored
+from stackyard.core.records import ReaperReport, RolloutRecord, StackEvent, Stored
 
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=timezone.utc)  # a Wednesday
 
@@ -164,3 +164,11 @@ def test_persistent_view_uses_the_rollouts_window_rule_and_next_cadence():
     assert view["qa1"]["window_state"] == "closed" and view["qa1"]["window_reason"]
     assert view["prod"]["window_state"] == "open" and "next_rollout" not in view["prod"]
     assert view["legacy"]["window_state"] == "unknown"  # on the cluster, not in the registry
+
+
+def test_ephemeral_view_shows_each_override_as_the_version_the_stack_runs():
+    cluster = ClusterState((ns("alice-demo", "ephemeral"),), (), NOW)
+    created = StackEvent(event="created", stack="alice-demo", run_id="r", dag_id="stack_create", at=NOW,
+                         overrides={"orders": {"from": "1.0.0", "to": "1.2.0"}, "search": {"from": None, "to": "0.1.0"}})
+    view = ephemeral_view(cluster, {"alice-demo": [Stored(NOW, created)]}, [], NOW)
+    assert view["stacks"][0]["overrides"] == {"orders": "1.2.0", "search": "0.1.0"}

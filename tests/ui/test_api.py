@@ -86,7 +86,8 @@ def fleet_data(local_stack, monkeypatch, example_secrets):
         from_version="1.0.0", to_version="1.1.0", action="upgrade", manifest_version=2, run_id="scheduled__r1",
         status="rolled_back", started=now(), finished=now(), reason="deploy failed"))
     records.write(StackEvent(event="created", stack="alice-demo", owner="alice", run_id="manual__alice",
-                             dag_id="stack_create", at=now(), overrides={"orders": "1.1.0"}))
+                             dag_id="stack_create", at=now(),
+                             overrides={"orders": {"from": "1.0.0", "to": "1.1.0"}}))
     records.write(rules.reaper_report([rules.Verdict("old-demo", rules.Action.DELETE, "idle 8d0h")],
                                       {"old-demo": (rules.Outcome.DELETED, "deleted")}, now=now(), dry_run=False,
                                       max_deletions=20, dag_id="ephemeral_reaper", run_id="scheduled__reap"))

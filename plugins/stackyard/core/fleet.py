@@ -489,7 +489,8 @@ def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[S
             "owner": ns.annotations.get(ANNOTATION_OWNER) or ns.labels.get(LABEL_OWNER),
             "purpose": ns.labels.get(LABEL_PURPOSE),
             "manifest_version": int(version) if version and version.isdigit() else None,
-            "overrides": (created_event.record.overrides or None) if created_event else None,
+            "overrides": ({service: change.to for service, change in created_event.record.overrides.items()} or None)
+                         if created_event and created_event.record.overrides else None,
             "created": _iso(created),
             "created_by": parse_run_ref(ns.annotations.get(ANNOTATION_CREATED_BY)),
             "last_activity": _iso(_parse_time(ns.annotations.get(ANNOTATION_LAST_ACTIVITY))),

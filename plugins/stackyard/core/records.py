@@ -198,6 +198,15 @@ class EventKind(str, Enum):
     REAPED = "reaped"        # ephemeral_reaper deleted it
 
 
+class OverrideChange(_Part):
+    """One override of a personal stack: the service's L3 version (None: not in L3) and its own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    from_version: ChartVersion | None = Field(alias="from")
+    to: ChartVersion
+
+
 class StackEvent(StoredRecord):
     """One lifecycle event of a personal stack. Beyond the common fields each kind records its own
     details: created (owner, purpose, manifest_version, overrides, profile, ttl); ready (owner, chart_ref,
@@ -212,7 +221,7 @@ class StackEvent(StoredRecord):
     owner: str | None = None
     purpose: str | None = None
     manifest_version: int | None = None
-    overrides: dict[str, ChartVersion] | None = None
+    overrides: dict[str, OverrideChange] | None = None  # service → {"from", "to"}
     profile: str | None = None
     ttl: str | None = None
     chart_ref: str | None = None
