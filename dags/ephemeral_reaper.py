@@ -22,7 +22,16 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag
 
+from stackyard.airflow.params import only_declared_conf
 from stackyard.airflow.operators import personal_stacks
+
+
+#: The form; any other conf key is refused before a task runs (stackyard.airflow.params).
+PARAMS = {
+    "dry_run": Param(False, type="boolean", title="Dry run", description="Report only; delete nothing."),
+    "max_deletions": Param(20, type="integer", minimum=0, title="Max deletions",
+                           description="Stop (deleting nothing) if more stacks than this would go."),
+}
 
 
 @dag(
@@ -33,12 +42,8 @@ from stackyard.airflow.operators import personal_stacks
     max_active_runs=1,
     doc_md=__doc__,
     tags=["stackyard", "stacks"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=30)},
-    params={
-        "dry_run": Param(False, type="boolean", title="Dry run", description="Report only; delete nothing."),
-        "max_deletions": Param(20, type="integer", minimum=0, title="Max deletions",
-                               description="Stop (deleting nothing) if more stacks than this would go."),
-    },
+    default_args={"pre_execute": only_declared_conf(PARAMS), "retries": 2, "retry_delay": timedelta(seconds=30)},
+    params=PARAMS,
 )
 def ephemeral_reaper():
     personal_stacks.reap(personal_stacks.plan_reaping()) >> personal_stacks.report()

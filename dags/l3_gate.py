@@ -4,21 +4,21 @@
 A new service chart version becomes part of the **L3 manifest** only if the whole stack, with
 that one change, deploys and passes its system tests.
 
-`validate` → `build_candidate` → `create_stack` → `deploy` → `system_tests` (every service's
-`helm test`) → `system_test_suite` (the pod of `include/gate.yaml`, when configured) → `promote`,
-with `reject` when the candidate failed to deploy or its tests failed, `teardown` always, and
-`summary` last: it records the outcome (`promoted`, `rejected`, `requeued`, or `error` when
-infrastructure failed) and fails the run unless the candidate was promoted. If L3 moved while
-this run tested, `needs_retest` queues a new run on the new L3: an untested combination is never
-promoted.
+`validate` → `build_candidate` and `create_stack` (side by side) → `deploy` → `system_tests` (every
+service's test hooks side by side, the changed service's first) → `system_test_suite` (the pod of
+`include/gate.yaml`, when configured) → `promote`, with `reject` when the candidate failed to
+deploy or its tests failed, `teardown` always, and `summary` last: it records the outcome
+(`promoted`, `rejected`, `requeued`, or `error` when infrastructure failed) and fails the run
+unless the candidate was promoted. If L3 moved while this run tested, promote skips itself and
+`requeue` queues a new run on the new L3: an untested combination is never promoted.
 
 The graph, edge by edge (`?`: only when configured; tests/test_dags.py holds the DAG to it):
 
 ```
-validate → build_candidate → create_stack → deploy → system_tests → system_test_suite? → promote
-validate → create_stack, promote, reject, summary
+validate → build_candidate, create_stack → deploy → system_tests → system_test_suite? → promote
+validate → promote, reject, summary
 deploy, system_tests, system_test_suite? → reject
-promote → needs_retest → requeue
+promote → requeue
 promote, reject, requeue → teardown → summary
 ```
 
@@ -33,18 +33,35 @@ from datetime import timedelta
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag
 
+from stackyard.airflow.params import only_declared_conf
 from stackyard.airflow.assets import L3_MANIFEST
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.core.names import HTTP_URL_PATTERN, MAX_FREE_TEXT, MAX_URL, SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.steps.gate import system_test_suite
 from stackyard.airflow.operators import gate
-from stackyard.airflow.operators.helm import HelmTestOperator
+from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator
 from stackyard.settings import Settings
 
 CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_stack')['namespace'] }}"
 MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
+CHANGED = "{{ ti.xcom_pull(task_ids='validate')['change']['service'] }}"
 SUITE = system_test_suite(Settings.from_env().gate_config)  # include/gate.yaml: optional
+
+
+#: The form; any other conf key is refused before a task runs (stackyard.airflow.params).
+PARAMS = {
+    "service": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Service",
+                     description="Name of the service chart (an L3 service, or a new one)."),
+    "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
+                           description="The published chart version to test, e.g. 1.4.2."),
+    "requested_by": Param(None, type=["null", "string"], maxLength=MAX_FREE_TEXT, title="Requested by",
+                          description="Who asks (a person, or the CI job)."),
+    "ci_url": Param(None, type=["null", "string"], pattern=HTTP_URL_PATTERN, maxLength=MAX_URL, title="CI URL",
+                    description="Link (http or https) to the CI build that published the chart."),
+    "keep_stack_on_failure": Param(False, type="boolean", title="Keep stack on failure",
+                                   description="Keep the ephemeral stack for one day if the gate fails."),
+}
 
 
 @dag(
@@ -54,19 +71,8 @@ SUITE = system_test_suite(Settings.from_env().gate_config)  # include/gate.yaml:
     max_active_runs=1,  # serialized: each candidate is tested against the L3 its predecessor left
     doc_md=__doc__,
     tags=["stackyard", "l3"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
-    params={
-        "service": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Service",
-                         description="Name of the service chart (an L3 service, or a new one)."),
-        "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
-                               description="The published chart version to test, e.g. 1.4.2."),
-        "requested_by": Param(None, type=["null", "string"], title="Requested by",
-                              description="Who asks (a person, or the CI job)."),
-        "ci_url": Param(None, type=["null", "string"], title="CI URL",
-                        description="Link to the CI build that published the chart."),
-        "keep_stack_on_failure": Param(False, type="boolean", title="Keep stack on failure",
-                                       description="Keep the ephemeral stack for one day if the gate fails."),
-    },
+    default_args={"pre_execute": only_declared_conf(PARAMS), "retries": 2, "retry_delay": timedelta(seconds=10)},
+    params=PARAMS,
 )
 def l3_gate():
     candidate = gate.validate()
@@ -76,14 +82,17 @@ def l3_gate():
         task_id="deploy", release=gate.RELEASE, chart_ref=CANDIDATE, namespace=NAMESPACE,
         profile=gate.PROFILE, stack=NAMESPACE, timeout="10m0s",
     )
-    system_tests = HelmTestOperator(
+    system_tests = ParallelHelmTestOperator(
         task_id="system_tests", release=gate.RELEASE, namespace=NAMESPACE, chart_ref=CANDIDATE,
-        profile=gate.PROFILE, timeout="10m0s", retries=0,
+        profile=gate.PROFILE, changed_service=CHANGED, timeout="10m0s", retries=0,
     )
     promoted = gate.promote.override(outlets=[L3_MANIFEST])(candidate)
     rejected = gate.reject(candidate)
+    # Only when promote skipped itself because L3 moved (its compare-and-swap lost); decided by the
+    # scheduler, so no task process is spent on the question.
     requeue = TriggerDagRunOperator(
         task_id="requeue", trigger_dag_id="l3_gate", conf="{{ dag_run.conf | tojson }}", retries=0,
+        trigger_rule="all_skipped",
     )
     torn_down = gate.teardown()
     report = gate.summary(candidate)
@@ -91,12 +100,12 @@ def l3_gate():
     checks = [system_tests]
     if SUITE:
         checks.append(gate.system_test_suite(SUITE, namespace=NAMESPACE, manifest_version=MANIFEST_VERSION))
-    package >> stack >> deploy >> checks[0]
+    [package, stack] >> deploy >> checks[0]  # the package and the namespace are made side by side
     for earlier, later in zip(checks, checks[1:]):
         earlier >> later
     checks[-1] >> promoted
     [deploy, *checks] >> rejected
-    promoted >> gate.needs_retest() >> requeue
+    promoted >> requeue
     [promoted, rejected, requeue] >> torn_down >> report
 
 

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag
 
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.airflow.params import only_declared_conf
+from stackyard.core.names import PROFILE_NAME_PATTERN, SERVICE_NAME_PATTERN
 from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.airflow.operators.charts import SopsDecryptOperator
 from stackyard.airflow.operators.render import HelmRenderOperator
 
 CHART_REF = "{{ params.service }}:{{ params.chart_version }}"
+
+
+#: The form; any other conf key is refused before a task runs (stackyard.airflow.params).
+PARAMS = {
+    "service": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Service",
+                     description="Name of the published service chart."),
+    "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
+                           description="A published version, e.g. 1.4.2."),
+    "profile": Param("ephemeral", type="string", pattern=PROFILE_NAME_PATTERN, title="Profile",
+                     description="The stack type to check: ephemeral, qa1, stage, production…"),
+}
 
 
 @dag(
@@ -25,14 +37,8 @@ CHART_REF = "{{ params.service }}:{{ params.chart_version }}"
     catchup=False,
     doc_md=__doc__,
     tags=["stackyard", "charts"],
-    params={
-        "service": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Service",
-                         description="Name of the published service chart."),
-        "chart_version": Param(type="string", pattern=SEMVER_PATTERN, title="Chart version",
-                               description="A published version, e.g. 1.4.2."),
-        "profile": Param("ephemeral", type="string", pattern=SERVICE_NAME_PATTERN, title="Profile",
-                         description="The stack type to check: ephemeral, qa1, stage, production…"),
-    },
+    params=PARAMS,
+    default_args={"pre_execute": only_declared_conf(PARAMS)},
 )
 def profile_check():
     decrypt = SopsDecryptOperator(task_id="decrypt", chart_ref=CHART_REF, profile="{{ params.profile }}", retries=0)

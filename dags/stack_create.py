@@ -19,7 +19,8 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.airflow.params import only_declared_conf
+from stackyard.core.names import MAX_FREE_TEXT, STACK_NAME_PATTERN
 from stackyard.core.ephemeral import MAX_TTL_DAYS
 from stackyard.airflow.operators import personal_stacks
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
@@ -28,26 +29,30 @@ from stackyard.steps.personal_stacks import DEFAULT_PROFILE, PROFILE_PATTERN
 NAMESPACE = "{{ ti.xcom_pull(task_ids='create_namespace')['namespace'] }}"
 
 
+#: The form; any other conf key is refused before a task runs (stackyard.airflow.params).
+PARAMS = {
+    "name": Param(type="string", pattern=STACK_NAME_PATTERN, title="Stack name",
+                  description="Namespace name (DNS-1123 label), unique among stacks, e.g. alice-dev."),
+    "owner": Param(type="string", minLength=1, maxLength=MAX_FREE_TEXT, title="Owner", description="Who the stack belongs to."),
+    "ttl_days": Param(7, type="integer", minimum=1, maximum=MAX_TTL_DAYS, title="TTL (days)",
+                      description="Removed after this many days without activity."),
+    "manifest_version": Param(None, type=["null", "integer"], minimum=1, title="L3 manifest version",
+                              description="Empty: the latest L3."),
+    "overrides": Param({}, type=["null", "object"], title="Overrides",
+                       description='Published chart versions to run instead of L3\'s, e.g. {"orders": "1.3.0-pr.42"}.'),
+    "profile": Param(DEFAULT_PROFILE, type="string", pattern=PROFILE_PATTERN, title="Profile",
+                     description="The charts' profile (values and secrets) to deploy with."),
+}
+
+
 @dag(
     dag_id="stack_create",
     schedule=None,
     catchup=False,
     doc_md=__doc__,
     tags=["stackyard", "stacks"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
-    params={
-        "name": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Stack name",
-                      description="Namespace name (DNS-1123 label), unique among stacks, e.g. alice-dev."),
-        "owner": Param(type="string", minLength=1, title="Owner", description="Who the stack belongs to."),
-        "ttl_days": Param(7, type="integer", minimum=1, maximum=MAX_TTL_DAYS, title="TTL (days)",
-                          description="Removed after this many days without activity."),
-        "manifest_version": Param(None, type=["null", "integer"], minimum=1, title="L3 manifest version",
-                                  description="Empty: the latest L3."),
-        "overrides": Param({}, type=["null", "object"], title="Overrides",
-                           description='Published chart versions to run instead of L3\'s, e.g. {"orders": "1.3.0-pr.42"}.'),
-        "profile": Param(DEFAULT_PROFILE, type="string", pattern=PROFILE_PATTERN, title="Profile",
-                         description="The charts' profile (values and secrets) to deploy with."),
-    },
+    default_args={"pre_execute": only_declared_conf(PARAMS), "retries": 2, "retry_delay": timedelta(seconds=10)},
+    params=PARAMS,
 )
 def stack_create():
     plan = personal_stacks.validate()

@@ -12,8 +12,16 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.airflow.params import only_declared_conf
+from stackyard.core.names import STACK_NAME_PATTERN
 from stackyard.airflow.operators import personal_stacks
+
+
+#: The form; any other conf key is refused before a task runs (stackyard.airflow.params).
+PARAMS = {
+    "name": Param(type="string", pattern=STACK_NAME_PATTERN, title="Stack name",
+                  description="The ephemeral stack (namespace) to remove."),
+}
 
 
 @dag(
@@ -22,11 +30,8 @@ from stackyard.airflow.operators import personal_stacks
     catchup=False,
     doc_md=__doc__,
     tags=["stackyard", "stacks"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
-    params={
-        "name": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Stack name",
-                      description="The ephemeral stack (namespace) to remove."),
-    },
+    default_args={"pre_execute": only_declared_conf(PARAMS), "retries": 2, "retry_delay": timedelta(seconds=10)},
+    params=PARAMS,
 )
 def stack_destroy():
     personal_stacks.destroy(personal_stacks.check_ephemeral.override(task_id="check")("destroy"))

@@ -11,9 +11,18 @@ from datetime import timedelta
 
 from airflow.sdk import Param, dag
 
-from stackyard.core.manifest import SERVICE_NAME_PATTERN
+from stackyard.airflow.params import only_declared_conf
+from stackyard.core.names import STACK_NAME_PATTERN
 from stackyard.core.ephemeral import MAX_TTL_DAYS
 from stackyard.airflow.operators import personal_stacks
+
+
+#: The form; any other conf key is refused before a task runs (stackyard.airflow.params).
+PARAMS = {
+    "name": Param(type="string", pattern=STACK_NAME_PATTERN, title="Stack name"),
+    "ttl_days": Param(None, type=["null", "integer"], minimum=1, maximum=MAX_TTL_DAYS, title="New TTL (days)",
+                      description="Empty: keep the current TTL."),
+}
 
 
 @dag(
@@ -22,12 +31,8 @@ from stackyard.airflow.operators import personal_stacks
     catchup=False,
     doc_md=__doc__,
     tags=["stackyard", "stacks"],
-    default_args={"retries": 2, "retry_delay": timedelta(seconds=10)},
-    params={
-        "name": Param(type="string", pattern=SERVICE_NAME_PATTERN, title="Stack name"),
-        "ttl_days": Param(None, type=["null", "integer"], minimum=1, maximum=MAX_TTL_DAYS, title="New TTL (days)",
-                          description="Empty: keep the current TTL."),
-    },
+    default_args={"pre_execute": only_declared_conf(PARAMS), "retries": 2, "retry_delay": timedelta(seconds=10)},
+    params=PARAMS,
 )
 def stack_touch():
     personal_stacks.touch(personal_stacks.check_ephemeral.override(task_id="check")("touch"))

@@ -119,10 +119,10 @@ def run_demo(settings: Settings) -> int:
                 note = " (its test fails)" if variant == bad else ""
                 _say(f"   published {ref.name} {ref.version}{note}")
 
-        from datetime import datetime, timezone
+        from stackyard.core.times import utc_now
 
         seeded = store.seed(Manifest.initial(
-            pins, created=datetime.now(timezone.utc), provenance=Provenance(None, "make demo", None),
+            pins, created=utc_now(), provenance=Provenance(None, "make demo", None),
         ))
         _say("\n== 2. L3 manifest before the gate")
         print_manifest(seeded)

@@ -310,7 +310,7 @@ class AirflowServer:
 
 def seed_examples(settings: Settings, say=print) -> None:
     """Publish the example charts (a no-op for the same content) and seed L3 v1 if the store is empty."""
-    from datetime import datetime, timezone
+    from stackyard.core.times import utc_now
 
     from stackyard.cli._common import cli_helm, registry_for_cli
     from stackyard.core.manifest import Manifest, Provenance, ServicePin
@@ -327,7 +327,7 @@ def seed_examples(settings: Settings, say=print) -> None:
     store = open_manifest_store(settings.manifest_store_url)
     latest = store.latest()
     if latest is None:
-        latest = store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "make up", None)))
+        latest = store.seed(Manifest.initial(pins, utc_now(), Provenance(None, "make up", None)))
         say(f"seeded L3 v1 in {settings.manifest_store_url}")
     else:
         say(f"L3 is at v{latest.version} in {settings.manifest_store_url}")

@@ -4,6 +4,7 @@
 """
 
 from .faults import Faults
+from .rules import Rules
 from .sandbox import Sandbox
 
-__all__ = ["Faults", "Sandbox"]
+__all__ = ["Faults", "Rules", "Sandbox"]

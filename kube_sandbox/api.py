@@ -89,6 +89,11 @@ def label_errors(labels: dict) -> list[tuple[str, str]]:
     return out
 
 
+def _copy(obj):
+    """A deep copy of JSON data (several times faster than copy.deepcopy)."""
+    return json.loads(dumps(obj))
+
+
 def drop_nulls(obj):
     """What decoding into Go types does to explicit nulls: the field is absent."""
     if isinstance(obj, dict):
@@ -119,6 +124,7 @@ class Api:
         self.registry = registry
         self.validator = validator
         self._next_ip = 10 * 256 + 1  # 10.96.0.10 onwards
+        self._by_key: tuple = (-1, {})  # (registry generation, storage key -> type)
 
     # ----------------------------------------------------------------- helpers
     def _check_namespace(self, rt: ResourceType, ns: str, creating: bool) -> None:
@@ -306,7 +312,7 @@ class Api:
     def create(self, rt: ResourceType, ns: str, body: dict, params: dict, manager: str) -> dict:
         if (rt.group, rt.plural) in VIEWS:  # stored as another group's object
             return self.out(rt, self.create(self._rt_for_key(rt.key), ns, self._in(rt, body), params, manager))
-        obj = copy.deepcopy(body) if rt.crd else drop_nulls(body)
+        obj = _copy(body) if rt.crd else drop_nulls(body)
         if not isinstance(obj, dict):
             raise ApiError.bad_request("request body must be an object")
         meta = obj.setdefault("metadata", {}) if isinstance(obj.get("metadata", {}), dict) else None
@@ -366,7 +372,7 @@ class Api:
             if want_rv and want_rv != old["metadata"]["resourceVersion"]:
                 raise ApiError.conflict(rt, name, "the object has been modified; please apply your changes "
                                                   "to the latest version and try again")
-            return self._update_locked(rt, old, copy.deepcopy(body) if rt.crd else drop_nulls(body), params, manager,
+            return self._update_locked(rt, old, _copy(body) if rt.crd else drop_nulls(body), params, manager,
                                        subresource)
 
     def _update_locked(self, rt, old: dict, new: dict, params: dict, manager: str, subresource: str = "",
@@ -376,25 +382,25 @@ class Api:
         if new["metadata"].get("name", name) != name:
             raise ApiError.bad_request(f'the name of the object ({new["metadata"]["name"]}) does not match the '
                                        f"name on the URL ({name})")
-        if subresource in ("status", "finalize"):
-            merged = copy.deepcopy(old)
-            if subresource == "status":
+        if subresource in ("status", "finalize", "approval"):
+            merged = _copy(old)
+            if subresource in ("status", "approval"):  # a CSR's approval is its status conditions
                 merged["status"] = new.get("status")
             else:
                 merged.setdefault("spec", {})["finalizers"] = (new.get("spec") or {}).get("finalizers") or []
             new = merged
         elif subresource == "scale":
-            merged = copy.deepcopy(old)
+            merged = _copy(old)
             merged.setdefault("spec", {})["replicas"] = (new.get("spec") or {}).get("replicas", 1)
             new = merged
         else:
             if "status" in rt.subresources and not rt.crd or (rt.crd and "status" in rt.subresources):
                 if "status" in old:
-                    new["status"] = copy.deepcopy(old["status"])
+                    new["status"] = _copy(old["status"])
                 else:
                     new.pop("status", None)
             if rt.plural == "namespaces":
-                new["status"] = copy.deepcopy(old.get("status"))
+                new["status"] = _copy(old.get("status"))
                 new.setdefault("spec", {}).setdefault("finalizers", (old.get("spec") or {}).get("finalizers", []))
         om, nm = old["metadata"], new["metadata"]
         for k in ("uid", "creationTimestamp", "deletionTimestamp", "namespace", "generation",
@@ -477,13 +483,13 @@ class Api:
                                     f"application/apply-patch+yaml (got {ct})")
             if not isinstance(new, dict):
                 raise ApiError.bad_request("patch result is not an object")
-            new = copy.deepcopy(new) if rt.crd else drop_nulls(new)
+            new = _copy(new) if rt.crd else drop_nulls(new)
             want_rv = (new.get("metadata") or {}).get("resourceVersion")
             if want_rv and want_rv != old["metadata"]["resourceVersion"]:
                 raise ApiError.conflict(rt, name, "the object has been modified; please apply your changes "
                                                   "to the latest version and try again")
             if subresource == "status":
-                merged = copy.deepcopy(old)
+                merged = _copy(old)
                 merged["status"] = new.get("status")
                 new = merged
                 return 200, self._update_locked(rt, old, new, params, manager, "status")
@@ -517,7 +523,7 @@ class Api:
             created = self._create_locked(rt, obj, params, manager, record=False)
             if not _dry(params):
                 stored = self.store.get(rt.key, ns, name)
-                fixed = copy.deepcopy(stored)
+                fixed = _copy(stored)
                 for e in mf:
                     e["time"] = stored["metadata"]["creationTimestamp"]
                 fixed["metadata"]["managedFields"] = mf
@@ -556,7 +562,7 @@ class Api:
         if rt.plural == "namespaces" or meta.get("finalizers"):
             if meta.get("deletionTimestamp"):
                 return self.out(rt, obj)
-            new = copy.deepcopy(obj)
+            new = _copy(obj)
             new["metadata"]["deletionTimestamp"] = now_str()
             new["metadata"]["deletionGracePeriodSeconds"] = 0
             if rt.plural == "namespaces":
@@ -568,7 +574,7 @@ class Api:
                 "details": {"name": meta["name"], "group": rt.group, "kind": rt.plural, "uid": meta.get("uid")}}
 
     def _remove_locked(self, rt: ResourceType, obj: dict, policy: str = "Background") -> None:
-        final = copy.deepcopy(obj)
+        final = _copy(obj)
         meta = final["metadata"]
         meta["resourceVersion"] = str(self.store.next_rv())
         self.store.remove(rt.key, meta.get("namespace", ""), meta["name"], final)
@@ -582,13 +588,15 @@ class Api:
 
     def _rt_for_key(self, key) -> ResourceType | None:
         """The type objects under a storage key are stored as (its own group's, not a view's)."""
-        found = None
-        for t in self.registry.types():
-            if t.key == key:
-                if (t.group, t.plural) == key:
-                    return t
-                found = found or t
-        return found
+        if self._by_key[0] != self.registry.generation:
+            by_key: dict = {}
+            for t in self.registry.types():
+                if (t.group, t.plural) == t.key or t.key not in by_key:
+                    if t.key not in by_key or (t.group, t.plural) == t.key and \
+                            (by_key[t.key].group, by_key[t.key].plural) != t.key:
+                        by_key[t.key] = t
+            self._by_key = (self.registry.generation, by_key)
+        return self._by_key[1].get(key)
 
     def delete_collection(self, rt: ResourceType, ns: str | None, params: dict, options: dict) -> bytes:
         with self.store.lock:
@@ -610,7 +618,7 @@ class Api:
             old = self.store.get(rt.key, ns, name)
             if old is None:
                 return None
-            new = copy.deepcopy(old)
+            new = json.loads(self.store.entry(rt.key, ns, name).raw)  # a deep copy, faster than deepcopy
             mutate(new)
             if new == old:
                 return old

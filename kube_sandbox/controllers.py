@@ -36,6 +36,7 @@ STS_KEY, DS_KEY, JOB_KEY = ("apps", "statefulsets"), ("apps", "daemonsets"), ("b
 SVC_KEY, EP_KEY, SLICE_KEY = ("", "services"), ("", "endpoints"), ("discovery.k8s.io", "endpointslices")
 PVC_KEY, EVENT_KEY = ("", "persistentvolumeclaims"), ("", "events")
 OWNER_KINDS = {"ReplicaSet": RS_KEY, "StatefulSet": STS_KEY, "DaemonSet": DS_KEY, "Job": JOB_KEY}
+MOUNT_GRACE = 10.0  # at most this long (10 x ready_delay, at least 2 s) a pod waits for a missing volume source
 MAX_EVENTS = 10000  # a cluster expires events after an hour; we keep the newest ones
 BACKOFF_CAP = 300.0  # kubelet's crash-loop back-off doubles up to 5 minutes (from ready_delay here, not 10 s)
 MANAGER = {"fieldValidation": "Ignore"}
@@ -135,6 +136,7 @@ class Controllers:
         self._stop = False
         self._next_ip = 2
         self._events: deque = deque()
+        self._mount_wait: dict[str, float] = {}  # pod uid -> when it first lacked a volume
         self._thread = threading.Thread(target=self._run, name="kube-sandbox-controllers", daemon=True)
         api.store.listeners.append(self.on_event)
 
@@ -352,8 +354,13 @@ class Controllers:
         if missing:
             self.event(POD_KEY, ns, name, "Warning", "FailedMount",
                        f"MountVolume.SetUp failed: {', '.join(missing)} not found (or not bound)", "kubelet")
-            self.schedule(max(self.ready_delay, 0.5), self.pod_start, ns, name, uid)
-            return
+            first = self._mount_wait.setdefault(uid, time.monotonic())
+            # Secrets that a program would create (cert generators in hook Jobs) never appear here:
+            # after a grace period the pod starts anyway instead of hanging the install.
+            if time.monotonic() - first < min(MOUNT_GRACE, max(2.0, 10 * self.ready_delay)):
+                self.schedule(max(self.ready_delay, 0.5), self.pod_start, ns, name, uid)
+                return
+        self._mount_wait.pop(uid, None)
         outcomes = self._outcomes(pod)
         t = now_str()
         spec = pod.get("spec") or {}
@@ -603,14 +610,17 @@ class Controllers:
                 new_rs = api.create(rs_rt, ns, {"metadata": {
                     "name": rs_name, "labels": tmeta["labels"], "annotations": {
                         "deployment.kubernetes.io/revision": revision,
-                        "deployment.kubernetes.io/desired-replicas": str(n)},
+                        "deployment.kubernetes.io/desired-replicas": str(n),
+                        **({OUTCOME: "fail"} if wants_failure(dep) else {})},  # legacy: reaches the pods
                     "ownerReferences": [_owner(dep)]},
                     "spec": {"replicas": n, "selector": selector, "template": template}},
                     MANAGER, "kube-controller-manager")
                 self.schedule(0, self.event, DEP_KEY, ns, name, "Normal", "ScalingReplicaSet",
                               f"Scaled up replica set {rs_name} from 0 to {n}", "deployment-controller")
+                self.sync_replicaset(ns, rs_name)  # its pods now: one status write fewer for watchers
             elif new_rs["spec"].get("replicas", 1) != n:
                 api.set_status(rs_rt, ns, rs_name, lambda o: o["spec"].update(replicas=n))
+                self.sync_replicaset(ns, rs_name)
             rss = [r for r in (store.get(RS_KEY, ns, r["metadata"]["name"]) for r in owned + [new_rs]) if r]
             rss = list({r["metadata"]["name"]: r for r in rss}.values())
             new_rs = store.get(RS_KEY, ns, rs_name)

@@ -382,13 +382,31 @@ def _columns(rt: ResourceType):
     return cols, lambda o: [*fn(o), _age((o.get("metadata") or {}).get("creationTimestamp"))]
 
 
+def _event_cells(o: dict) -> list:
+    inv = o.get("involvedObject") or o.get("regarding") or {}
+    last = o.get("lastTimestamp") or o.get("deprecatedLastTimestamp") or o.get("eventTime")
+    return [_age(last[:19] + "Z" if last else None), o.get("type", ""), o.get("reason", ""),
+            f"{(inv.get('kind') or '').lower()}/{inv.get('name', '')}", o.get("message") or o.get("note") or "",
+            (o.get("metadata") or {}).get("name")]
+
+
+# kubectl get events: the server's columns (Name last, priority 1, as a cluster has it)
+EVENT_COLUMNS = [{"name": n, "type": "string", "format": "name" if n == "Name" else "", "description": n,
+                  "priority": 1 if n == "Name" else 0}
+                 for n in ("Last Seen", "Type", "Reason", "Object", "Message", "Name")]
+
+
 def table(rt: ResourceType, objs: list[dict], rv: str, include: str = "Metadata", cont: str | None = None) -> dict:
-    extra, fn = _columns(rt)
-    cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}, *extra]
+    if rt.plural == "events":
+        cols, fn = EVENT_COLUMNS, _event_cells
+    else:
+        extra, cells = _columns(rt)
+        cols = [{"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}, *extra]
+        fn = (lambda o, cells=cells: [(o.get("metadata") or {}).get("name"), *cells(o)])
     rows = []
     for o in objs:
         meta = o.get("metadata") or {}
-        row: dict = {"cells": [meta.get("name"), *fn(o)]}
+        row: dict = {"cells": fn(o)}
         if include == "Object":
             row["object"] = o
         elif include != "None":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections import deque
 import socket
 import ssl
 import threading
@@ -44,6 +45,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
         self.stats_lock = threading.Lock()
         self.requests = 0
         self.busy_seconds = 0.0  # time spent serving non-streaming requests
+        self.latencies: deque = deque(maxlen=100_000)  # seconds per non-streaming request, newest last
         self.doc_cache: dict = {}  # (path, aggregated, registry generation) -> encoded document
         self.rules = Rules()  # outcome rules, replaced by the Sandbox's
         self.tokens: set[str] | None = None  # bearer tokens accepted; None: no authentication
@@ -159,6 +161,7 @@ class Handler(BaseHTTPRequestHandler):
             with self.server.stats_lock:
                 self.server.requests += 1
                 self.server.busy_seconds += elapsed
+                self.server.latencies.append(elapsed)
         if self.server.verbose:
             log.info("%s %s %.1fms", method, self.path, elapsed * 1000)
 
@@ -181,7 +184,14 @@ class Handler(BaseHTTPRequestHandler):
                 return self._json(200, D.VERSION)
             if path == "/debug/kube-sandbox/stats":
                 with self.server.stats_lock:
+                    lat = sorted(self.server.latencies)
+                    if "reset" in params:
+                        self.server.latencies.clear()
+                    pick = (lambda q: round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 3)) if lat else (
+                        lambda q: None)
                     return self._json(200, {"requests": self.server.requests,
+                                            "latencyMs": {"n": len(lat), "p50": pick(0.5), "p99": pick(0.99),
+                                                          "max": pick(1.0)},
                                             "busySeconds": round(self.server.busy_seconds, 6),
                                             "objects": self.server.api.store.count(),
                                             "resourceVersion": self.server.api.store.rv})

@@ -9,7 +9,9 @@ pre-imported modules), the parse of:
 - dags/stack_registry_check.py with the generated registry (it reads the same file);
 - every file of dags/ with the generated registry, and with the shipped include/stacks.yaml.
 
-Each figure is the median of several parses; ratios are to the baseline. Run: make bench.
+Each figure is the median of several parses (wall clock, and CPU time of this process beside it:
+on a shared machine the wall clock also measures the neighbours); ratios are to the baseline.
+Run: make bench.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-STACKS, SERVICES, REPEAT = 200, 300, 5
+STACKS, SERVICES, REPEAT = 200, 300, 7
 GOAL_SECONDS = 0.3
 
 TRIVIAL = '''
@@ -57,17 +59,22 @@ def generated_registry() -> dict:
     return {"stacks": stacks}
 
 
+CPU: dict[str, float] = {}  # path → median CPU seconds of its last parse_seconds()
+
+
 def parse_seconds(path: Path) -> tuple[float, int]:
     from airflow.dag_processing.dagbag import DagBag
 
-    times, count = [], 0
+    times, cpu, count = [], [], 0
     for _ in range(REPEAT):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         bag = DagBag(dag_folder=str(path), collect_dags=False)
         found = bag.process_file(str(path), only_if_updated=False)
         times.append(time.perf_counter() - started)
+        cpu.append(time.process_time() - started_cpu)
         assert not bag.import_errors, bag.import_errors
         count = len(found)
+    CPU[str(path)] = statistics.median(cpu)
     return statistics.median(times), count
 
 
@@ -83,6 +90,7 @@ def main() -> int:
         rows = []
         os.environ["STACKYARD_STACKS"] = str(registry)
         factory, dags = parse_seconds(ROOT / "dags" / "rollout_stacks.py")
+        factory_cpu = CPU[str(ROOT / "dags" / "rollout_stacks.py")]
         rows.append(("rollout_stacks.py, generated registry", factory, dags))
         check, _ = parse_seconds(ROOT / "dags" / "stack_registry_check.py")
         rows.append(("stack_registry_check.py, generated registry", check, 0))
@@ -100,7 +108,8 @@ def main() -> int:
     for label, seconds, count in rows:
         print(f"  {label:<55} {seconds * 1000:8.1f} ms  {count:4d} DAGs  {seconds / baseline:6.1f}x baseline")
     ok = factory < GOAL_SECONDS
-    print(f"  goal: rollout_stacks.py under {GOAL_SECONDS} s per parse: {'met' if ok else 'NOT met'} ({factory:.3f} s)")
+    print(f"  goal: rollout_stacks.py under {GOAL_SECONDS} s per parse: {'met' if ok else 'NOT met'} ({factory:.3f} s; "
+          f"CPU {factory_cpu:.3f} s, load average {os.getloadavg()[0]:.1f})")
     return 0 if ok else 1
 
 

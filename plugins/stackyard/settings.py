@@ -15,6 +15,7 @@ from pathlib import Path
 from stackyard.exceptions import InputError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+GATE_TEST_PARALLELISM = 64
 
 
 def _store(env: Mapping[str, str], home: Path, name: str) -> str:
@@ -40,6 +41,7 @@ class Settings:
     registry_plain_http: bool = False
     stacks_registry: str | None = None  # STACKYARD_STACKS: the stack registry file (default below)
     gate_config_file: str | None = None  # STACKYARD_GATE_CONFIG: the gate's suite (default below)
+    gate_test_parallelism_raw: str | None = None  # STACKYARD_GATE_TEST_PARALLELISM (property below)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +60,7 @@ class Settings:
             registry_plain_http=env.get("STACKYARD_REGISTRY_PLAIN_HTTP", "").lower() in ("1", "true", "yes"),
             stacks_registry=env.get("STACKYARD_STACKS") or None,
             gate_config_file=env.get("STACKYARD_GATE_CONFIG") or None,
+            gate_test_parallelism_raw=env.get("STACKYARD_GATE_TEST_PARALLELISM") or None,
         )
 
     @property
@@ -81,6 +84,15 @@ class Settings:
     def gate_config(self) -> Path:
         """The L3 gate's optional system-test suite (``STACKYARD_GATE_CONFIG``, ``include/gate.yaml``)."""
         return Path(self.gate_config_file) if self.gate_config_file else self.include_dir / "gate.yaml"
+
+    @property
+    def gate_test_parallelism(self) -> int:
+        """How many of a candidate's test hooks the gate runs at once (``STACKYARD_GATE_TEST_PARALLELISM``,
+        default 64); checked when used, so a bad value fails the test task, not every DAG's parse."""
+        from stackyard.core.system_tests import parse_parallelism
+
+        return parse_parallelism(self.gate_test_parallelism_raw, GATE_TEST_PARALLELISM,
+                                 source="STACKYARD_GATE_TEST_PARALLELISM")
 
     @property
     def cache_dir(self) -> Path:

@@ -10,6 +10,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from stackyard.airflow.operators._base import StackyardOperator, non_retryable
 from stackyard.airflow.operators.charts import SopsDecryptOperator
 from stackyard.airflow.operators.gate import CandidateDeployOperator
+from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator, SystemTestSuiteOperator
 from stackyard.airflow.operators.helm import HelmTestOperator, HelmUpgradeOperator
 from stackyard.airflow.operators.render import HelmRenderOperator
 from stackyard.airflow.operators.rollouts import ServiceRolloutOperator
@@ -53,7 +54,8 @@ def test_a_task_function_uses_the_same_rule():
 
 
 @pytest.mark.parametrize("operator", [HelmUpgradeOperator, HelmTestOperator, HelmRenderOperator, SopsDecryptOperator,
-                                      ServiceRolloutOperator, CandidateDeployOperator])
+                                      ServiceRolloutOperator, CandidateDeployOperator, ParallelHelmTestOperator,
+                                      SystemTestSuiteOperator])
 def test_every_class_based_operator_has_the_base_and_does_not_bypass_it(operator):
     assert issubclass(operator, StackyardOperator)
     assert operator.execute is StackyardOperator.execute  # work goes in perform(), inside the rule

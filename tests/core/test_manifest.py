@@ -44,13 +44,13 @@ def successor(of: Manifest, services: dict[str, ServicePin], change: Change, **o
 @pytest.mark.parametrize(
     ("pin", "field"),
     [
-        (lambda: ServicePin("1.0"), "chart_version"),
-        (lambda: ServicePin("v1.0.0"), "chart_version"),
+        (lambda: ServicePin("1.0.0.0"), "chart_version"),
+        (lambda: ServicePin("V1.0.0"), "chart_version"),
         (lambda: ServicePin("1.0.0", "abc"), "digest"),
         (lambda: ServicePin("1.0.0", "sha256:" + "A" * 64), "digest"),
         (lambda: ServicePin("1.0.0", "sha256:" + "a" * 63), "digest"),
     ],
-    ids=["short version", "leading v", "digest without algorithm", "uppercase digest", "short digest"],
+    ids=["four parts", "capital V", "digest without algorithm", "uppercase digest", "short digest"],
 )
 def test_a_pin_refuses_invalid_fields_naming_them(pin, field):
     with pytest.raises(InputError, match=field):
@@ -238,7 +238,7 @@ def test_propose_allows_a_downgrade_so_a_bad_chart_can_be_rolled_back():
     [
         ("api", "1.0.0", r"api: L3 v1 already pins 1\.0\.0; proposing 1\.0\.0"),
         ("api", "1.0.0+rebuild.2", r"api: L3 v1 already pins 1\.0\.0; proposing 1\.0\.0\+rebuild\.2"),
-        ("api", "1.1", r"api: chart_version: '1\.1' is not a semantic version"),
+        ("api", "1.1.0.0", r"api: chart_version: '1\.1\.0\.0' is not a semantic version"),
         ("Api", "1.1.0", "DNS-1123"),
     ],
     ids=["same version", "same version but build metadata", "not semver", "not a DNS-1123 label"],
@@ -378,3 +378,14 @@ def test_diff_reports_added_removed_and_changed_services_by_name():
 def test_diff_of_identical_pins_is_empty_and_falsy():
     assert not diff(base(), base())
     assert diff(base(), base()).entries == ()
+
+
+def test_a_v_prefixed_version_is_pinned_and_stored_as_declared():
+    seed = Manifest.initial({"cert-manager": ServicePin("v1.18.2")}, T0, CI)
+    bumped = propose(seed, "cert-manager", "v1.19.0", SHA_B, T0, CI)
+    assert bumped.services["cert-manager"].chart_version == "v1.19.0" and str(bumped.change) == "cert-manager v1.18.2 -> v1.19.0"
+    stored = bumped.to_dict()
+    assert stored["services"]["cert-manager"]["chart_version"] == "v1.19.0"
+    assert Manifest.from_dict(stored) == bumped
+    with pytest.raises(InputError, match="changes nothing"):
+        propose(bumped, "cert-manager", "1.19.0", SHA_A, T0, CI)  # same precedence as v1.19.0

@@ -9,7 +9,7 @@ import pytest
 from stackyard.core.records import RolloutRecord
 from stackyard.core.rollout import (
     CHECK_TYPES, CanaryState, Deployed, PlanStep, RolloutStatus, Target, advance, canary_release, canary_values,
-    deployed_services, failed_before, format_time, make_plan, qualified_targets, rollout_record,
+    deployed_services, failed_before, make_plan, qualified_targets, rollout_record,
     window_decision,
 )
 from stackyard.core.stack_registry import HealthySource, parse_stack

@@ -148,3 +148,98 @@ def test_cross_entry_rules(stacks, bad, message):
 def test_an_unreadable_registry_fails_as_a_whole(text, message):
     with pytest.raises(InputError, match="stacks.yaml: " + message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         load_registry(text)
+
+
+# --- malformed values in the file: each refused with file, stack and field; the others load ------
+
+GOOD = """
+  qa1: {owner: team-qa, type: persistent, profile: qa1, namespace: qa1}
+  stage: {owner: team-release, type: persistent, profile: stage, services: [catalog, orders]}
+"""
+
+
+def production(**fields: str) -> str:
+    """A production entry as YAML text, each keyword a field's text (so tests can write any YAML)."""
+    body = {"owner": "team-release", "type": "production", "source": "{healthy_on: stage, for_hours: 24}",
+            "triggerers": "{roles: [prod-deployers]}", **fields}
+    return "  production:\n" + "".join(f"    {key}: {value}\n" for key, value in body.items())
+
+
+MALFORMED = [
+    ("impossible date", production(windows="{timezone: UTC, freeze: [2027-02-30]}"),
+     "production", "stack production: windows.freeze[0]: '2027-02-30' is not YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD "
+                   "(day is out of range for month)"),
+    ("impossible date in a range", production(windows="{timezone: UTC, freeze: [2027-02-01..2027-02-30]}"),
+     "production", "stack production: windows.freeze[0]: '2027-02-01..2027-02-30' is not YYYY-MM-DD"),
+    ("timestamp instead of a date", production(windows="{timezone: UTC, freeze: [2027-02-03T10:00:00]}"),
+     "production", "stack production: windows.freeze[0]: '2027-02-03T10:00:00' is not YYYY-MM-DD"),
+    ("repeated stack", GOOD.replace("  stage:", "  qa1: {owner: x, type: persistent, profile: qa2}\n  stage:"),
+     "qa1", "stack qa1: name: the key 'qa1' is repeated (lines 2 and 3)"),
+    ("repeated field", production(owner="a", type="production\n    owner: b"),
+     "production", "stack production: owner: the key 'owner' is repeated"),
+    ("repeated nested field", production(windows="{timezone: UTC, timezone: Europe/Berlin}"),
+     "production", "stack production: windows.timezone: the key 'timezone' is repeated"),
+    ("repeated field in a list item", production(windows="{timezone: UTC, allow: [{hours: '09:00-10:00', hours: '11:00-12:00'}]}"),
+     "production", "stack production: windows.allow[0].hours: the key 'hours' is repeated"),
+    ("empty allow list", production(windows="{timezone: UTC, allow: []}"),
+     "production", "stack production: windows.allow: an empty list would never open the window"),
+    ("system namespace kube-system", production(namespace="kube-system"),
+     "production", "stack production: namespace: 'kube-system' is a system namespace"),
+    ("system namespace kube-public", production(namespace="kube-public"),
+     "production", "stack production: namespace: 'kube-public' is a system namespace"),
+    ("system namespace default", production(namespace="default"),
+     "production", "stack production: namespace: 'default' is a system namespace"),
+    ("gate namespace", production(namespace="l3-0b6502da"),
+     "production", "stack production: namespace: 'l3-0b6502da' is reserved for the L3 gate's stacks"),
+    ("another stack's namespace", production(namespace="qa1"),
+     "production", "stack production: namespace: 'qa1' on connection 'stackyard_kube' is already stack 'qa1'"),
+    ("unknown service", production(services="[catalog, ordres]"),
+     "production", "stack production: services[1]: unknown service 'ordres': stack 'stage', where its versions "
+                   "qualify, does not deploy it"),
+    ("profile that is no profile name", production(type="persistent", profile="'Bad Name'", source="l3"),
+     "production", "stack production: profile: 'Bad Name' is not a DNS-1123 label"),
+    ("name with a trailing newline", production(namespace='"evil\\n"'),
+     "production", "stack production: namespace: 'evil\\n' is not a DNS-1123 label"),
+    ("service with a trailing newline", production(services='[catalog, "orders\\n"]'),
+     "production", "stack production: services[1]: 'orders\\n' is not a service name"),
+    ("role with a trailing newline", production(triggerers='{roles: ["admins\\n"]}'),
+     "production", "stack production: triggerers.roles[0]: 'admins\\n' is not a role or user name"),
+    ("canary URL that is no http(s)", production(canary="{check: {type: http, url: 'javascript:alert(1)'}}"),
+     "production", "stack production: canary.check.url: expected an http(s) URL"),
+]
+
+
+@pytest.mark.parametrize("text, bad, message", [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED])
+def test_each_malformed_value_drops_only_its_stack_naming_file_stack_and_field(text, bad, message):
+    loaded = load_registry("stacks:" + GOOD + text if not text.startswith("\n") else "stacks:" + text,
+                           origin="include/stacks.yaml")
+    assert bad not in loaded.stacks and message in loaded.errors[bad], loaded.errors
+    assert {"qa1", "stage"} - {bad} <= set(loaded.stacks)  # the others still load
+    report = loaded.error_report("include/stacks.yaml")
+    assert report.startswith("include/stacks.yaml: 1 invalid stack entry") and message in report
+
+
+def test_a_repeated_top_level_key_fails_the_whole_file():
+    with pytest.raises(InputError, match=r"stacks.yaml: stacks: the key 'stacks' is repeated"):
+        load_registry("stacks: {}\nstacks: {}\n")
+
+
+def test_unquoted_dates_are_read_as_text_and_checked():
+    loaded = load_registry("stacks:" + GOOD + production(windows="{timezone: UTC, freeze: [2026-12-24, 2027-01-01..2027-01-03]}"))
+    assert [(f.first, f.last) for f in loaded.stacks["production"].windows.freeze] == [
+        (date(2026, 12, 24), date(2026, 12, 24)), (date(2027, 1, 1), date(2027, 1, 3))]
+
+
+def test_a_stack_named_like_a_system_namespace_needs_a_namespace_of_its_own():
+    loaded = load_registry(registry(default=MINIMAL))
+    assert "stack default: name: 'default' is a system namespace" in loaded.errors["default"]
+
+
+def test_the_bulk_name_check_agrees_with_the_one_by_one_check():
+    from stackyard.core.names import all_dns_labels, is_dns_label
+
+    cases = ["a", "ab", "a-b", "-a", "a-", "", "A", "a_b", "x" * 63, "x" * 64, "evil\n", "\nx", "a\nb", "a--b", "0", "é"]
+    for one in cases:
+        assert all_dns_labels([one]) is is_dns_label(one), one
+        for two in cases:
+            assert all_dns_labels([one, two]) is (is_dns_label(one) and is_dns_label(two)), (one, two)

@@ -1,4 +1,7 @@
-"""SemVer 2.0.0, one table per rule of the specification."""
+"""Chart versions as helm 4 has them (SemVer 2 with helm's leniencies), one table per rule.
+
+The VALID and INVALID tables are also run through the real ``helm package`` in
+tests/adapters/test_helm_chart_versions.py, so they say what helm does, not what we guess."""
 
 from __future__ import annotations
 
@@ -17,13 +20,25 @@ VALID = {
     "build metadata": "1.0.0+20130313144700",
     "build metadata may have leading zeros": "1.0.0+001",
     "pre-release and build metadata": "1.0.0-beta+exp.sha.5114f85",
+    "leading v (cert-manager's v1.19.0)": "v1.19.0",
+    "leading v with pre-release and build": "v1.2.3-rc.1+b.5",
+    "missing patch": "1.2",
+    "missing minor and patch": "1",
+    "leading v, missing patch": "v1.2",
+    "missing patch with a pre-release": "1.2-rc.1",
+    "leading zero in major": "01.2.3",
+    "leading zero in minor": "1.02.3",
+    "largest uint64": "18446744073709551615.0.0",
 }
 
 INVALID = {
-    "missing patch": "1.2",
     "four parts": "1.2.3.4",
-    "leading v": "v1.2.3",
-    "leading zero in major": "01.2.3",
+    "capital V": "V1.2.3",
+    "two v": "vv1.2.3",
+    "only v": "v",
+    "trailing dot": "1.",
+    "leading dot": ".1",
+    "beyond uint64": "18446744073709551616.0.0",
     "leading zero in numeric pre-release identifier": "1.2.3-01",
     "empty pre-release identifier": "1.2.3-alpha..1",
     "empty pre-release": "1.2.3-",
@@ -57,7 +72,16 @@ def test_non_strings_are_not_versions(value):
 
 
 def test_parse_splits_all_parts():
-    assert parse_semver("1.2.3-rc.1+build.7") == SemVer(1, 2, 3, ("rc", "1"), ("build", "7"))
+    assert parse_semver("1.2.3-rc.1+build.7") == SemVer(1, 2, 3, ("rc", "1"), ("build", "7"), "1.2.3-rc.1+build.7")
+
+
+@pytest.mark.parametrize("text, parts", [
+    ("v1.19.0", (1, 19, 0)), ("1.2", (1, 2, 0)), ("1", (1, 0, 0)), ("01.2.3", (1, 2, 3)), ("v1.2-rc.1", (1, 2, 0)),
+])
+def test_helm_leniencies_read_as_numbers_and_keep_their_text(text, parts):
+    version = parse_semver(text)
+    assert (version.major, version.minor, version.patch) == parts
+    assert str(version) == text  # shown as declared, never normalised
 
 
 # Each pair is (lower, higher) by the rule named.
@@ -73,6 +97,9 @@ ORDER = {
     "numeric identifier below alphanumeric": ("1.0.0-1", "1.0.0-alpha"),
     "longer identifier list wins when prefix equal": ("1.0.0-alpha", "1.0.0-alpha.1"),
     "digits-leading alphanumeric is not numeric": ("1.0.0-9", "1.0.0-0a"),
+    "a leading v orders by its numbers": ("v1.9.0", "1.10.0"),
+    "a short version is padded with zeros": ("1.2", "1.2.1-rc.1"),
+    "a leading zero is still the number": ("1.9.0", "01.10.0"),
 }
 
 
@@ -86,6 +113,9 @@ EQUAL = {
     "identical": ("1.2.3", "1.2.3"),
     "build metadata ignored": ("1.2.3+a", "1.2.3+b"),
     "build metadata ignored against none": ("1.2.3-rc.1+a", "1.2.3-rc.1"),
+    "leading v": ("v1.2.3", "1.2.3"),
+    "missing parts are zeros": ("1.2", "1.2.0"),
+    "leading zeros": ("01.02.03", "1.2.3"),
 }
 
 
@@ -115,4 +145,4 @@ def test_compare_accepts_parsed_versions():
 
 def test_compare_refuses_invalid_versions():
     with pytest.raises(InputError):
-        compare_semver("1.0", "1.0.0")
+        compare_semver("1.0.0.0", "1.0.0")

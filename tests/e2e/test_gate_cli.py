@@ -112,7 +112,7 @@ def test_version_absent_from_the_registry_is_refused_in_validate_exit_1(airflow_
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--service", "orders", "--version", "v1"], "chart_version: 'v1' is not a semantic version"),
+    (["--service", "orders", "--version", "V1.0.0"], "chart_version: 'V1.0.0' is not a semantic version"),
     (["--service", "Orders!", "--version", "1.0.0"], "service"),
 ])
 def test_malformed_input_is_refused_before_any_request_exit_1(airflow_server, args, message):

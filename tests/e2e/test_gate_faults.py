@@ -373,12 +373,12 @@ def test_l3_moving_before_promote_requeues_and_never_double_promotes(local_stack
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
 
-    from stackyard.airflow.operators.helm import HelmTestOperator
+    from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator
 
     seeded = local_stack.seed()
     local_stack.publish("orders", "1.1.0")
     rival = local_stack.publish("storefront", "1.1.0")
-    original = HelmTestOperator.execute
+    original = ParallelHelmTestOperator.execute
 
     def tests_pass_then_l3_moves(self, context):
         result = original(self, context)
@@ -388,7 +388,7 @@ def test_l3_moving_before_promote_requeues_and_never_double_promotes(local_stack
                                           Provenance("rival-run", "rival", None)))
         return result
 
-    monkeypatch.setattr(HelmTestOperator, "execute", tests_pass_then_l3_moves)
+    monkeypatch.setattr(ParallelHelmTestOperator, "execute", tests_pass_then_l3_moves)
     conf = {"service": "orders", "chart_version": "1.1.0", "requested_by": "alice"}
 
     run, tasks = run_gate(dagbag, conf)
@@ -396,7 +396,7 @@ def test_l3_moving_before_promote_requeues_and_never_double_promotes(local_stack
 
     assert run.state == "failed"  # the summary says "requeued", not promoted
     assert tasks["system_tests"] == "success" and tasks["promote"] == "skipped"
-    assert tasks["needs_retest"] == "success" and tasks["requeue"] == "success"
+    assert tasks["requeue"] == "success"
     assert tasks["reject"] == "skipped" and tasks["teardown"] == "success"
     # exactly one promotion: the rival's; L3 history intact
     assert local_stack.store.versions() == [1, 2]

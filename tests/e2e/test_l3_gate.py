@@ -52,6 +52,9 @@ def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):
     rejection = local_stack.store.rejections()[0]
     assert rejection.reason == "system tests failed: l3-catalog-test"
     assert "l3-catalog-test" in rejection.report.test_output
+    by_name = {t.name: t for t in rejection.report.tests}  # every test, with its outcome and time
+    assert by_name["l3-catalog-test"].phase == "Failed" and by_name["l3-catalog-test"].logs
+    assert by_name["l3-orders-test"].phase == "Succeeded" and by_name["l3-orders-test"].seconds > 0
     assert ephemeral_namespaces(local_stack) == []
 
 
@@ -73,6 +76,21 @@ def test_a_failing_system_test_suite_rejects(local_stack, dagbag, tmp_path, monk
     assert local_stack.store.latest() == seeded
     assert local_stack.store.rejections()[0].reason == "the system test suite failed (see the system_test_suite log)"
     assert ephemeral_namespaces(local_stack) == []
+
+
+def test_a_v_prefixed_chart_version_publishes_gates_and_promotes_as_declared(local_stack, dagbag):
+    """helm accepts ``v1.19.0`` (cert-manager's scheme); so does every step, keeping the text."""
+    seeded = local_stack.seed()
+    ref = local_stack.publish("orders", "v1.19.0")
+    assert ref.version == "v1.19.0"
+
+    state, tasks = run_dag(dagbag, "l3_gate", {"service": "orders", "chart_version": "v1.19.0"})
+
+    assert state == "success", tasks
+    latest = local_stack.store.latest()
+    assert latest.version == seeded.version + 1
+    assert latest.services["orders"].chart_version == "v1.19.0" and latest.change.to_version == "v1.19.0"
+    assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
 
 
 def test_an_invalid_gate_config_is_an_import_error_naming_the_field(tmp_path, monkeypatch):

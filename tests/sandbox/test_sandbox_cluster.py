@@ -150,3 +150,27 @@ def test_events_k8s_io_is_a_view_of_core_events(kube_client):
     ev.patch_namespaced_event("e1", "default", {"note": "changed"})
     assert core.read_namespaced_event("e1", "default").message == "changed"
     assert [e.metadata.name for e in ev.list_namespaced_event("default").items if e.metadata.name == "e1"] == ["e1"]
+
+
+def test_second_identical_client_side_apply_is_unchanged(cli, tmp_path):
+    manifest = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "a", "labels": {"x": "y"},
+                "annotations": {"note": "n"}}, "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": {
+                    "metadata": {"labels": {"app": "a"}}, "spec": {"nodeSelector": {"kubernetes.io/os": "linux"},
+                                                                   "containers": [{"name": "c", "image": "i"}]}}}}
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(manifest))
+    assert "created" in cli.kubectl("apply", "-f", str(path)).stdout
+    proc = cli.kubectl("apply", "-f", str(path))
+    assert "unchanged" in proc.stdout and "unable to resolve" not in proc.stderr and "Warning" not in proc.stderr
+
+
+def test_missing_secret_volume_gives_failed_mount_events(cli, tmp_path):
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "m"}, "spec": {"containers": [
+        {"name": "c", "image": "i"}], "volumes": [{"name": "v", "secret": {"secretName": "later"}}]}}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(pod))
+    cli.kubectl("apply", "-f", str(path))
+    _wait(lambda: "FailedMount" in cli.kubectl("get", "events", "--field-selector", "involvedObject.name=m").stdout)
+    assert _json(cli, "get", "pod", "m")["status"]["phase"] == "Pending"
+    cli.kubectl("create", "secret", "generic", "later", "--from-literal=a=b")
+    _wait(lambda: _json(cli, "get", "pod", "m")["status"]["phase"] == "Running")

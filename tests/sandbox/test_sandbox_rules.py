@@ -133,6 +133,10 @@ def test_helm_test_with_exit_1_fails_and_hooks_fail_the_release(cli):
     job = json.loads(cli.kubectl("get", "job", "w-migrate", "-o", "json").stdout)
     assert job["status"]["failed"] == 2  # backoffLimit 1: two pods
     assert {c["reason"] for c in job["status"]["conditions"]} == {"BackoffLimitExceeded"}
+    cli.helm("rollback", "w", "1", "--wait", "--timeout", "30s")  # the pre-upgrade hook of revision 1 passes
+    assert cli.helm("test", "w").returncode == 0
+    history = json.loads(cli.helm("history", "w", "-o", "json").stdout)
+    assert [h["status"] for h in history] == ["superseded", "superseded", "failed", "deployed"]
 
 
 def test_rule_makes_a_third_party_test_fail_without_editing_the_chart(cli):
@@ -158,3 +162,15 @@ def test_rules_file_at_start(tmp_path):
     rules.write_text("rules:\n- name: never-ready\n  match: {namespace: slow}\n  result: {ready: false}\n")
     with Sandbox(ready_delay=0.05, rules=str(rules)) as sb:
         assert [r["name"] for r in sb.rules.list()] == ["never-ready"]
+
+
+def test_legacy_annotation_on_a_deployment_fails_its_rollout(cli, tmp_path):
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {
+        "name": "old", "annotations": {"sandbox.stackyard.io/outcome": "fail"}}, "spec": {
+        "selector": {"matchLabels": {"app": "old"}}, "template": {"metadata": {"labels": {"app": "old"}}, "spec": {
+            "containers": [{"name": "c", "image": "i"}]}}}}
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps(dep))
+    cli.kubectl("apply", "-f", str(path))
+    _wait(lambda: any(c.get("reason") == "ProgressDeadlineExceeded" for c in json.loads(cli.kubectl(
+        "get", "deploy", "old", "-o", "json").stdout)["status"].get("conditions", [])))

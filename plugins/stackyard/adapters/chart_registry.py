@@ -92,7 +92,7 @@ class ChartRegistry(abc.ABC):
         data = Path(tgz).read_bytes()
         chart = load_chart_bytes(data, origin=str(tgz))
         if not is_semver(chart.version):
-            raise InputError(f"{chart.name}: chart version {chart.version!r} is not semver")
+            raise InputError(f"{chart.name}: chart version {chart.version!r} is not semver as helm accepts it (e.g. 1.4.2, v1.19.0)")
         try:
             existing = self.fetch(chart.name, chart.version)
         except NotFoundError:

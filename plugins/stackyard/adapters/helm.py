@@ -258,6 +258,12 @@ class Helm:
         )
         return TestRun(passed=result.exit_code == 0, output=result.output_tail)
 
+    def release_hooks(self, release: str, *, namespace: str) -> list[dict[str, Any]]:
+        """The hooks of the release record, as helm parsed them (name, kind, path, manifest,
+        events, weight, delete_policies). Data, never logged: a hook may render a secret."""
+        record = self._json(["status", release, "--namespace", namespace, "--output", "json"])
+        return list(record.get("hooks") or []) if isinstance(record, dict) else []
+
     def rollback(self, release: str, revision: int | None = None, *, namespace: str, wait: bool = True,
                  timeout: str = DEFAULT_TIMEOUT) -> None:
         with self._guarded(release, namespace, "rollback"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from datetime import datetime, timezone
+from stackyard.core.times import utc_now
 
 from stackyard.cli._common import cli_helm, print_manifest, registry_for_cli
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, diff
@@ -47,7 +47,7 @@ def seed_command(args: argparse.Namespace, settings: Settings) -> int:
             ref = registry.resolve(service, version)
             pins[service] = ServicePin(ref.version, ref.digest)
     manifest = Manifest.initial(
-        pins, created=datetime.now(timezone.utc),
+        pins, created=utc_now(),
         provenance=Provenance(dag_run_id=None, requested_by=args.requested_by, ci_url=None),
     )
     print_manifest(open_manifest_store(settings.manifest_store_url).seed(manifest), as_json=args.json)

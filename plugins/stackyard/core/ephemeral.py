@@ -17,7 +17,9 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any
 
+from stackyard.core import names
 from stackyard.core.records import EventKind, ReaperCounts, ReaperEntry, ReaperReport, StackEvent
+from stackyard.core.times import format_utc, parse_utc
 from stackyard.exceptions import InputError, StackyardError
 
 PREFIX = "stackyard.io"
@@ -34,9 +36,8 @@ ANNOTATION_CREATED_BY = f"{PREFIX}/created-by"
 ANNOTATION_OWNER = f"{PREFIX}/owner"
 
 DEFAULT_TTL = timedelta(days=7)
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_TTL = re.compile(r"^(\d+)([dh])$")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_TTL = re.compile(r"(\d+)([dh])")
 
 
 class StackType(str, Enum):
@@ -57,9 +58,7 @@ class StackMetadata:
 
 
 def validate_stack_name(name: str) -> str:
-    if not isinstance(name, str) or len(name) > 63 or not _DNS_LABEL.match(name):
-        raise InputError(f"stack name {name!r} is not a DNS-1123 label (lowercase a-z, 0-9, '-', at most 63)")
-    return name
+    return names.stack_name(name, "stack name")
 
 
 #: Names a personal stack may not take: the gate's ``l3-<id>`` stacks and the cluster's own.
@@ -161,7 +160,7 @@ def label_value(value: str) -> str:
     """``value`` made safe for a label (63 chars, alphanumerics, '-', '_', '.'); the full value
     also goes into an annotation where it matters (the owner)."""
     cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "-", value)[:63].strip("-_.")
-    return cleaned if _LABEL_VALUE.match(cleaned) else ""
+    return cleaned if _LABEL_VALUE.fullmatch(cleaned) else ""
 
 
 def format_ttl(ttl: timedelta) -> str:
@@ -171,7 +170,7 @@ def format_ttl(ttl: timedelta) -> str:
 
 def parse_ttl(text: str) -> timedelta:
     """``7d`` or ``36h``; anything else raises InputError (the reaper then keeps the stack)."""
-    match = _TTL.match(text or "") if isinstance(text, str) else None
+    match = _TTL.fullmatch(text) if isinstance(text, str) else None
     if not match or int(match.group(1)) == 0:
         raise InputError(f"TTL {text!r} is not like '7d' or '36h'")
     amount = int(match.group(1))
@@ -193,22 +192,12 @@ def ttl_from_days(days: object) -> timedelta:
 
 def parse_timestamp(text: object) -> datetime:
     """An annotation timestamp (``2024-05-01T03:00:00Z`` or any ISO 8601 with an offset) in UTC."""
-    if not isinstance(text, str) or not text.strip():
-        raise InputError(f"timestamp {text!r} is empty")
-    try:
-        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InputError(f"timestamp {text!r} is not ISO 8601") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise InputError(f"timestamp {text!r} has no time zone")
-    try:
-        return parsed.astimezone(timezone.utc)
-    except OverflowError:
-        raise InputError(f"timestamp {text!r} is out of range") from None
+    return parse_utc(text, "timestamp")
 
 
 def timestamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """How annotations write a moment: RFC 3339 in UTC, to the second (``...T03:00:00Z``)."""
+    return format_utc(moment)
 
 
 def ephemeral_stack_metadata(

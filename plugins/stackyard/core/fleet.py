@@ -40,7 +40,9 @@ from stackyard.core.ephemeral import (
     MANAGED_BY, Action, NamespaceSummary, StackType, decide, format_ttl, timestamp,
 )
 from stackyard.core.umbrella import UMBRELLA_NAME
+from stackyard.core.times import parse_utc
 from stackyard.core.versions import compare_semver, is_semver
+from stackyard.exceptions import InputError
 
 L3_COLUMN = "L3"
 GATE_DAG_ID = "l3_gate"
@@ -463,13 +465,10 @@ def time_left(ns: NamespaceRow, now: datetime, created: datetime | None = None) 
 
 
 def _parse_time(text: object) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed.astimezone(timezone.utc) if parsed.tzinfo else None
+        return parse_utc(text)
+    except InputError:
+        return None  # a view shows what it can read
 
 
 def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[Stored[StackEvent]]],

@@ -62,7 +62,7 @@ def validate_candidate_id(value: object, where: str = "candidate_id") -> str:
 
 def _chart_version(value: object, where: str) -> str:
     if not is_semver(value):
-        raise InputError(f"{where}: {value!r} is not a semantic version (Helm requires SemVer 2)")
+        raise InputError(f"{where}: {value!r} is not a semantic version as helm accepts chart versions")
     return value  # type: ignore[return-value]
 
 

@@ -120,3 +120,33 @@ def namespace_problem(namespace: str) -> str | None:
     if namespace == "l3" or namespace.startswith(GATE_NAMESPACE_PREFIX):
         return f"{namespace!r} is reserved for the L3 gate's stacks (l3-*)"
     return None
+
+
+# --- what forms accept besides names: links and free text -------------------------------------------
+
+#: Links people click in the UI and the reports (``ci_url``): http(s) only, no spaces.
+MAX_URL = 2000
+_HTTP_URL_BODY = r"https?://[^\s/?#]+[^\s]*"
+HTTP_URL_PATTERN = _schema_pattern(_HTTP_URL_BODY)
+_HTTP_URL = re.compile(_HTTP_URL_BODY)
+#: Free text a form takes (``requested_by``, ``owner``): stored and shown, so bounded.
+MAX_FREE_TEXT = 200
+
+
+def http_url(value: object, where: str) -> str:
+    """``value`` if it is an http(s) URL of at most MAX_URL characters, else InputError."""
+    if not isinstance(value, str) or len(value) > MAX_URL or _HTTP_URL.fullmatch(value) is None:
+        raise InputError(f"{where}: expected an http(s) URL of at most {MAX_URL} characters, got {_cut(value)}")
+    return value
+
+
+def free_text(value: object, where: str, limit: int = MAX_FREE_TEXT) -> str:
+    """``value`` if it is text of 1 to ``limit`` characters without control characters."""
+    if not isinstance(value, str) or not value.strip() or len(value) > limit or not value.isprintable():
+        raise InputError(f"{where}: expected printable text of 1 to {limit} characters, got {_cut(value)}")
+    return value
+
+
+def _cut(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:57]}... ({len(value) if isinstance(value, str) else '?'} characters)"

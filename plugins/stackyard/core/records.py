@@ -38,6 +38,7 @@ from typing import Annotated, Any, ClassVar, Generic, TypeVar
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 
 from stackyard.core.manifest import Manifest
+from stackyard.core.times import format_utc
 from stackyard.core.versions import is_semver
 from stackyard.exceptions import InputError
 
@@ -59,10 +60,6 @@ def events_stream(stack: str) -> str:
     return f"stacks/{stack}/events"
 
 
-def _utc_text(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _chart_version(value: str) -> str:
     if not is_semver(value):
         raise ValueError("not a chart version (an override pins a version, nothing else)")  # no value: it may be a secret
@@ -73,7 +70,7 @@ def _chart_version(value: str) -> str:
 ChartVersion = Annotated[str, AfterValidator(_chart_version)]
 
 #: A time as records store it: ``2026-11-26T12:00:00Z`` (UTC, seconds); naive times are refused.
-UtcTime = Annotated[AwareDatetime, PlainSerializer(_utc_text, return_type=str)]
+UtcTime = Annotated[AwareDatetime, PlainSerializer(lambda moment: format_utc(moment), return_type=str)]
 
 
 def _problems(error: ValidationError) -> str:
@@ -365,11 +362,28 @@ class GateReport(StoredRecord):
     failure: DeployFailure | None = None
 
 
+class TestRecord(_Part):
+    """One system test of a gate run (:meth:`stackyard.core.system_tests.TestResult.to_dict`);
+    a passing test's logs stay in the task log only."""
+
+    __test__ = False  # not a pytest test class
+    name: str
+    service: str | None = None
+    kind: str
+    weight: int = 0
+    phase: str
+    seconds: float
+    reason: str | None = None
+    logs: str = ""
+
+
 class RejectionReport(StoredRecord):
-    """Why a candidate was rejected: the failed tests and their output tail, or the deploy failure."""
+    """Why a candidate was rejected: the failed tests, their output tail and each test's record,
+    or the deploy failure."""
 
     failed_tests: list[str] = Field(default_factory=list)
     test_output: str = ""
+    tests: list[TestRecord] = Field(default_factory=list)
     failure: DeployFailure | None = None
 
 

@@ -324,9 +324,24 @@ def _check_references(stacks: dict[str, Stack], errors: dict[str, str], raw: Map
         elif other in errors:
             problem = f"stack {other!r} is itself invalid"
         else:
+            unknown = _services_outside(stack, stacks[other]) if other in stacks else None
+            if unknown is None:
+                continue
+            index, service = unknown
+            del stacks[name]
+            errors[name] = (f"stack {name}: services[{index}]: unknown service {service!r}: stack {other!r}, "
+                            f"where its versions qualify, does not deploy it")
             continue
         del stacks[name]
         errors[name] = f"stack {name}: source.healthy_on: {problem}"
+
+
+def _services_outside(stack: Stack, source: Stack) -> tuple[int, str] | None:
+    """The first service ``stack`` lists that its source stack's explicit list does not have."""
+    if stack.services is None or source.services is None:
+        return None  # "all": known only from L3, checked when the plan runs
+    offered = {entry.name for entry in source.services}
+    return next(((i, e.name) for i, e in enumerate(stack.services) if e.name not in offered), None)
 
 
 def _check_unique_targets(stacks: dict[str, Stack], errors: dict[str, str]) -> None:

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,6 +30,7 @@ from stackyard.core.manifest import Manifest
 from stackyard.core.rollout import describe_window
 from stackyard.core.stack_registry import load_registry
 from stackyard.core.ephemeral import LABEL_MANAGED_BY, MANAGED_BY, timestamp
+from stackyard.core.times import utc_now
 from stackyard.adapters.manifest_store import ManifestStore
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,6 @@ HISTORY_LIMIT = 30
 class ClusterReader(Protocol):
     def __call__(self) -> ClusterState:
         """The stackyard namespaces and the helm releases in them; raises if unreachable."""
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass

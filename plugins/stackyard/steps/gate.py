@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from stackyard.core import names
 from stackyard.core.deploy_errors import classify, describe
 from stackyard.core.gate_config import SystemTestSuite, load_gate_config
 from stackyard.core.manifest import Manifest, Provenance, check_candidate, propose, validate_service_name
@@ -63,13 +64,17 @@ class GateRequest:
         missing = [key for key in ("service", "chart_version") if not params.get(key)]
         if missing:
             raise InputError(f"missing required parameter(s): {', '.join(missing)}")
-        service = validate_service_name(str(params["service"]).strip(), "service")
-        version = str(params["chart_version"]).strip()
+        # Exactly as given: a name or version with surrounding whitespace is refused, not trimmed.
+        service = validate_service_name(params["service"], "service")
+        version = params["chart_version"]
         if not is_semver(version):
-            raise InputError(f"chart_version: {version!r} is not a semantic version like 1.4.2")
+            raise InputError(f"chart_version: {version!r} is not a semantic version as helm accepts "
+                             "chart versions (e.g. 1.4.2, v1.19.0, 1.5.0-rc.1)")
+        requested_by, ci_url = params.get("requested_by") or None, params.get("ci_url") or None
         return cls(
             service=service, chart_version=version,
-            requested_by=(params.get("requested_by") or None), ci_url=(params.get("ci_url") or None),
+            requested_by=None if requested_by is None else names.free_text(requested_by, "requested_by"),
+            ci_url=None if ci_url is None else names.http_url(ci_url, "ci_url"),
         )
 
 
@@ -131,12 +136,14 @@ def rejection(*, deploy_failure: DeployFailure | None, test_run: Mapping[str, An
     if test_run is not None and not test_run.get("passed"):
         output = str(test_run.get("output") or "")
         failed = failed_tests(output)
+        tests = list(test_run.get("tests") or [])
         if failed:
-            return f"system tests failed: {', '.join(failed)}", RejectionReport(failed_tests=failed, test_output=output)
+            return f"system tests failed: {', '.join(failed)}", RejectionReport(
+                failed_tests=failed, test_output=output, tests=tests)
         failure = classify(output, release=RELEASE)
         if failure.kind is FailureKind.NOT_READY:  # a test pod that never finished is a failed test
             return f"system tests failed: {describe(failure)}", RejectionReport(
-                failed_tests=[], test_output=output, failure=failure)
+                failed_tests=[], test_output=output, tests=tests, failure=failure)
         return None
     if suite_failed:
         return "the system test suite failed (see the system_test_suite log)", RejectionReport(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from stackyard.core import names
 from stackyard.core.charts import load_chart_bytes
 from stackyard.core.manifest import Manifest, ServicePin, validate_service_name
 from stackyard.core.ephemeral import (
@@ -42,8 +42,7 @@ RELEASE = "stack"
 DEFAULT_PROFILE = "ephemeral"
 #: Personal stacks are throwaway and widely shared: they never get production's values or secrets.
 FORBIDDEN_PROFILES = frozenset({"production"})
-PROFILE_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-_PROFILE = re.compile(PROFILE_PATTERN)
+PROFILE_PATTERN = names.PROFILE_NAME_PATTERN
 
 
 @dataclass(frozen=True)
@@ -63,13 +62,14 @@ class StackRequest:
         owner = params.get("owner")
         if not isinstance(owner, str) or not owner.strip():
             raise InputError("owner: who the stack belongs to is required (a name or an email)")
+        names.free_text(owner, "owner")
         ttl_days = params.get("ttl_days")
         ttl = DEFAULT_TTL if ttl_days is None else ttl_from_days(ttl_days)
         version = params.get("manifest_version")
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
             raise InputError(f"manifest_version: expected an L3 version number >= 1 or empty for the latest, got {version!r}")
         profile = params.get("profile") or DEFAULT_PROFILE
-        if not isinstance(profile, str) or not _PROFILE.match(profile):
+        if not names.is_dns_label(profile):
             raise InputError(f"profile: {profile!r} is not a profile name")
         if profile in FORBIDDEN_PROFILES:
             raise InputError(f"profile: ephemeral stacks cannot use the {profile!r} profile")
@@ -91,7 +91,8 @@ def _overrides(value: object) -> dict[str, str]:
     for service, version in sorted(value.items()):
         validate_service_name(service, "overrides")
         if not is_semver(version):
-            raise InputError(f"overrides.{service}: {version!r} is not a semantic version like 1.4.2")
+            raise InputError(f"overrides.{service}: {version!r} is not a semantic version as helm accepts "
+                                 "chart versions (e.g. 1.4.2, v1.19.0)")
         checked[service] = version
     return checked
 

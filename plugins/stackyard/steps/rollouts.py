@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from stackyard.core.charts import load_chart
 from stackyard.core.records import RolloutRecord, rollouts_stream
-from stackyard.core.rollout import Deployed, Target, qualified_targets
+from stackyard.core.rollout import Deployed, PlanStep, Target, qualified_targets
 from stackyard.core.stack_registry import (
     CanaryCheck, HealthySource, Registry, RegistryDocument, Stack, load_registry, parse_document,
     registry_from_document,
@@ -27,6 +28,7 @@ from stackyard.exceptions import InputError, NotFoundError
 from stackyard.adapters.manifest_store import ManifestStore
 from stackyard.adapters.record_store import RecordStore
 from stackyard.adapters.helm import Helm
+from stackyard.adapters.chart_registry import ChartRegistry
 
 #: Records read to decide what qualifies for production: enough for weeks of hourly stage rollouts.
 QUALITY_RECORDS = 2000
@@ -135,6 +137,30 @@ def targets_for(stack: Stack, *, manifests: ManifestStore, records: RecordStore,
     if latest is None:
         raise NotFoundError("there is no L3 manifest yet: seed version 1 first (stackyard manifest seed)")
     return {name: Target(pin.chart_version, latest.version) for name, pin in latest.services.items()}, {}
+
+
+def check_services_known(stack: Stack, targets: dict[str, Target], held: dict[str, str], *, origin: str,
+                         source_services: set[str] | None = None) -> None:
+    """Refuse a listed service its source does not know (a typo would otherwise be skipped
+    silently, run after run). Checked when the plan runs: the DAG processor cannot read L3."""
+    if stack.services is None:
+        return
+    known = set(targets) | set(held) if source_services is None else source_services
+    for index, entry in enumerate(stack.services):
+        if entry.name not in known:
+            raise InputError(f"{origin}: stack {stack.name}: services[{index}]: unknown service {entry.name!r} "
+                             f"({stack.source.describe()} has {', '.join(sorted(known)) or 'no services'})")
+
+
+def check_profile_in_charts(stack: Stack, steps: list[PlanStep], registry: ChartRegistry, *, origin: str) -> None:
+    """Refuse the run before anything changes if a chart it would deploy lacks the stack's
+    profile (the deploy would fail halfway through the stack otherwise)."""
+    for step in steps:
+        chart = load_chart(registry.fetch(step.service, step.to_version))
+        if stack.profile not in chart.profiles:
+            raise InputError(
+                f"{origin}: stack {stack.name}: profile: chart {chart.name} {chart.version} has no profile "
+                f"{stack.profile!r} (it has {', '.join(sorted(chart.profiles)) or 'none'})")
 
 
 # --- canary checks -----------------------------------------------------------------------------------

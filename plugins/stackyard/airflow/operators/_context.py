@@ -1,15 +1,15 @@
-"""What stackyard's Python tasks share: the clock and the current run's XCom."""
+"""What stackyard's Python tasks share: the clock (:func:`stackyard.core.times.utc_now`) and the
+current run's XCom."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any
 
 from airflow.sdk import get_current_context
 
+from stackyard.core.times import utc_now
 
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+__all__ = ["pulled", "utc_now"]
 
 
 def pulled(task_id: str, key: str = "return_value") -> Any:

@@ -93,7 +93,7 @@ def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
 @task
 @noting_failure
 def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Compare-and-swap onto L3; if L3 moved meanwhile, hand over to ``needs_retest``."""
+    """Compare-and-swap onto L3; if L3 moved meanwhile, skip, which starts ``requeue``."""
     manifest = Manifest.from_dict(candidate)
     try:
         promoted = manifest_store_for(Settings.from_env()).promote(manifest)
@@ -139,26 +139,12 @@ class CandidateDeployOperator(HelmUpgradeOperator):
         context["ti"].xcom_push(key=FAILURE_XCOM_KEY, value=failure.model_dump(mode="json"))
 
 
-@task.short_circuit(trigger_rule="all_done", retries=0, ignore_downstream_trigger_rules=False)
-def needs_retest() -> bool:
-    return bool(pulled("promote", "conflict"))
-
-
 def system_test_suite(suite: gate_steps.SystemTestSuite, *, namespace: str, manifest_version: str):
     """The suite's pod in the candidate's stack; its logs stream into the task log."""
-    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from stackyard.airflow.operators.system_tests import SystemTestSuiteOperator
 
-    return KubernetesPodOperator(
-        task_id="system_test_suite", kubernetes_conn_id=Settings.from_env().kubernetes_conn_id,
-        namespace=namespace, name="system-tests", image=suite.image, cmds=list(suite.cmds) or None,
-        arguments=list(suite.arguments) or None,
-        env_vars={"STACKYARD_STACK": namespace, "STACKYARD_MANIFEST_VERSION": manifest_version},
-        labels={"app.kubernetes.io/managed-by": "stackyard", "stackyard.io/purpose": "system-tests"},
-        annotations=dict(suite.annotations) or None,
-        get_logs=True, on_finish_action="delete_pod", startup_timeout_seconds=300,
-        startup_check_interval_seconds=2, poll_interval=2, active_deadline_seconds=suite.timeout_seconds,
-        retries=0,
-    )
+    return SystemTestSuiteOperator(task_id="system_test_suite", suite=suite, namespace=namespace,
+                                   manifest_version=manifest_version, retries=0)
 
 
 @task(trigger_rule="one_failed")

@@ -21,6 +21,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleExcept
 from stackyard.adapters import metrics
 
 from stackyard.airflow import notify
+from stackyard.airflow.params import refuse_undeclared_conf
 from stackyard.steps import rollouts as steps
 from stackyard.core.rollout import (
     CanaryState, PlanStep, RolloutStatus, advance, canary_release, canary_values, check_url, failed_before,
@@ -29,7 +30,7 @@ from stackyard.core.rollout import (
 from stackyard.core.stack_registry import HealthySource, Stack
 from stackyard.exceptions import StackyardError
 from stackyard.airflow.hooks.helm import HelmHook
-from stackyard.airflow.stores import manifest_store_for, record_store_for
+from stackyard.airflow.stores import manifest_store_for, record_store_for, registry_for
 from stackyard.airflow.operators._base import error_line, non_retryable
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.settings import Settings
@@ -41,6 +42,8 @@ NOT_ATTEMPTED = "not_attempted"
 #: How often a service waiting for an earlier one checks again.
 WAIT_SECONDS = 3
 DECISION_XCOM_KEY = "decision"
+#: What a rollout run's conf may hold (the DAGs declare no params: each costs parse time x 200).
+RUN_CONF = ("plan_only",)
 
 
 
@@ -70,6 +73,9 @@ def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
     with non_retryable():  # a broken registry entry fails the plan without retries
         stack = _stack(stack_name)
     check_triggerer(stack, context)
+    refuse_undeclared_conf(context, RUN_CONF)
+    if not isinstance((context["dag_run"].conf or {}).get("plan_only", False), bool):
+        raise AirflowFailException(f"{stack.dag_id}: conf plan_only: expected true or false; nothing was done")
     ti = context["ti"]
     decision = window_decision(stack.windows, utc_now())
     if not decision.open:
@@ -83,9 +89,19 @@ def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
 
     targets, held = steps.targets_for(stack, manifests=manifest_store_for(settings),
                                       records=record_store_for(settings), now=utc_now())
+    origin = str(settings.stacks_file)
+    try:
+        steps.check_services_known(stack, targets, held, origin=origin)
+    except InputError as exc:
+        raise AirflowFailException(str(exc)) from None
     result = make_plan(stack, targets, deployed_services(deployed.values()), held=held,
                        allow_downgrade=not isinstance(stack.source, HealthySource))
     print(result.summary())
+    try:
+        with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
+            steps.check_profile_in_charts(stack, list(result.steps), registry_for(settings, helm), origin=origin)
+    except InputError as exc:
+        raise AirflowFailException(f"{exc}; nothing changed") from None
     if (context["dag_run"].conf or {}).get("plan_only"):
         ti.xcom_push(key=DECISION_XCOM_KEY, value={"changed": False, "reason": "plan only (nothing applied)"})
         return []
