@@ -90,7 +90,7 @@ def test_a_v_prefixed_chart_version_publishes_gates_and_promotes_as_declared(loc
     latest = local_stack.store.latest()
     assert latest.version == seeded.version + 1
     assert latest.services["orders"].chart_version == "v1.19.0" and latest.change.to_version == "v1.19.0"
-    assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
+    assert local_stack.store.reports(latest.version)[0].report.outcome.value == "promoted"
 
 
 def test_an_invalid_gate_config_is_an_import_error_naming_the_field(tmp_path, monkeypatch):
