@@ -31,7 +31,7 @@ def test_good_bump_is_promoted_and_the_stack_removed(local_stack, dagbag, capfd,
     assert latest.provenance.requested_by == "alice"
     assert tasks["reject"] == "skipped" and tasks["requeue"] == "skipped"
     assert tasks["system_test_suite"] == "success"  # include/gate.yaml configures one
-    assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
+    assert local_stack.store.reports(latest.version)[0].report.outcome.value == "promoted"
     assert ephemeral_namespaces(local_stack) == []
     # `dags test` output is never masked by Airflow: stackyard itself must not emit plaintext.
     output = "".join(capfd.readouterr())
@@ -51,10 +51,10 @@ def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):
     assert local_stack.store.latest() == seeded
     rejection = local_stack.store.rejections()[0]
     assert rejection.reason == "system tests failed: l3-catalog-test"
-    assert "l3-catalog-test" in rejection.report["test_output"]
-    by_name = {t["name"]: t for t in rejection.report["tests"]}  # every test, with its outcome and time
-    assert by_name["l3-catalog-test"]["phase"] == "Failed" and by_name["l3-catalog-test"]["logs"]
-    assert by_name["l3-orders-test"]["phase"] == "Succeeded" and by_name["l3-orders-test"]["seconds"] > 0
+    assert "l3-catalog-test" in rejection.report.test_output
+    by_name = {t.name: t for t in rejection.report.tests}  # every test, with its outcome and time
+    assert by_name["l3-catalog-test"].phase == "Failed" and by_name["l3-catalog-test"].logs
+    assert by_name["l3-orders-test"].phase == "Succeeded" and by_name["l3-orders-test"].seconds > 0
     assert ephemeral_namespaces(local_stack) == []
 
 
@@ -90,7 +90,7 @@ def test_a_v_prefixed_chart_version_publishes_gates_and_promotes_as_declared(loc
     latest = local_stack.store.latest()
     assert latest.version == seeded.version + 1
     assert latest.services["orders"].chart_version == "v1.19.0" and latest.change.to_version == "v1.19.0"
-    assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
+    assert local_stack.store.reports(latest.version)[0].report.outcome.value == "promoted"
 
 
 def test_an_invalid_gate_config_is_an_import_error_naming_the_field(tmp_path, monkeypatch):

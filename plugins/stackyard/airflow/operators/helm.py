@@ -1,4 +1,4 @@
-"""Operators that act on a release: upgrade (with profile values and secrets), test, uninstall.
+"""Operators that act on a release: upgrade (with profile values and secrets) and test.
 
 Each owns one action. Values, including decrypted secrets, exist only in memory: this process's
 and, through an anonymous in-memory file, helm's (see :mod:`stackyard.adapters.helm`); nothing
@@ -13,12 +13,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
 from stackyard.core.deployment import deployment_layers, values_digest
 from stackyard.core.values import ValuesLayer, compose
 from stackyard.exceptions import InputError
 from stackyard.airflow.hooks.helm import HelmHook
+from stackyard.airflow.operators._base import StackyardOperator
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.airflow.stores import image_resolver_for, registry_for
 from stackyard.steps.images import check_package_images
@@ -28,7 +27,7 @@ from stackyard.adapters.helm import DEFAULT_TIMEOUT, Helm, sweep_leftovers
 TEST_OUTPUT_XCOM_KEY = "test_run"
 
 
-class _HelmOperator(BaseOperator):
+class _HelmOperator(StackyardOperator):
     ui_color = "#0f1689"
     ui_fgcolor = "#ffffff"
 
@@ -111,7 +110,7 @@ class HelmUpgradeOperator(_HelmOperator):
         self.wait, self.create_namespace = wait, create_namespace
         self.values_overrides = values_overrides
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm(stack=self.stack) as helm:
             package = self.package(helm, self.chart, self.chart_ref)
             # Images first: a pinned tag that moved (or vanished) refuses the deploy before anything changes.
@@ -151,7 +150,7 @@ class HelmTestOperator(_HelmOperator):
         self.release, self.namespace, self.timeout = release, namespace, timeout
         self.chart, self.chart_ref, self.profile = chart, chart_ref, profile
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm() as helm:
             if self.profile and (self.chart or self.chart_ref):
                 package = self.package(helm, self.chart, self.chart_ref)
@@ -162,20 +161,3 @@ class HelmTestOperator(_HelmOperator):
         if not run.passed:
             raise RuntimeError(f"helm test of {self.release} in {self.namespace} failed:\n{run.output}")
         return result
-
-
-class HelmUninstallOperator(_HelmOperator):
-    """``helm uninstall``; a release that is already gone is success (safe to retry)."""
-
-    template_fields: Sequence[str] = ("release", "namespace")
-
-    def __init__(self, *, release: str, namespace: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.release, self.namespace = release, namespace
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        with self.helm_hook.helm() as helm:
-            removed = helm.uninstall(self.release, namespace=self.namespace)
-        if not removed:
-            self.log.info("release %s was not installed in %s; nothing to do", self.release, self.namespace)
-        return {"release": self.release, "namespace": self.namespace, "removed": removed}
