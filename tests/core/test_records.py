@@ -143,6 +143,20 @@ def test_a_typed_record_round_trips_through_the_record_store(tmp_path):
         "at": "2026-11-26T12:00:00Z", "owner": "alice", "overrides": {}, "schema_version": 1}
 
 
+def test_a_release_recovery_is_a_typed_stack_event_with_both_holders(tmp_path):
+    # What ReleaseGuard records when it puts back a release an interrupted operation left pending.
+    holder = {"dag_id": "rollout_qa1", "run_id": "r2", "task_id": "deploy", "try_number": 2, "pid": 7, "host": "w1"}
+    event = StackEvent(event="release_recovered", stack="qa1", dag_id="rollout_qa1", run_id="r2", at=T0,
+                       release="orders", namespace="qa1", before="upgrade", action="rollback", pending_revision=4,
+                       pending_status="pending-upgrade", to_revision=3, reason="interrupted",
+                       interrupted_by={**holder, "run_id": "r1", "try_number": 1}, recovered_by=holder)
+    records = open_record_store(str(tmp_path), clock=lambda: T0)
+    records.write(event)
+    back, = records.read("stacks/qa1/events", StackEvent)
+    assert back.record == event and back.record.event is EventKind.RELEASE_RECOVERED
+    assert back.record.interrupted_by.run_id == "r1" and back.record.recovered_by.try_number == 2
+
+
 def test_a_bad_record_is_reported_or_left_out_on_request(tmp_path):
     records = open_record_store(str(tmp_path))
     records.append("reaper/runs", {"run_id": "r1"})

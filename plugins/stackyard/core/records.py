@@ -193,6 +193,8 @@ class EventKind(str, Enum):
     TOUCHED = "touched"      # stack_touch
     DESTROYED = "destroyed"  # stack_destroy, or stack_create cleaning up after a failure
     REAPED = "reaped"        # ephemeral_reaper deleted it
+    RELEASE_RECOVERED = "release_recovered"  # a release an interrupted helm operation left pending was
+                                             # rolled back or removed first (core.release_recovery)
 
 
 class OverrideChange(_Part):
@@ -204,11 +206,24 @@ class OverrideChange(_Part):
     to: ChartVersion
 
 
+class OperationHolder(_Part):
+    """Who ran a helm operation (:class:`stackyard.core.release_recovery.Holder`)."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    try_number: int
+    pid: int
+    host: str
+
+
 class StackEvent(StoredRecord):
     """One lifecycle event of a personal stack. Beyond the common fields each kind records its own
     details: created (owner, purpose, manifest_version, overrides, profile, ttl); ready (owner, chart_ref,
     digest, release, revision, values_digest); touched (owner, ttl); destroyed (owner and
-    releases, or reason); reaped (outcome, reason)."""
+    releases, or reason); reaped (outcome, reason); release_recovered (release, namespace, before: the
+    operation about to run, action, pending_revision, pending_status, to_revision, reason,
+    interrupted_by, recovered_by)."""
 
     event: EventKind
     stack: str
@@ -229,6 +244,14 @@ class StackEvent(StoredRecord):
     releases: list[str] | None = None
     outcome: str | None = None
     reason: str | None = None
+    namespace: str | None = None
+    before: str | None = None
+    action: str | None = None
+    pending_revision: int | None = None
+    pending_status: str | None = None
+    to_revision: int | None = None
+    interrupted_by: OperationHolder | None = None
+    recovered_by: OperationHolder | None = None
 
     @property
     def stream(self) -> str:
