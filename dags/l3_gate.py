@@ -4,12 +4,23 @@
 A new service chart version becomes part of the **L3 manifest** only if the whole stack, with
 that one change, deploys and passes its system tests.
 
-`validate` → `build_candidate` and `create_stack` (side by side) → `deploy` → `system_tests` (every service's test
-hooks side by side, the changed service's first) → `system_test_suite` (the pod of
-`include/gate.yaml`, when configured) → `promote`,
-with `reject` on failure, `teardown` always, and `summary` last (it fails the run unless the
-candidate was promoted). If L3 moved while this run tested, promote skips itself and `requeue`
-queues a new run on the new L3: an untested combination is never promoted.
+`validate` → `build_candidate` and `create_stack` (side by side) → `deploy` → `system_tests` (every
+service's test hooks side by side, the changed service's first) → `system_test_suite` (the pod of
+`include/gate.yaml`, when configured) → `promote`, with `reject` when the candidate failed to
+deploy or its tests failed, `teardown` always, and `summary` last: it records the outcome
+(`promoted`, `rejected`, `requeued`, or `error` when infrastructure failed) and fails the run
+unless the candidate was promoted. If L3 moved while this run tested, promote skips itself and
+`requeue` queues a new run on the new L3: an untested combination is never promoted.
+
+The graph, edge by edge (`?`: only when configured; tests/test_dags.py holds the DAG to it):
+
+```
+validate → build_candidate, create_stack → deploy → system_tests → system_test_suite? → promote
+validate → promote, reject, summary
+deploy, system_tests, system_test_suite? → reject
+promote → requeue
+promote, reject, requeue → teardown → summary
+```
 
 Runs are serialized (one at a time, in order). Trigger it from the form, from CI with
 `stackyard gate --service S --version V --wait`, or through the REST API.
@@ -29,7 +40,6 @@ from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.steps.gate import system_test_suite
 from stackyard.steps.gate_form import gate_form_choices
 from stackyard.airflow.operators import gate
-from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator
 from stackyard.settings import Settings
 
@@ -77,7 +87,7 @@ def l3_gate():
     candidate = gate.validate()
     package = gate.build_candidate(candidate)
     stack = gate.create_stack(candidate)
-    deploy = HelmUpgradeOperator(
+    deploy = gate.CandidateDeployOperator(
         task_id="deploy", release=RELEASE, chart_ref=CANDIDATE, namespace=NAMESPACE,
         profile=gate.PROFILE, stack=NAMESPACE, timeout="10m0s",
     )

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins"))
 
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose  # noqa: E402
+from stackyard.core.records import GateReport, RejectionReport, RolloutRecord  # noqa: E402
 from stackyard.steps.fleet import CachedClusterReader, Fleet, kube_cluster_reader, kube_namespace_reader  # noqa: E402
 from stackyard.adapters.manifest_store import open_manifest_store  # noqa: E402
 from stackyard.adapters.record_store import open_record_store  # noqa: E402
@@ -128,10 +129,13 @@ def generate(root: Path):
     for i, name in enumerate(names):
         candidate = propose(current, name, "1.1.0", None, start + timedelta(minutes=i), Provenance(f"run-{i}", "bench", None))
         current = store.promote(candidate)
-        store.record_report(current.version, {"outcome": "promoted", "duration_seconds": 90.0, "run_id": f"run-{i}"})
+        store.record_report(current.version, GateReport(
+            outcome="promoted", change=candidate.change.to_dict(), before={"version": candidate.parent},
+            after={"version": current.version}, candidate_id=candidate.candidate_id, duration_seconds=90.0,
+            run_id=f"run-{i}"))
     for i in range(50):
         rejected = propose(current, names[i], "2.0.0", None, start, Provenance(f"rej-{i}", "bench", None))
-        store.record_rejection(rejected, "system tests failed: t", {"failed_tests": ["t"]})
+        store.record_rejection(rejected, "system tests failed: t", RejectionReport(failed_tests=["t"]))
     records = open_record_store(f"file://{root / 'records'}")
     namespaces, releases = [], []
     objects: dict[str, list[dict]] = {"Deployment": [], "ReplicaSet": [], "Pod": [], "Service": [], "ConfigMap": []}
@@ -145,9 +149,10 @@ def generate(root: Path):
             releases += [SimpleNamespace(name=n, namespace=name, status="deployed", chart=f"{n}-1.0.0", revision=1) for n in names]
             secrets[name] = [release_secret(n, name, "1.0.0") for n in names]
             for r in range(50):
-                records.append(f"stacks/{name}/rollouts", {"service": names[r], "to_version": "1.1.0",
-                                                           "status": "rolled_back" if r % 7 == 0 else "succeeded",
-                                                           "dag_id": f"rollout_{name}", "run_id": f"r{r}"})
+                records.write(RolloutRecord(
+                    stack=name, type=kind, dag_id=f"rollout_{name}", namespace=name, profile=kind, service=names[r],
+                    from_version="1.0.0", to_version="1.1.0", action="upgrade", manifest_version=current.version,
+                    run_id=f"r{r}", status="rolled_back" if r % 7 == 0 else "succeeded", started=start, finished=start))
         else:
             version = 1 + (s * 7) % current.version
             namespaces.append(_namespace(name, {**managed, "stackyard.io/stack-type": "ephemeral",

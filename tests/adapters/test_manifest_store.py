@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from stackyard.core.manifest import Change, Manifest, Provenance, ServicePin, propose
+from stackyard.core.records import GateReport, RejectionReport
 from stackyard.exceptions import ConflictError, InputError, NotFoundError
 from stackyard.adapters.backends import LocalBackend, S3Backend
 from stackyard.adapters.manifest_store import (
@@ -281,74 +282,82 @@ def test_concurrent_promotions_from_separate_processes_have_exactly_one_winner(t
 # --- gate records --------------------------------------------------------------------------------
 
 
+def report(outcome: str = "promoted", **fields) -> GateReport:
+    return GateReport(outcome=outcome, change=None, before={"version": 1}, after={"version": 2}, candidate_id="c",
+                      **fields)
+
+
 def test_a_candidate_report_is_found_by_candidate_id_and_after_promotion_by_version(store, seeded):
     candidate = bump(seeded, "api", "1.1.0")
-    store.record_report(candidate.candidate_id, {"tests": "passed", "duration_s": 12.5})
+    store.record_report(candidate.candidate_id, report(duration_seconds=12.5))
     promoted = store.promote(candidate)
-    store.record_report(promoted.version, {"note": "promoted"})
+    store.record_report(promoted.version, report(run_id="promoted"))
 
     by_version = store.reports(2)
-    assert [record.report for record in by_version] == [{"note": "promoted"}, {"tests": "passed", "duration_s": 12.5}]
+    assert [record.report for record in by_version] == [report(run_id="promoted"), report(duration_seconds=12.5)]
     assert [record.subject for record in by_version] == ["v000002", candidate.candidate_id]
     assert all(record.kind is RecordKind.REPORT for record in by_version)
-    assert [record.report for record in store.reports(candidate.candidate_id)] == [{"tests": "passed", "duration_s": 12.5}]
+    assert [record.report for record in store.reports(candidate.candidate_id)] == [report(duration_seconds=12.5)]
     assert len(store.reports(2, limit=1)) == 1
     assert store.reports(1) == []
 
 
 def test_recording_a_report_for_a_version_that_does_not_exist_is_refused(store, seeded):
     with pytest.raises(NotFoundError, match="v7"):
-        store.record_report(7, {"x": 1})
+        store.record_report(7, report())
 
 
 def test_recording_a_report_for_something_that_is_not_a_candidate_id_is_refused(store, seeded):
     with pytest.raises(InputError, match="candidate id"):
-        store.record_report("../../etc", {"x": 1})
+        store.record_report("../../etc", report())
 
 
 def test_rejections_keep_candidate_reason_and_report_newest_first(store, seeded):
     first = bump(seeded, "api", "1.1.0")
     second = bump(seeded, "api", "1.2.0")
-    store.record_rejection(first, "system tests failed", {"failed": ["test_login"]})
-    store.record_rejection(second, "helm install timed out", {"after_s": 600})
+    store.record_rejection(first, "system tests failed", RejectionReport(failed_tests=["test_login"]))
+    store.record_rejection(second, "helm install timed out", RejectionReport(test_output="timed out"))
 
     rejected = store.rejections()
     assert [record.candidate for record in rejected] == [second, first]
     assert [record.reason for record in rejected] == ["helm install timed out", "system tests failed"]
-    assert rejected[1].report == {"failed": ["test_login"]}
+    assert rejected[1].report == RejectionReport(failed_tests=["test_login"])
     assert rejected[0].kind is RecordKind.REJECTION
     assert store.rejections(limit=1)[0].candidate == second
     assert store.latest() == seeded
 
 
 @pytest.mark.parametrize(
-    "report",
+    "bad",
     [
-        pytest.param({"values": {1, 2}}, id="set"),
-        pytest.param({"ratio": float("nan")}, id="nan"),
-        pytest.param({1: "non-string key"}, id="int-key"),
-        pytest.param({"when": datetime(2026, 1, 1)}, id="datetime"),
+        pytest.param({"outcome": "promoted"}, id="a-plain-dict"),
         pytest.param(["not", "an", "object"], id="top-level-list"),
+        pytest.param(None, id="none"),
     ],
 )
-def test_reports_that_are_not_plain_json_are_refused(store, seeded, report):
-    with pytest.raises(InputError, match="report"):
-        store.record_report(1, report)
-    with pytest.raises(InputError, match="report"):
-        store.record_rejection(bump(seeded, "api", "1.1.0"), "failed", report)
+def test_reports_that_are_not_the_typed_records_are_refused(store, seeded, bad):
+    with pytest.raises(InputError, match="report: expected a GateReport"):
+        store.record_report(1, bad)
+    with pytest.raises(InputError, match="report: expected a RejectionReport"):
+        store.record_rejection(bump(seeded, "api", "1.1.0"), "failed", bad)
     assert store.reports(1) == [] and store.rejections() == []
+
+
+def test_a_report_over_the_size_limit_is_refused(store, seeded):
+    with pytest.raises(InputError, match="report: .* bytes is over"):
+        store.record_rejection(bump(seeded, "api", "1.1.0"), "failed", RejectionReport(test_output="x" * 1100000))
+    assert store.rejections() == []
 
 
 def test_a_rejection_needs_a_reason(store, seeded):
     with pytest.raises(InputError, match="reason"):
-        store.record_rejection(bump(seeded, "api", "1.1.0"), " ", {})
+        store.record_rejection(bump(seeded, "api", "1.1.0"), " ", RejectionReport())
 
 
-def test_a_recorded_report_is_a_copy_of_the_callers_dict(store, seeded):
-    report = {"tail": ["line 1"]}
-    store.record_report(1, report)
-    report["tail"].append("changed later")
-    assert store.reports(1)[0].report == {"tail": ["line 1"]}
+def test_a_stored_record_that_is_not_a_gate_record_is_refused_naming_its_key(store, seeded):
+    store.backend.create("rejections/20260101T000000000000Z-abc.json", b'{"schema": 1, "kind": "rejection"}')
+    with pytest.raises(InputError, match=r"rejections/20260101T000000000000Z-abc.json is malformed"):
+        store.rejections()
 
 
 # --- opening stores by URL -----------------------------------------------------------------------

@@ -10,6 +10,8 @@ from datetime import datetime, timezone
 import pytest
 
 from stackyard.airflow import notify
+from stackyard.core.ephemeral import Action, Outcome, Verdict, reaper_report
+from stackyard.core.records import ReaperEntry
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
 from stackyard.core.secrets import SECRETS
 
@@ -59,12 +61,17 @@ def test_rollout_and_reaper_builders(receiver, monkeypatch):
     use_connection(monkeypatch, host=f"http://127.0.0.1:{receiver.port}", extra={"format": "json"})
     assert notify.send(notify.rollout_failed("qa1", "orders", "1.4.0", from_version="1.3.2", rolled_back=True,
                                              reason="deployment not ready", dag_id="rollout_qa1", run_id="r1"))
-    assert notify.send(notify.reaper_failed({"run_id": "r2", "failed": [{"name": "bob-x", "detail": "403 forbidden"}]}))
+    report = reaper_report([Verdict("bob-x", Action.DELETE, "idle")], {"bob-x": (Outcome.FAILED, "403 forbidden")},
+                           now=datetime.now(timezone.utc), dry_run=False, max_deletions=5, dag_id="ephemeral_reaper",
+                           run_id="r2")
+    assert notify.send(notify.reaper_failed(report))
     rollout, reaper = (body for _, _, body in receiver.requests)
     assert rollout["fields"]["after failure"] == "rolled back to 1.3.2" and rollout["run_id"] == "r1"
     assert reaper["text"] == "bob-x: 403 forbidden" and reaper["run_id"] == "r2"
-    assert notify.expiring([{"name": "a", "time_left_seconds": 3600}, {"name": "b", "time_left_seconds": 200000}]) == \
-        [{"name": "a", "time_left_seconds": 3600}]
+    assert reaper["dag_id"] == "ephemeral_reaper"  # the report's own DAG, never a guess
+    soon, later = (ReaperEntry(name=name, action="keep", reason="", time_left_seconds=left)
+                   for name, left in (("a", 3600), ("b", 200000)))
+    assert notify.expiring([soon, later]) == [soon]
 
 
 def test_registered_secrets_are_redacted_before_they_leave(receiver, monkeypatch):

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from stackyard.adapters.manifest_store import open_manifest_store
 from stackyard.cli import main
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
+from stackyard.core.records import RejectionReport
 
 START = datetime(2026, 3, 4, 10, 0, tzinfo=timezone.utc)
 
@@ -21,7 +22,7 @@ def seeded_store(tmp_path, monkeypatch):
                                      Provenance(None, "alice", None)))
     v2 = store.promote(propose(v1, "orders", "1.1.0", None, START + timedelta(minutes=1), Provenance("g2", "bob", None)))
     rejected = propose(v2, "catalog", "1.1.0", None, START + timedelta(minutes=2), Provenance("g3", "carol", None))
-    store.record_rejection(rejected, "system tests failed: l3-catalog-test", {"failed_tests": ["l3-catalog-test"]})
+    store.record_rejection(rejected, "system tests failed: l3-catalog-test", RejectionReport(failed_tests=["l3-catalog-test"]))
     return store
 
 

@@ -124,11 +124,14 @@ def test_report_sorts_each_stack_into_one_bucket():
     ], NOW)
     outcomes = {"gone": (Outcome.DELETED, "deleted"), "boom": (Outcome.FAILED, "HTTP 500"),
                 "raced": (Outcome.CHANGED, "changed since it was read")}
-    report = S.reaper_report(verdicts, outcomes, now=NOW, dry_run=False, max_deletions=20, run_id="r1")
+    report = S.reaper_report(verdicts, outcomes, now=NOW, dry_run=False, max_deletions=20, dag_id="ephemeral_reaper",
+                             run_id="r1").to_json()
     assert report["counts"] == {"deleted": 1, "would_delete": 0, "kept": 2, "skipped": 1, "failed": 1}
     assert [e["name"] for e in report["kept"]] == ["fresh", "raced"]
     assert report["failed"][0]["detail"] == "HTTP 500"
-    dry = S.reaper_report(verdicts, {}, now=NOW, dry_run=True, max_deletions=20, run_id="r2")
+    dry = S.reaper_report(verdicts, {}, now=NOW, dry_run=True, max_deletions=20, dag_id="ephemeral_reaper",
+                          run_id="r2").to_json()
+    assert report["dag_id"] == "ephemeral_reaper" and report["run_id"] == "r1"
     assert dry["counts"]["would_delete"] == 3 and dry["counts"]["deleted"] == 0
 
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from stackyard.core import ephemeral as S
+from stackyard.core.records import StackEvent
 from stackyard.exceptions import InputError
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
@@ -19,7 +20,7 @@ def ns(name="alice-dev", created=NOW, created_by="stack_create/manual__1", **ann
 
 
 def created(at=NOW, run="manual__1", owner="alice", event="created"):
-    return {"event": event, "dag_id": "stack_create", "run_id": run, "at": S.timestamp(at), "owner": owner}
+    return StackEvent(event=event, stack="alice-dev", dag_id="stack_create", run_id=run, at=at, owner=owner)
 
 
 @pytest.mark.parametrize("name, why", [

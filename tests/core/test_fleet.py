@@ -8,11 +8,12 @@ import pytest
 
 from stackyard.core.charts import split_chart
 from stackyard.core.fleet import (
-    CellState, ClusterState, NamespaceRow, RecordRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
-    UmbrellaVersion, deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view, recorded_overrides,
+    CellState, ClusterState, NamespaceRow, ReleaseRow, ServiceLineage, StackSpec, cell_state,
+    UmbrellaVersion, deployed_services, ephemeral_view, fleet_matrix, lineages, persistent_view, stack_overrides,
     umbrella_manifest_version, rejection_text, l3_history, Rejection, stack_detail, stack_status,
 )
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
+from stackyard.core.records import ReaperReport, RolloutRecord, StackEvent, Stored
 
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=timezone.utc)  # a Wednesday
 
@@ -23,6 +24,22 @@ def history(*bumps: tuple[str, str]) -> list[Manifest]:
     for index, (service, version) in enumerate(bumps):
         out.append(propose(out[-1], service, version, None, NOW + timedelta(minutes=index), Provenance(f"run-{index}", "bob", None)))
     return out
+
+
+def rollout(service: str, to_version: str, status: str, *, dag_id: str = "rollout_qa1", run_id: str = "r1",
+            at: datetime = NOW) -> Stored[RolloutRecord]:
+    return Stored(at, RolloutRecord(
+        stack="qa1", type="persistent", dag_id=dag_id, namespace="qa1", profile="qa1", service=service,
+        from_version="1.0.0", to_version=to_version, action="upgrade", manifest_version=2, run_id=run_id,
+        status=status, started=at, finished=at))
+
+
+def reaper_run(run_id: str, *, deleted=(), failed=(), dag_id: str = "ephemeral_reaper") -> Stored[ReaperReport]:
+    entries = {"deleted": [{"name": n, "action": "delete", "reason": r} for n, r in deleted],
+               "failed": [{"name": n, "action": "delete", "reason": r, "detail": d} for n, r, d in failed]}
+    return Stored(NOW, ReaperReport(
+        dag_id=dag_id, run_id=run_id, at=NOW, dry_run=False, max_deletions=20, selector="x", **entries,
+        counts={"deleted": len(deleted), "would_delete": 0, "kept": 0, "skipped": 0, "failed": len(failed)}))
 
 
 LINE = ServiceLineage(("1.0.0", "1.1.0", "1.2.0"), "1.2.0", None)
@@ -90,8 +107,7 @@ def test_matrix_l3_column_first_then_production_persistent_ephemeral_and_failed_
         (ReleaseRow("orders", "qa1", "deployed", "orders-1.0.0"), ReleaseRow("catalog", "prod", "deployed", "catalog-1.0.0")),
         NOW,
     )
-    rollouts = {"qa1": [RecordRow(NOW, {"service": "catalog", "to_version": "1.1.0", "status": "rolled_back",
-                                        "dag_id": "rollout", "run_id": "r9"})]}
+    rollouts = {"qa1": [rollout("catalog", "1.1.0", "rolled_back", dag_id="rollout", run_id="r9")]}
     matrix = fleet_matrix(history=hist, cluster=cluster, rollouts=rollouts)
     assert [c["name"] for c in matrix["columns"]] == ["L3", "prod", "qa1", "zz-eph"]
     rows = {row["service"]: row["cells"] for row in matrix["rows"]}
@@ -110,12 +126,13 @@ def test_matrix_without_a_cluster_claims_nothing_about_stacks():
 def test_ephemeral_view_time_left_and_last_reaper_run():
     cluster = ClusterState((ns("alice-demo", "ephemeral", **{"stackyard.io/ttl": "1d", "stackyard.io/last-activity": "2026-03-04T04:00:00Z"}),
                             ns("bad-ttl", "ephemeral", **{"stackyard.io/ttl": "forever"})), (), NOW)
-    reaper = [RecordRow(NOW, {"run_id": "r1", "deleted": [{"name": "old", "reason": "idle 8d0h", "values": "x"}], "failed": []})]
+    reaper = [reaper_run("r1", deleted=[("old", "idle 8d0h")])]
     view = ephemeral_view(cluster, {}, reaper, NOW)
     stacks = {s["name"]: s for s in view["stacks"]}
     assert stacks["alice-demo"]["seconds_left"] == 18 * 3600
     assert "does not parse" in stacks["bad-ttl"]["note"] and "seconds_left" not in stacks["bad-ttl"]
     assert view["last_reaper_run"]["deleted"] == [{"name": "old", "reason": "idle 8d0h"}]  # only named fields
+    assert view["last_reaper_run"]["run"] == {"dag_id": "ephemeral_reaper", "run_id": "r1"}  # the reaper's own DAG
 
 
 REGISTRY = """
@@ -156,9 +173,9 @@ def test_persistent_view_uses_the_rollouts_window_rule_and_next_cadence():
 # --- personal stacks with overrides (the umbrella l3-N.0.0-overrides-<hash>) ----------------------
 
 
-def created_event(overrides):
-    return RecordRow(NOW, {"event": "created", "owner": "alice", "manifest_version": 2, "overrides": overrides,
-                           "dag_id": "stack_create", "run_id": "c1"})
+def created_event(overrides, *, stack="alice-dev", at=NOW):
+    return Stored(at, StackEvent(event="created", stack=stack, run_id="c1", dag_id="stack_create", at=at,
+                                 owner="alice", manifest_version=2, overrides=overrides))
 
 
 def test_an_overrides_umbrella_deploys_its_manifest_pins_with_the_recorded_overrides_marked():
@@ -195,15 +212,13 @@ def test_umbrella_versions_the_gate_and_personal_stacks_publish(version, expecte
     assert umbrella_manifest_version(version) == expected
 
 
-@pytest.mark.parametrize("recorded, expected", [
-    ({"orders": {"from": "1.1.0", "to": "1.0.0"}}, {"orders": {"from": "1.1.0", "to": "1.0.0"}}),
-    ({"orders": {"from": None, "to": "0.9.0"}}, {"orders": {"from": None, "to": "0.9.0"}}),  # a service new to L3
-    ({"orders": "1.0.0"}, {"orders": {"from": None, "to": "1.0.0"}}),  # the plain form
-    ({"orders": {"to": "s3cr3t"}}, None),  # not a version: never passed through
-    ({}, None),
-])
-def test_recorded_overrides_keep_only_versions(recorded, expected):
-    assert recorded_overrides({"overrides": recorded}) == expected
+def test_a_stacks_overrides_are_its_latest_created_events():
+    first = created_event({"orders": {"from": "1.1.0", "to": "1.0.0"}})
+    again = created_event({"orders": {"from": None, "to": "0.9.0"}}, at=NOW + timedelta(hours=1))  # re-created
+    touched = Stored(NOW + timedelta(hours=2), StackEvent(event="touched", stack="alice-dev", run_id="t1",
+                                                          dag_id="stack_touch", at=NOW + timedelta(hours=2), ttl="1d"))
+    assert stack_overrides([first, again, touched]) == {"orders": {"from": None, "to": "0.9.0"}}
+    assert stack_overrides([created_event(None)]) is None and stack_overrides([touched]) is None
 
 
 @pytest.mark.parametrize("paused, expected_next, expected_paused", [
@@ -237,11 +252,18 @@ def test_l3_history_rejection_summary_does_not_repeat_the_failed_test():
 
 
 def test_a_stack_page_without_the_cluster_claims_no_health_and_no_drift():
-    matrix = fleet_matrix(history=history(), cluster=None, rollouts={"qa1": [RecordRow(NOW, {"service": "orders",
-                                                                                               "to_version": "1.0.0", "status": "succeeded"})]})
+    matrix = fleet_matrix(history=history(), cluster=None, rollouts={"qa1": [rollout("orders", "1.0.0", "succeeded")]})
     status = stack_status("qa1", matrix, [], [])
     page = stack_detail(status, namespace="qa1", objects=None, warnings=[], deployed={}, releases=None, live=None,
                         compared_kinds=set())
     assert {(s["name"], s["health"], s["drift"]) for s in page["services"]} == {
         ("orders", "unknown", "unknown"), ("catalog", "unknown", "unknown")}
     assert page["health"] == "unknown" and page["drift"] == "unknown" and page["resources"] is None
+
+
+def test_ephemeral_view_shows_each_override_as_the_version_the_stack_runs():
+    cluster = ClusterState((ns("alice-demo", "ephemeral"),), (), NOW)
+    created = StackEvent(event="created", stack="alice-demo", run_id="r", dag_id="stack_create", at=NOW,
+                         overrides={"orders": {"from": "1.0.0", "to": "1.2.0"}, "search": {"from": None, "to": "0.1.0"}})
+    view = ephemeral_view(cluster, {"alice-demo": [Stored(NOW, created)]}, [], NOW)
+    assert view["stacks"][0]["overrides"] == {"orders": "1.2.0", "search": "0.1.0"}

@@ -6,11 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from stackyard.core.times import format_utc
+from stackyard.core.records import RolloutRecord
 from stackyard.core.rollout import (
     CHECK_TYPES, CanaryState, Deployed, PlanStep, RolloutStatus, Target, advance, canary_release, canary_values,
     deployed_services, failed_before, make_plan, qualified_targets, release_service, rollout_record,
-    running_versions, service_release,
+    service_release,
     window_decision,
 )
 from stackyard.core.stack_registry import HealthySource, parse_stack
@@ -148,9 +148,10 @@ def test_window_needs_an_aware_time():
 STAGE_24H = HealthySource("stage", 24)
 
 
-def record(service: str, version: str, finished: datetime, status: str = "succeeded", manifest: int = 1) -> dict:
-    return {"service": service, "to_version": version, "status": status, "finished": format_utc(finished),
-            "manifest_version": manifest}
+def record(service: str, version: str, finished: datetime, status: str = "succeeded", manifest: int = 1) -> RolloutRecord:
+    return RolloutRecord(stack="stage", type="persistent", dag_id="rollout_stage", namespace="stage", profile="stage",
+                         service=service, from_version=None, to_version=version, action="upgrade",
+                         manifest_version=manifest, run_id="r", status=status, started=finished, finished=finished)
 
 
 def test_a_version_running_long_enough_qualifies():
@@ -193,12 +194,6 @@ def test_services_never_rolled_out_on_stage_are_held():
 def test_zero_hours_means_deployed_on_stage_is_enough():
     found, _ = qualified_targets([record("orders", "1.1.0", NOW)], HealthySource("stage", 0), now=NOW)
     assert found["orders"].version == "1.1.0"
-
-
-def test_running_versions_is_the_latest_success_per_service():
-    records = [record("orders", "1.0.0", NOW - timedelta(hours=3)), record("orders", "1.1.0", NOW - timedelta(hours=1)),
-               record("orders", "1.2.0", NOW, status="rolled_back")]
-    assert running_versions(records)["orders"]["to_version"] == "1.1.0"
 
 
 # --- canary ------------------------------------------------------------------------------------------
@@ -246,7 +241,8 @@ def test_check_types_match_their_implementations():
 def test_rollout_record_holds_the_contract_fields_and_no_values():
     step = PlanStep("orders", "1.0.0", "1.1.0", "upgrade", False, 4)
     data = rollout_record(stack=QA, step=step, status=RolloutStatus.ROLLED_BACK, run_id="manual__1", started=NOW,
-                          finished=NOW + timedelta(seconds=5), values_digest="sha256:" + "0" * 64, revision=3, reason="tests failed")
+                          finished=NOW + timedelta(seconds=5), values_digest="sha256:" + "0" * 64, revision=3,
+                          reason="tests failed").to_json()
     assert {k: data[k] for k in ("stack", "service", "from_version", "to_version", "manifest_version", "run_id", "status")} == {
         "stack": "qa1", "service": "orders", "from_version": "1.0.0", "to_version": "1.1.0", "manifest_version": 4,
         "run_id": "manual__1", "status": "rolled_back"}

@@ -1,6 +1,6 @@
 """The values precedence rules of stackyard.core.values, one test per rule."""
 
-from stackyard.core.values import ValuesLayer, compose, drop_nulls, merge_values, nest_under, stack_values
+from stackyard.core.values import ValuesLayer, compose, merge_values, nest_under, stack_values
 
 import pytest
 from stackyard.exceptions import InputError
@@ -38,10 +38,9 @@ def test_scalar_replaces_mapping_and_mapping_replaces_scalar():
     assert merge_values({"x": "flat"}, {"x": {"y": 1}}) == {"x": {"y": 1}}
 
 
-def test_null_removes_the_key_it_overrides_in_the_effective_view():
+def test_null_is_kept_so_helm_removes_the_key_it_overrides():
     merged = merge_values({"ingress": {"enabled": True, "host": "h"}}, {"ingress": {"host": None}})
     assert merged == {"ingress": {"enabled": True, "host": None}}  # kept so helm removes its default too
-    assert drop_nulls(merged) == {"ingress": {"enabled": True}}
 
 
 def test_inputs_are_never_mutated():

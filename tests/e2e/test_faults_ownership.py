@@ -17,6 +17,7 @@ import pytest
 
 from stackyard.core import ephemeral as S
 from stackyard.adapters.record_store import open_record_store
+from stackyard.core.records import StackEvent
 
 from tests.e2e.test_stacks import (  # noqa: F401 (fixtures)
     EPHEMERAL, alive, events, make_namespace, made_by_stackyard, records, remove, run,
@@ -52,16 +53,25 @@ def test_a_personal_stack_cannot_take_a_namespace_it_does_not_own(local_stack, d
                                                                  name, message):
     if name == "squatted":
         make_namespace(local_stack, name)
+    before = _metadata(local_stack, name)  # "default" exists (the sandbox makes it, as a cluster does)
     try:
         state, tasks = run(dagbag, "stack_create", {"name": name, "owner": "mallory"})
         assert state == "failed" and tasks["validate"] == "failed"
         assert tasks["create_namespace"] == "upstream_failed" and tasks["deploy"] == "upstream_failed"
         assert message in capfd.readouterr().out
-        assert alive(local_stack, name) is (name in ("squatted", "default"))  # both existed before
+        assert _metadata(local_stack, name) == before  # nothing created, nothing relabelled or annotated
         assert records(local_stack, f"stacks/{name}/events") == []
     finally:
         if name == "squatted":
             remove(local_stack, name)
+
+
+def _metadata(local_stack, name):
+    """(labels, annotations) of namespace ``name``, or None when there is none."""
+    if not alive(local_stack, name):
+        return None
+    meta = local_stack.core_v1().read_namespace(name).metadata
+    return dict(meta.labels or {}), dict(meta.annotations or {})
 
 
 @pytest.fixture
@@ -78,9 +88,9 @@ def lookalikes(local_stack):
     made_by_stackyard(local_stack, "real-stale", EPHEMERAL, {"last_activity": OLD, "ttl": "1h"})
     make_namespace(local_stack, "old-version", dict(EPHEMERAL), last_activity=OLD, ttl="1h",
                    **{S.ANNOTATION_CREATED_BY: "stack_create/manual__old"})
-    open_record_store(local_stack.settings.records_url).append("stacks/old-version/events", {
-        "event": "created", "stack": "old-version", "dag_id": "stack_create", "run_id": "manual__old",
-        "at": S.timestamp(datetime.now(timezone.utc)), "owner": "bob"})
+    open_record_store(local_stack.settings.records_url).write(StackEvent(
+        event="created", stack="old-version", dag_id="stack_create", run_id="manual__old",
+        at=datetime.now(timezone.utc), owner="bob"))
     yield
     core.patch_namespace("kube-public", {"metadata": {"labels": {k: None for k in EPHEMERAL},
                                                       "annotations": {k: None for k in (

@@ -26,6 +26,7 @@ from stackyard.adapters.helm import Helm
 
 from tests.conftest import CHARTS, EXAMPLE_AGE_KEY, EXAMPLE_SERVICES, require_tool
 from tests.e2e.conftest import fresh_dag
+from tests.support.webhook import Receiver
 from tests.support.oci_registry import free_port, local_oci_registry
 
 pytestmark = pytest.mark.slow
@@ -86,10 +87,35 @@ def run_gate(dagbag, conf):
     return run, {ti.task_id: ti.state for ti in run.get_task_instances()}
 
 
+def gate_report(local_stack):
+    """The report of the only gate run so far that was not promoted (filed under its candidate id)."""
+    [candidate_id] = [name for name in (f.rsplit("/", 1)[-1] for f in local_stack.store.backend.list_folders("reports"))
+                      if not name.startswith("v")]
+    [record] = local_stack.store.reports(candidate_id)
+    return record.report
+
+
+@pytest.fixture
+def webhook(monkeypatch):
+    receiver = Receiver()
+    monkeypatch.setenv("AIRFLOW_CONN_STACKYARD_WEBHOOK", json.dumps(
+        {"conn_type": "http", "host": f"http://127.0.0.1:{receiver.port}", "extra": {"format": "json"}}))
+    yield receiver
+    receiver.server.shutdown()
+
+
+def variant(local_stack, service: str, version: str, edit) -> None:
+    """Publish ``service`` at ``version`` after ``edit(chart_dir)`` changed its copy."""
+    chart = chart_variant(CHARTS / service, local_stack.tmp / "variants" / f"{service}-{version}", version=version)
+    edit(chart)
+    publish_chart(chart, registry=local_stack.registry, helm=local_stack.helm)
+
+
 # --- helm fails during deploy -------------------------------------------------------------------
 
 
-def test_helm_failure_during_deploy_rejects_and_removes_the_stack(local_stack, dagbag, sandbox, capfd, example_secrets):
+def test_an_api_that_keeps_failing_during_deploy_is_an_error_not_a_rejection(local_stack, dagbag, sandbox, capfd,
+                                                                           example_secrets, webhook):
     seeded = local_stack.seed()
     local_stack.publish("orders", "1.1.0")
     # helm 4 applies server-side: every write of a Deployment is a PATCH; the API server answers 500.
@@ -102,10 +128,14 @@ def test_helm_failure_during_deploy_rejects_and_removes_the_stack(local_stack, d
     assert run.state == "failed"
     assert tasks["deploy"] == "failed" and try_number(run, "deploy") == 3  # retried, then gave up
     assert tasks["system_tests"] == "upstream_failed" and tasks["promote"] == "upstream_failed"
-    assert tasks["reject"] == "success" and tasks["teardown"] == "success"
+    assert tasks["reject"] == "skipped" and tasks["teardown"] == "success"
     assert "etcd is on fire" in out
     assert local_stack.store.latest() == seeded
-    assert local_stack.store.rejections()[0].reason.startswith("deploy failed")
+    assert local_stack.store.rejections() == []  # a crash of the cluster is no verdict on the chart
+    report = gate_report(local_stack)
+    assert report.outcome.value == "error" and report.reason.startswith("deploy: ") and "etcd is on fire" in report.reason
+    assert report.failure.kind.value == "unknown" and "etcd is on fire" in report.failure.helm_error
+    assert [body["kind"] for _, _, body in webhook.requests] == ["gate_error"]
     assert live_ephemeral(local_stack) == []
     assert_no_secret_in(out, example_secrets)
 
@@ -202,11 +232,98 @@ def test_kms_unavailable_fails_deploy_clearly_without_leaking(local_stack, dagba
     out = capfd.readouterr().out
 
     assert run.state == "failed"
-    assert tasks["deploy"] == "failed" and tasks["reject"] == "success" and tasks["teardown"] == "success"
+    assert tasks["deploy"] == "failed" and tasks["reject"] == "skipped" and tasks["teardown"] == "success"
     assert f"orders/profiles/ephemeral/secrets.yaml: could not reach the key service for {arn} (connection refused)" in out
-    assert local_stack.store.latest() == seeded
+    assert local_stack.store.latest() == seeded and local_stack.store.rejections() == []
+    report = gate_report(local_stack)
+    assert report.outcome.value == "error" and "could not reach the key service" in report.reason
     assert live_ephemeral(local_stack) == []
     assert_no_secret_in(out, [KMS_SECRET, KMS_SECRET + "-db", *example_secrets])
+
+
+# --- the candidate itself is broken -----------------------------------------------------------------
+
+
+def test_a_template_error_is_rejected_at_once_quoting_helm(local_stack, dagbag, capfd, example_secrets):
+    seeded = local_stack.seed()
+    # Renders only with what the pipeline adds at deploy (global.stackyard), so `helm lint` at publish passes.
+    variant(local_stack, "orders", "1.1.0", lambda chart: (chart / "templates" / "broken.yaml").write_text(
+        '{{- if hasKey (.Values.global | default dict) "stackyard" }}\n'
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\ndata:\n  host: {{ .Values.db.host }}\n{{- end }}\n"))
+
+    run, tasks = run_gate(dagbag, {"service": "orders", "chart_version": "1.1.0"})
+    out = capfd.readouterr().out
+
+    assert run.state == "failed"
+    assert tasks["deploy"] == "failed" and try_number(run, "deploy") == 1  # deterministic: no retries
+    assert tasks["reject"] == "success" and local_stack.store.latest() == seeded
+    [rejection] = local_stack.store.rejections()
+    assert rejection.reason.startswith("deploy failed: the chart did not render or a manifest is invalid in orders")
+    assert "l3/charts/orders/templates/broken.yaml" in rejection.reason
+    assert rejection.report.failure.kind.value == "render" and rejection.report.failure.service == "orders"
+    assert "nil pointer evaluating interface {}.host" in rejection.report.failure.helm_error
+    assert gate_report(local_stack).outcome.value == "rejected"
+    assert live_ephemeral(local_stack) == []
+    assert_no_secret_in(out, example_secrets)
+
+
+def test_a_service_that_never_becomes_ready_is_named_even_when_another_is_gated(local_stack, dagbag, capfd,
+                                                                                  example_secrets):
+    # L3 already pins a catalog whose pods fail; gating orders shows it.
+    def never_ready(chart):
+        deployment = chart / "templates" / "deployment.yaml"
+        deployment.write_text(deployment.read_text().replace(
+            "      annotations:\n", "      annotations:\n        sandbox.stackyard.io/outcome: fail\n", 1))
+
+    variant(local_stack, "catalog", "1.0.1", never_ready)
+    refs = {service: local_stack.publish(service) for service in EXAMPLE_SERVICES if service != "catalog"}
+    refs["catalog"] = local_stack.registry.resolve("catalog", "1.0.1")
+    pins = {service: ServicePin(ref.version, ref.digest) for service, ref in refs.items()}
+    seeded = local_stack.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "tests", None)))
+    local_stack.publish("orders", "1.1.0")
+
+    run, tasks = run_gate(dagbag, {"service": "orders", "chart_version": "1.1.0"})
+    out = capfd.readouterr().out
+
+    assert run.state == "failed" and tasks["deploy"] == "failed" and tasks["reject"] == "success"
+    [rejection] = local_stack.store.rejections()
+    failure = rejection.report.failure
+    assert failure.kind.value == "not_ready" and failure.service == "catalog"
+    assert any(ref.startswith("Deployment/") and "catalog" in ref for ref in failure.objects)
+    assert rejection.reason.startswith("deploy failed: workloads did not become ready in catalog (Deployment/")
+    assert local_stack.store.latest() == seeded and live_ephemeral(local_stack) == []
+    assert_no_secret_in(out, example_secrets)
+
+
+# --- the manifest store cannot be written during promote ---------------------------------------------
+
+
+def test_an_unwritable_store_at_promote_is_an_error_with_its_reason_and_no_rejection(local_stack, dagbag, monkeypatch,
+                                                                                       capfd, example_secrets, webhook):
+    from stackyard.adapters.manifest_store import ManifestStore
+
+    seeded = local_stack.seed()
+    local_stack.publish("orders", "1.1.0")
+
+    def unwritable(self, candidate):
+        raise PermissionError(13, "Permission denied", str(local_stack.tmp / "manifests" / "v000002.json"))
+
+    monkeypatch.setattr(ManifestStore, "promote", unwritable)
+
+    run, tasks = run_gate(dagbag, {"service": "orders", "chart_version": "1.1.0"})
+    out = capfd.readouterr().out
+
+    assert run.state == "failed"
+    assert tasks["system_tests"] == "success" and tasks["promote"] == "failed"
+    assert tasks["reject"] == "skipped" and local_stack.store.rejections() == []
+    report = gate_report(local_stack)
+    assert report.outcome.value == "error" and report.tests.passed is True
+    assert report.reason.startswith("promote: ") and "Permission denied" in report.reason
+    [(_, _, alert)] = webhook.requests
+    assert alert["kind"] == "gate_error" and alert["severity"] == "error" and "Permission denied" in alert["text"]
+    assert "L3 gate error: promote: " in out
+    assert local_stack.store.latest() == seeded and live_ephemeral(local_stack) == []
+    assert_no_secret_in(out, example_secrets)
 
 
 # --- the sandbox answers 500 during teardown --------------------------------------------------------

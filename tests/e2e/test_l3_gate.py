@@ -33,7 +33,7 @@ def test_good_bump_is_promoted_and_the_stack_removed(local_stack, dagbag, capfd,
     assert latest.provenance.requested_by == "alice"
     assert tasks["reject"] == "skipped" and tasks["requeue"] == "skipped"
     assert tasks["system_test_suite"] == "success"  # include/gate.yaml configures one
-    assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
+    assert local_stack.store.reports(latest.version)[0].report.outcome.value == "promoted"
     assert ephemeral_namespaces(local_stack) == []
     # `dags test` output is never masked by Airflow: stackyard itself must not emit plaintext.
     output = "".join(capfd.readouterr())
@@ -54,11 +54,11 @@ def test_failing_test_rejects_and_l3_is_unchanged(local_stack, dagbag):
     rejection = local_stack.store.rejections()[0]
     # Test pods are named after the stack's own release (l3-<candidate id>).
     [failed] = re.fullmatch(r"system tests failed: (l3-[0-9a-f]{8}-catalog-test)", rejection.reason).groups()
-    assert failed in rejection.report["test_output"]
-    by_name = {t["name"]: t for t in rejection.report["tests"]}  # every test, with its outcome and time
-    assert by_name[failed]["phase"] == "Failed" and by_name[failed]["logs"]
+    assert failed in rejection.report.test_output
+    by_name = {t.name: t for t in rejection.report.tests}  # every test, with its outcome and time
+    assert by_name[failed].phase == "Failed" and by_name[failed].logs
     orders = failed.replace("-catalog-test", "-orders-test")
-    assert by_name[orders]["phase"] == "Succeeded" and by_name[orders]["seconds"] > 0
+    assert by_name[orders].phase == "Succeeded" and by_name[orders].seconds > 0
     assert ephemeral_namespaces(local_stack) == []
 
 
@@ -94,7 +94,7 @@ def test_a_v_prefixed_chart_version_publishes_gates_and_promotes_as_declared(loc
     latest = local_stack.store.latest()
     assert latest.version == seeded.version + 1
     assert latest.services["orders"].chart_version == "v1.19.0" and latest.change.to_version == "v1.19.0"
-    assert local_stack.store.reports(latest.version)[0].report["outcome"] == "promoted"
+    assert local_stack.store.reports(latest.version)[0].report.outcome.value == "promoted"
 
 
 def test_an_invalid_gate_config_is_an_import_error_naming_the_field(tmp_path, monkeypatch):

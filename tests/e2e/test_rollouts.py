@@ -21,7 +21,8 @@ import yaml
 
 from dev.demo import chart_variant
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
-from stackyard.core.rollout import canary_release, release_service, rollouts_stream, service_release
+from stackyard.core.records import RolloutRecord, rollouts_stream
+from stackyard.core.rollout import canary_release, release_service, service_release
 from stackyard.core.times import format_utc
 from stackyard.steps.publishing import publish_chart
 from stackyard.adapters.record_store import open_record_store
@@ -252,9 +253,11 @@ def test_production_secrets_without_the_key_fail_clearly_and_change_nothing(loca
     prod, stage = rollouts.name("prod"), rollouts.name("stage")
     bag = rollouts.dagbag(**{stage: qa(stage, profile="stage"), prod: production(prod, stage, services=["orders"])})
     # Stage's history, as its rollout DAG records it: orders 1.0.0 deployed there a day ago.
-    rollouts.records.append(rollouts_stream(stage), {
-        "service": "orders", "from_version": None, "to_version": "1.0.0", "status": "succeeded",
-        "finished": format_utc(datetime.now(timezone.utc) - timedelta(days=1)), "manifest_version": seeded.version})
+    day_ago = datetime.now(timezone.utc) - timedelta(days=1)
+    rollouts.records.write(RolloutRecord(
+        stack=stage, type="persistent", dag_id=f"rollout_{stage}", namespace=stage, profile="stage", service="orders",
+        from_version=None, to_version="1.0.0", action="install", manifest_version=seeded.version, run_id="manual__s",
+        status="succeeded", started=day_ago, finished=day_ago))
 
     state, tasks, upgrades = run(bag, f"rollout_{prod}")
 

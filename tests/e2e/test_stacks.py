@@ -10,6 +10,7 @@ from stackyard.steps import personal_stacks as stack_steps
 from stackyard.core import ephemeral as S
 from stackyard.steps.publishing import load_umbrella_template
 from stackyard.adapters.record_store import open_record_store
+from stackyard.core.records import StackEvent
 
 from tests.e2e.conftest import fresh_dag, run_dag
 
@@ -240,9 +241,8 @@ def made_by_stackyard(local_stack, name, labels, annotations, run_id="manual__te
     """A namespace as stack_create makes it: its "created" record first, then the namespace
     naming that run (labels alone prove nothing: see test_faults_ownership.py)."""
     dag_id = "l3_gate" if name.startswith("l3-") else "stack_create"
-    open_record_store(local_stack.settings.records_url).append(
-        f"stacks/{name}/events", {"event": "created", "stack": name, "dag_id": dag_id, "run_id": run_id,
-                                  "at": S.timestamp(datetime.now(timezone.utc)), "owner": "alice"})
+    open_record_store(local_stack.settings.records_url).write(StackEvent(
+        event="created", stack=name, dag_id=dag_id, run_id=run_id, at=datetime.now(timezone.utc), owner="alice"))
     make_namespace(local_stack, name, labels and dict(labels),
                    **{**annotations, S.ANNOTATION_CREATED_BY: f"{dag_id}/{run_id}"})
 

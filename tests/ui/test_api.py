@@ -16,7 +16,9 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from stackyard.core import ephemeral as rules
 from stackyard.core.manifest import Provenance, propose
+from stackyard.core.records import GateReport, RejectionReport, RolloutRecord, StackEvent
 from stackyard.core.ephemeral import Purpose, ephemeral_stack_metadata, LABEL_MANAGED_BY, LABEL_STACK_TYPE
 from dev.local import free_port
 from stackyard.steps.publishing import build_manifest_package, load_umbrella_template
@@ -57,13 +59,14 @@ def fleet_data(local_stack, monkeypatch, example_secrets):
     local_stack.publish("orders", "1.1.0")
     ref = local_stack.registry.resolve("orders", "1.1.0")
     v2 = store.promote(propose(v1, "orders", "1.1.0", ref.digest, now(), Provenance("manual__gate-v2", "bob", None)))
-    store.record_report(2, {"outcome": "promoted", "duration_seconds": 42.5, "run_id": "manual__gate-v2",
-                            "test_output": f"token={secret}"})
+    store.record_report(2, GateReport(outcome="promoted", change=v2.change.to_dict(), before={"version": 1},
+                                      after={"version": 2}, candidate_id=v2.candidate_id, duration_seconds=42.5,
+                                      run_id="manual__gate-v2", reason=f"token={secret}"))
     local_stack.publish("catalog", "1.1.0")
     cref = local_stack.registry.resolve("catalog", "1.1.0")
     rejected = propose(v2, "catalog", "1.1.0", cref.digest, now(), Provenance("manual__gate-v3", "carol", None))
     store.record_rejection(rejected, "system tests failed: l3-catalog-test",
-                           {"failed_tests": ["l3-catalog-test"], "test_output": f"password: {secret}"})
+                           RejectionReport(failed_tests=["l3-catalog-test"], test_output=f"password: {secret}"))
 
     # The Airflow DB of the test session may hold a rollout_qa1 from other tests: say its state.
     monkeypatch.setattr("stackyard.ui.sources.paused_dags", lambda dag_ids: {"rollout_qa1": False})
@@ -80,13 +83,21 @@ def fleet_data(local_stack, monkeypatch, example_secrets):
     local_stack.helm.upgrade_install("l3", package, namespace="alice-demo", timeout="2m0s")
 
     records = open_record_store(Settings.from_env().records_url)
-    records.append("stacks/qa1/rollouts", {"service": "catalog", "from_version": "1.0.0", "to_version": "1.1.0",
-                                           "status": "rolled_back", "dag_id": "rollout_qa1", "run_id": "scheduled__r1",
-                                           "reason": "deploy failed", "values": {"password": secret}})
+    records.write(RolloutRecord(
+        stack="qa1", type="persistent", dag_id="rollout_qa1", namespace="qa1", profile="qa1", service="catalog",
+        from_version="1.0.0", to_version="1.1.0", action="upgrade", manifest_version=2, run_id="scheduled__r1",
+        status="rolled_back", started=now(), finished=now(), reason="deploy failed"))
+    records.write(StackEvent(event="created", stack="alice-demo", owner="alice", run_id="manual__alice",
+                             dag_id="stack_create", at=now(),
+                             overrides={"orders": {"from": "1.0.0", "to": "1.1.0"}}))
+    records.write(rules.reaper_report([rules.Verdict("old-demo", rules.Action.DELETE, "idle 8d0h")],
+                                      {"old-demo": (rules.Outcome.DELETED, "deleted")}, now=now(), dry_run=False,
+                                      max_deletions=20, dag_id="ephemeral_reaper", run_id="scheduled__reap"))
+    # Records carrying what no model names (here a secret) are left out, never shown.
+    records.append("stacks/qa1/rollouts", {"service": "catalog", "to_version": "9.9.9", "status": "succeeded",
+                                           "values": {"password": secret}})
     records.append("stacks/alice-demo/events", {"event": "created", "who": "alice", "run_id": "manual__alice",
                                                 "overrides": {"orders": "1.1.0", "db_password": secret}})
-    records.append("reaper/runs", {"run_id": "scheduled__reap", "deleted": [{"name": "old-demo", "reason": "idle 8d0h",
-                                   "annotations": {"x": secret}}], "failed": [], "error": None})
     yield records
     for name in ("qa1", "alice-demo"):
         local_stack.core_v1().delete_namespace(name)
@@ -130,7 +141,8 @@ def test_every_endpoint_shows_what_is_deployed_where_and_no_secret(airflow_api, 
     assert demo["owner"] == "alice@example.com" and demo["manifest_version"] == 2
     assert demo["overrides"] == {"orders": "1.1.0"}
     assert 6 * 86400 < demo["seconds_left"] <= 7 * 86400
-    assert ephemeral["last_reaper_run"]["deleted"] == [{"name": "old-demo", "reason": "idle 8d0h"}]
+    assert ephemeral["last_reaper_run"]["deleted"] == [{"name": "old-demo", "reason": "idle 8d0h", "detail": "deleted"}]
+    assert ephemeral["last_reaper_run"]["run"] == {"dag_id": "ephemeral_reaper", "run_id": "scheduled__reap"}
 
     [qa1] = bodies["/api/stacks/persistent"]["stacks"]
     assert qa1["owner"] == "team-qa" and qa1["cadence"] == "0 6 * * 1-5" and qa1["next_rollout"]

@@ -17,18 +17,19 @@ written, is never overwritten.
 
 Gate records (the API callers use around a gate run):
 
-- ``record_report(subject, report)``: store a JSON summary of a gate run (before/after, test
-  output tail, durations) for a promoted version (``int``) or a candidate (its ``candidate_id``).
-- ``record_rejection(candidate, reason, report)``: store a rejected candidate, why, and the
-  report.
+- ``record_report(subject, report)``: store a gate run's :class:`~stackyard.core.records.GateReport`
+  (outcome, before/after, tests, reason, durations) for a promoted version (``int``) or a
+  candidate (its ``candidate_id``).
+- ``record_rejection(candidate, reason, report)``: store a rejected candidate, why, and its
+  :class:`~stackyard.core.records.RejectionReport`.
 - ``reports(subject, limit=None)``: records for a version or candidate id, newest first; asking
   by version also returns what was recorded under that version's candidate id before it was
   promoted.
 - ``rejections(limit=None)``: rejected candidates, newest first.
 
-Reports must be plain JSON (str keys; str, int, finite float, bool, None, list, dict values) and
-at most 1 MiB; anything else raises :class:`InputError`. Keeping secrets out of them is the
-caller's duty: the store writes them verbatim.
+Records are the typed models of :mod:`stackyard.core.records` (the envelope ``GateRecord`` and
+its report), at most 1 MiB; anything else raises :class:`InputError`. Keeping secrets out of
+them is the caller's duty: the store writes them verbatim.
 """
 
 from __future__ import annotations
@@ -37,19 +38,16 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import Enum
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from stackyard.core.manifest import Manifest, check_candidate, validate_candidate_id
+from stackyard.core.records import GateRecord, GateReport, RecordKind, RejectionReport  # noqa: F401 (GateRecord, RecordKind: re-exported)
 from stackyard.adapters.backends import Backend, LocalBackend, S3Backend, open_backend
 from stackyard.adapters.record_store import RECORD_NAME, load_json, newest_first, plain_json_object, record_name, utc_now
 from stackyard.exceptions import ConflictError, InputError, NotFoundError
-
-RECORD_SCHEMA = 1
 
 MANIFESTS = "manifests"
 REPORTS = "reports"
@@ -62,50 +60,6 @@ Clock = Callable[[], datetime]
 
 def manifest_key(version: int) -> str:
     return f"{MANIFESTS}/v{version:06d}.json"
-
-
-class RecordKind(str, Enum):
-    REPORT = "report"
-    REJECTION = "rejection"
-
-
-@dataclass(frozen=True)
-class GateRecord:
-    """A stored gate report or rejection. ``report`` is a fresh copy on every read."""
-
-    kind: RecordKind
-    subject: str
-    recorded: datetime
-    report: dict[str, Any]
-    reason: str | None = None
-    candidate: Manifest | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": RECORD_SCHEMA,
-            "kind": self.kind.value,
-            "subject": self.subject,
-            "recorded": self.recorded.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-            "reason": self.reason,
-            "report": self.report,
-            "candidate": self.candidate.to_dict() if self.candidate else None,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GateRecord:
-        if data.get("schema") != RECORD_SCHEMA:
-            raise InputError(f"gate record schema: expected {RECORD_SCHEMA}, got {data.get('schema')!r}")
-        try:
-            return cls(
-                kind=RecordKind(data["kind"]),
-                subject=data["subject"],
-                recorded=datetime.fromisoformat(data["recorded"]).astimezone(timezone.utc),
-                report=data["report"],
-                reason=data["reason"],
-                candidate=Manifest.from_dict(data["candidate"]) if data["candidate"] else None,
-            )
-        except (KeyError, ValueError, TypeError) as error:
-            raise InputError(f"gate record is malformed: {error!r}") from error
 
 
 class ManifestStore:
@@ -227,20 +181,24 @@ class ManifestStore:
 
     # --- gate records --------------------------------------------------------------------------
 
-    def record_report(self, subject: int | str, report: Mapping[str, Any]) -> GateRecord:
+    def record_report(self, subject: int | str, report: GateReport) -> GateRecord:
         """Store ``report`` for a promoted version (int, must exist) or a candidate id (str)."""
+        if not isinstance(report, GateReport):
+            raise InputError(f"report: expected a GateReport, got {type(report).__name__}")
         folder = self._report_folder(subject, must_exist=True)
-        record = GateRecord(RecordKind.REPORT, folder.rsplit("/", 1)[-1], self._clock(), plain_json_object(report, "report"))
+        plain_json_object(report.to_json(), "report")  # the size limit
+        record = GateRecord(RecordKind.REPORT, folder.rsplit("/", 1)[-1], self._clock(), report)
         return self._write_record(folder, record)
 
-    def record_rejection(self, candidate: Manifest, reason: str, report: Mapping[str, Any]) -> GateRecord:
+    def record_rejection(self, candidate: Manifest, reason: str, report: RejectionReport) -> GateRecord:
         """Store a rejected candidate with why it was rejected and the gate's report."""
         _require_manifest(candidate)
         if not isinstance(reason, str) or not reason.strip():
             raise InputError("reason: a rejection needs a non-empty reason")
-        record = GateRecord(
-            RecordKind.REJECTION, candidate.candidate_id, self._clock(), plain_json_object(report, "report"), reason, candidate
-        )
+        if not isinstance(report, RejectionReport):
+            raise InputError(f"report: expected a RejectionReport, got {type(report).__name__}")
+        plain_json_object(report.to_json(), "report")
+        record = GateRecord(RecordKind.REJECTION, candidate.candidate_id, self._clock(), report, reason, candidate)
         return self._write_record(REJECTIONS, record)
 
     def reports(self, subject: int | str, limit: int | None = None) -> list[GateRecord]:
@@ -277,7 +235,7 @@ class ManifestStore:
     def _read_records(self, keys: list[str], limit: int | None) -> list[GateRecord]:
         named = {key.rsplit("/", 1)[-1]: key for key in keys if RECORD_NAME.fullmatch(key.rsplit("/", 1)[-1])}
         newest = newest_first(sorted(named), limit)
-        return [GateRecord.from_dict(load_json(self._read(named[name]), named[name])) for name in newest]
+        return [GateRecord.from_dict(load_json(self._read(named[name]), named[name]), named[name]) for name in newest]
 
 
 # --- helpers shared by the backends ---------------------------------------------------------------

@@ -4,13 +4,9 @@ A record store keeps *streams*; each append creates one immutable JSON object na
 (plus a random tail), so name order is time order and nothing is ever overwritten. Same backends
 as the manifest store (:mod:`stackyard.adapters.backends`): a local directory or S3.
 
-Stream names are a contract between producers and readers:
-
-- ``stacks/<stack>/rollouts`` one record per service upgrade attempt on a persistent/production
-                              stack (service, from/to version, manifest version, run id, status,
-                              timestamps, values digest);
-- ``stacks/<stack>/events``   stack lifecycle: created, touched, destroyed, reaped (run id, who);
-- ``reaper/runs``             one report per reaper run (deleted / kept / failed, and why).
+Each stream holds one model of :mod:`stackyard.core.records` (the table there: rollout records,
+stack events, reaper reports). :meth:`RecordStore.write` is their one writer and
+:meth:`RecordStore.read` their one reader; ``append``/``list`` are the untyped layer beneath.
 
 Records are plain JSON (at most 1 MiB) and never hold secrets: callers store digests, not values.
 """
@@ -26,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from stackyard.core.records import RolloutRecord, R, ReaperReport, StackEvent, Stored
 from stackyard.exceptions import ConflictError, InputError
 from stackyard.adapters.backends import Backend, open_backend
 
@@ -125,6 +122,26 @@ class RecordStore:
             recorded = datetime.fromisoformat(body["recorded"].replace("Z", "+00:00"))
             records.append(Record(stream, key, recorded, body["data"]))
         return records
+
+    def write(self, record: RolloutRecord | StackEvent | ReaperReport) -> Stored:
+        """Store a typed record as the newest of its own stream (``record.stream``)."""
+        stored = self.append(record.stream, record.to_json())
+        return Stored(stored.recorded, record, stored.key)
+
+    def read(self, stream: str, model: type[R], limit: int | None = None, *,
+             on_invalid: Callable[[str, InputError], None] | None = None) -> list[Stored[R]]:
+        """The records of ``stream`` as ``model``, newest first. A record that is not a valid
+        ``model`` raises InputError naming its key, or with ``on_invalid`` is reported to it and
+        left out (a page must not fail on one bad record)."""
+        out = []
+        for raw in self.list(stream, limit):
+            try:
+                out.append(Stored(raw.recorded, model.from_json(raw.data, raw.key), raw.key))
+            except InputError as error:
+                if on_invalid is None:
+                    raise
+                on_invalid(raw.key, error)
+        return out
 
     def streams(self, prefix: str) -> list[str]:
         """Streams under ``prefix`` (e.g. ``stacks/`` → ``stacks/qa1/rollouts``, …), sorted."""

@@ -5,9 +5,10 @@ Call one builder and :func:`send` (it never raises: a chat outage must not fail 
 
     from stackyard.airflow import notify
     notify.send(notify.gate_rejected(candidate, reason, failed_tests, run_id=...))
+    notify.send(notify.gate_error("orders", "1.4.0", "promote: manifest store not writable", candidate=..., run_id=...))
     notify.send(notify.rollout_failed("qa1", "orders", "1.4.0", from_version="1.3.2", rolled_back=True,
                                       reason="deployment orders not ready", dag_id="rollout_qa1", run_id=...))
-    notify.send(notify.reaper_failed(report, dag_id="stack_reaper", run_id=...))
+    notify.send(notify.reaper_failed(report))  # a core.records.ReaperReport: it names its run
     notify.send(notify.stack_expiring("alice-demo", owner="alice", seconds_left=20 * 3600))
 
 The body is Slack's incoming-webhook JSON (``text`` plus ``blocks``) unless the connection's
@@ -29,6 +30,7 @@ from urllib.parse import quote
 
 from stackyard.core.fleet import seconds_text
 from stackyard.core.manifest import Manifest
+from stackyard.core.records import ReaperEntry, ReaperReport
 from stackyard.core.secrets import SECRETS
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ EXPIRY_WARNING = timedelta(days=1)
 
 class Kind(str, Enum):
     GATE_REJECTED = "gate_rejected"
+    GATE_ERROR = "gate_error"  # the gate could not reach a verdict: infrastructure failed
     ROLLOUT_FAILED = "rollout_failed"
     REAPER_FAILED = "reaper_failed"
     STACK_EXPIRING = "stack_expiring"
@@ -85,6 +88,22 @@ def gate_rejected(candidate: Manifest, reason: str, failed_tests: Iterable[str] 
                         dag_id, run_id or candidate.provenance.dag_run_id, candidate.provenance.requested_by)
 
 
+def gate_error(service: str | None, version: str | None, reason: str, *, candidate: Manifest | None = None,
+               run_id: str | None = None, dag_id: str = "l3_gate") -> Notification:
+    """The gate ended without a verdict (store, registry, cluster or KMS failed): nothing was
+    rejected and L3 is unchanged; the request should be retried once the failure is fixed."""
+    what = f"{service} {version}" if service and version else "a candidate"
+    fields = {"outcome": "error (no verdict on the chart)"}
+    if candidate is not None:
+        fields["L3 stays"] = f"v{candidate.parent}"
+        fields["candidate"] = candidate.candidate_id[:12]
+        if candidate.provenance.requested_by:
+            fields["requested by"] = candidate.provenance.requested_by
+    return Notification(Kind.GATE_ERROR, Severity.ERROR, f"L3 gate error: {what} was not tested to the end", reason,
+                        fields, dag_id, run_id or (candidate.provenance.dag_run_id if candidate else None),
+                        candidate.provenance.requested_by if candidate else None)
+
+
 def rollout_failed(stack: str, service: str, version: str, *, from_version: str | None = None,
                    rolled_back: bool = False, reason: str = "", dag_id: str | None = None,
                    run_id: str | None = None, owner: str | None = None) -> Notification:
@@ -94,13 +113,12 @@ def rollout_failed(stack: str, service: str, version: str, *, from_version: str 
                         reason or "see the run's log", fields, dag_id, run_id, owner)
 
 
-def reaper_failed(report: Mapping[str, Any], *, dag_id: str = "ephemeral_reaper", run_id: str | None = None) -> Notification:
-    """From a reaper run report: its ``error`` and its ``failed`` entries (name, detail)."""
-    failed = [item for item in report.get("failed") or [] if isinstance(item, Mapping)]
-    lines = [f"{item.get('name')}: {item.get('detail') or item.get('reason') or 'failed'}" for item in failed]
-    text = "; ".join(filter(None, [report.get("error"), *lines])) or "the reaper run failed"
-    return Notification(Kind.REAPER_FAILED, Severity.ERROR, f"Stack reaper failed ({len(failed)} stack(s) not removed)",
-                        text, {"failed": str(len(failed))}, dag_id, run_id or report.get("run_id"))
+def reaper_failed(report: ReaperReport) -> Notification:
+    """From a reaper run report: its ``error`` and its ``failed`` entries (name, detail), linked to its run."""
+    lines = [f"{item.name}: {item.detail or item.reason or 'failed'}" for item in report.failed]
+    text = "; ".join(filter(None, [report.error, *lines])) or "the reaper run failed"
+    return Notification(Kind.REAPER_FAILED, Severity.ERROR, f"Stack reaper failed ({len(report.failed)} stack(s) not removed)",
+                        text, {"failed": str(len(report.failed))}, report.dag_id, report.run_id)
 
 
 def stack_expiring(stack: str, *, owner: str | None, seconds_left: int, ttl: str | None = None,
@@ -116,10 +134,10 @@ def stack_expiring(stack: str, *, owner: str | None, seconds_left: int, ttl: str
                         dag_id, run_id, owner)
 
 
-def expiring(entries: Iterable[Mapping[str, Any]], within: timedelta = EXPIRY_WARNING) -> list[Mapping[str, Any]]:
-    """The reaper report's ``kept`` entries whose ``time_left_seconds`` is under ``within``."""
+def expiring(entries: Iterable[ReaperEntry], within: timedelta = EXPIRY_WARNING) -> list[ReaperEntry]:
+    """The reaper report's ``kept`` entries whose time left is under ``within``."""
     limit = within.total_seconds()
-    return [e for e in entries if isinstance(e.get("time_left_seconds"), int) and e["time_left_seconds"] < limit]
+    return [e for e in entries if e.time_left_seconds is not None and e.time_left_seconds < limit]
 
 
 # --- bodies and sending ---------------------------------------------------------------------------

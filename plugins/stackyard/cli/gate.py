@@ -22,7 +22,7 @@ import urllib.request
 from typing import Any
 
 from stackyard.exceptions import InputError, StackyardError
-from stackyard.steps.gate import GateRequest
+from stackyard.steps.gate import STEPS as GATE_STEPS, GateRequest
 from stackyard.settings import Settings
 
 DAG_ID = "l3_gate"
@@ -238,6 +238,10 @@ def outcome(api: AirflowApi, run_id: str, state: str) -> tuple[int, str | None]:
         return PROMOTED, None
     states = api.task_states(run_id)
     if states.get("validate") == "failed":
+        note = api.xcom(run_id, "validate", "error") or {}
+        if note and not note.get("refused"):  # the store or the registry failed: no verdict on the request
+            _say(f"ERROR: validate: {note.get('reason')}; see {api.ui_url(run_id)}")
+            return ERROR, None
         _say(f"REFUSED: {api.task_error(run_id, 'validate') or 'see the validate task log'}")
         return REJECTED, None
     if states.get("requeue") == "success":
@@ -253,7 +257,9 @@ def outcome(api: AirflowApi, run_id: str, state: str) -> tuple[int, str | None]:
         _say(f"REJECTED: {rejected.get('reason')}")
         return REJECTED, None
     failed = sorted(t for t, s in states.items() if s == "failed")
-    _say(f"ERROR: the run failed without a verdict (failed tasks: {', '.join(failed) or 'none'}); "
+    notes = ((task, api.xcom(run_id, task, "error")) for task in GATE_STEPS if states.get(task) == "failed")
+    reason = next((f"{task}: {note.get('reason')}" for task, note in notes if note), None)
+    _say(f"ERROR: the run failed without a verdict ({reason or 'failed tasks: ' + (', '.join(failed) or 'none')}); "
          f"see {api.ui_url(run_id)}")
     return ERROR, None
 

@@ -18,6 +18,7 @@ from enum import Enum
 from typing import Any
 
 from stackyard.core import names
+from stackyard.core.records import EventKind, ReaperCounts, ReaperEntry, ReaperReport, StackEvent
 from stackyard.core.times import format_utc, parse_utc
 from stackyard.exceptions import InputError, StackyardError
 
@@ -120,7 +121,7 @@ class CreationRecord:
     at: datetime
 
 
-def creation_record(ns: NamespaceSummary, events: Sequence[Mapping[str, Any]]) -> tuple[CreationRecord | None, str]:
+def creation_record(ns: NamespaceSummary, events: Sequence[StackEvent]) -> tuple[CreationRecord | None, str]:
     """(the record proving stackyard created ``ns``, why) — or (None, why not).
 
     ``events`` is the stack's record stream, newest first. Labels and annotations anyone can
@@ -128,26 +129,22 @@ def creation_record(ns: NamespaceSummary, events: Sequence[Mapping[str, Any]]) -
     "created", by the run the namespace names in its created-by annotation, and the namespace
     appeared within :data:`CREATE_WINDOW` after it (a namespace made after a destroy or a reap is
     another one)."""
-    lifecycle = [e for e in events if e.get("event") in LIFECYCLE_EVENTS]
+    lifecycle = [e for e in events if e.event.value in LIFECYCLE_EVENTS]
     if not lifecycle:
         return None, f"no record of stackyard creating it (stacks/{ns.name}/events)"
     newest = lifecycle[0]
-    if newest.get("event") != "created":
-        return None, f"its newest record is {newest.get('event')!r} at {newest.get('at')}: this namespace came after"
-    created_by = f"{newest.get('dag_id')}/{newest.get('run_id')}"
+    if newest.event is not EventKind.CREATED:
+        return None, f"its newest record is {newest.event.value!r} at {timestamp(newest.at)}: this namespace came after"
+    created_by = f"{newest.dag_id}/{newest.run_id}"
     if ns.annotations.get(ANNOTATION_CREATED_BY) != created_by:
         return None, (f"its created-by annotation {ns.annotations.get(ANNOTATION_CREATED_BY)!r} is not the run that "
                       f"created it ({created_by})")
-    try:
-        at = parse_timestamp(newest.get("at"))
-    except InputError:
-        return None, f"its created record has no usable time ({newest.get('at')!r})"
+    at = newest.at
     created = _aware(ns.created)
     if created is None or not (at - CLOCK_SKEW <= created <= at + CREATE_WINDOW):
         return None, (f"the namespace was created at {timestamp(created) if created else 'an unknown time'}, "
                       f"not by the run recorded at {timestamp(at)}")
-    owner = newest.get("owner")
-    return CreationRecord(owner if isinstance(owner, str) else None, created_by, at), f"created by {created_by}"
+    return CreationRecord(newest.owner, created_by, at), f"created by {created_by}"
 
 
 def may_act_on(record: CreationRecord, *, user: str | None, admin: bool, action: str, name: str) -> None:
@@ -464,27 +461,26 @@ class Outcome(str, Enum):
 
 def reaper_report(
     verdicts: Iterable[Verdict], outcomes: Mapping[str, tuple[Outcome, str]], *, now: datetime,
-    dry_run: bool, max_deletions: int, run_id: str | None, error: str | None = None,
-) -> dict[str, Any]:
+    dry_run: bool, max_deletions: int, dag_id: str, run_id: str | None, error: str | None = None,
+) -> ReaperReport:
     """The run's report (log and ``reaper/runs``): what went, what stays and for how long, why."""
-    report: dict[str, Any] = {
-        "run_id": run_id, "at": timestamp(now), "dry_run": dry_run, "max_deletions": max_deletions,
-        "selector": EPHEMERAL_SELECTOR, "error": error,
-        "deleted": [], "would_delete": [], "kept": [], "skipped": [], "failed": [],
-    }
+    buckets: dict[str, list[ReaperEntry]] = {key: [] for key in ("deleted", "would_delete", "kept", "skipped", "failed")}
     for verdict in verdicts:
         entry = verdict.to_dict()
         if verdict.action is Action.KEEP:
-            report["kept"].append(entry)
+            bucket = "kept"
         elif verdict.action is Action.SKIP:
-            report["skipped"].append(entry)
+            bucket = "skipped"
         elif dry_run or verdict.name not in outcomes:
-            report["would_delete"].append(entry)
+            bucket = "would_delete"
         else:
             outcome, detail = outcomes[verdict.name]
             entry["outcome"], entry["detail"] = outcome.value, detail
             bucket = {Outcome.DELETED: "deleted", Outcome.GONE: "deleted", Outcome.CHANGED: "kept",
                       Outcome.FAILED: "failed"}[outcome]
-            report[bucket].append(entry)
-    report["counts"] = {key: len(report[key]) for key in ("deleted", "would_delete", "kept", "skipped", "failed")}
-    return report
+        buckets[bucket].append(ReaperEntry(**entry))
+    return ReaperReport(
+        dag_id=dag_id, run_id=run_id, at=now, dry_run=dry_run, max_deletions=max_deletions,
+        selector=EPHEMERAL_SELECTOR, error=error, **buckets,
+        counts=ReaperCounts(**{key: len(entries) for key, entries in buckets.items()}),
+    )

@@ -16,8 +16,9 @@ The four views:
 - :func:`persistent_view`: persistent and production stacks: owner, cadence, next rollout,
   deployment window, last rollout.
 
-Only named fields are copied out of records and namespaces: a record or annotation that carries
-anything else (by mistake, a secret) is never passed through to the page.
+Records arrive as the typed models of :mod:`stackyard.core.records` and only named fields are
+copied out of them and of namespaces: an annotation that carries anything else (by mistake, a
+secret) is never passed through to the page.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from stackyard.core.health import (
 from stackyard.core.releases import ReleaseRecord, RenderedObject, manifest_objects, subchart_of
 from stackyard.core.releases import current as release_current
 from stackyard.core.manifest import Manifest
+from stackyard.core.records import EventKind, GateReport, ReaperReport, RolloutRecord, StackEvent, Stored
 from stackyard.core.rollout import window_decision
 from stackyard.core.ephemeral import (
     ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL,
@@ -50,8 +52,6 @@ from stackyard.exceptions import InputError
 
 L3_COLUMN = "L3"
 GATE_DAG_ID = "l3_gate"
-#: Outcomes of a rollout record that count as "failed last rollout" in the matrix.
-FAILED_OUTCOMES = frozenset({"failed", "rolled_back", "canary_aborted", "error", "timeout"})
 _COLUMN_ORDER = {"l3": 0, StackType.PRODUCTION.value: 1, StackType.PERSISTENT.value: 2, StackType.EPHEMERAL.value: 3}
 #: The umbrella versions stackyard publishes: L3 ``N.0.0``, a gate candidate ``N.0.0-candidate-<id>``
 #: (:mod:`stackyard.core.umbrella`), a personal stack with overrides ``N.0.0-overrides-<hash>``
@@ -112,14 +112,6 @@ class ClusterState:
 
 
 @dataclass(frozen=True)
-class RecordRow:
-    """A record-store record: when, and its JSON data (read only through named fields)."""
-
-    recorded: datetime
-    data: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
 class StackSpec:
     """A persistent or production stack as ``include/stacks.yaml`` declares it."""
 
@@ -135,29 +127,6 @@ class StackSpec:
 
 
 @dataclass(frozen=True)
-class GateReport:
-    """The fields of a gate report the history shows (never the test output)."""
-
-    outcome: str | None
-    duration_seconds: float | None
-    run_id: str | None
-    failed_tests: tuple[str, ...] = ()
-    reason: str | None = None
-
-    @classmethod
-    def from_report(cls, report: Mapping[str, Any]) -> GateReport:
-        tests = report.get("tests") if isinstance(report.get("tests"), Mapping) else {}
-        failed = report.get("failed_tests") or tests.get("failed") or ()
-        return cls(
-            outcome=_text(report.get("outcome")),
-            duration_seconds=_number(report.get("duration_seconds")),
-            run_id=_text(report.get("run_id")),
-            failed_tests=tuple(str(name) for name in failed if isinstance(name, str)),
-            reason=_text(report.get("reason")),
-        )
-
-
-@dataclass(frozen=True)
 class Rejection:
     candidate: Manifest
     reason: str
@@ -167,14 +136,6 @@ class Rejection:
 
 
 # --- small shared helpers -------------------------------------------------------------------------
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _number(value: object) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -199,37 +160,19 @@ def stack_type_of(ns: NamespaceRow) -> str | None:
     return value if value in {t.value for t in StackType} else None
 
 
-def is_failed_outcome(data: Mapping[str, Any]) -> bool:
-    outcome = rollout_outcome(data)
-    return outcome is not None and outcome.lower() in FAILED_OUTCOMES
-
-
-def rollout_outcome(data: Mapping[str, Any]) -> str | None:
-    """A rollout record's outcome: ``status`` (the record store's documented field) or ``outcome``."""
-    return _text(data.get("status")) or _text(data.get("outcome"))
-
-
-def rollout_version(data: Mapping[str, Any]) -> str | None:
-    for key in ("to_version", "chart_version", "version"):
-        value = _text(data.get(key))
-        if value:
-            return value
-    return None
-
-
-def rollout_summary(record: RecordRow) -> dict[str, Any]:
-    """The named fields of a rollout record the page shows."""
-    data = record.data
+def rollout_summary(stored: Stored[RolloutRecord]) -> dict[str, Any]:
+    """The fields of a rollout record the page shows."""
+    record = stored.record
     return _compact({
-        "service": _text(data.get("service")),
-        "from_version": _text(data.get("from_version")),
-        "version": rollout_version(data),
-        "outcome": rollout_outcome(data),
-        "failed": is_failed_outcome(data),
-        "manifest_version": data.get("manifest_version") if isinstance(data.get("manifest_version"), int) else None,
-        "reason": _text(data.get("reason")),
-        "at": _iso(record.recorded),
-        "run": run_link(_text(data.get("dag_id")), _text(data.get("run_id"))),
+        "service": record.service,
+        "from_version": record.from_version,
+        "version": record.to_version,
+        "outcome": record.status.value,
+        "failed": record.failed,
+        "manifest_version": record.manifest_version,
+        "reason": record.reason or None,
+        "at": _iso(stored.recorded),
+        "run": run_link(record.dag_id, record.run_id),
     })
 
 
@@ -352,30 +295,15 @@ def umbrella_manifest_version(chart_version: str) -> UmbrellaVersion | None:
     return UmbrellaVersion(number)
 
 
-def recorded_overrides(data: Mapping[str, Any]) -> dict[str, dict[str, str | None]] | None:
-    """A stack's overrides from its ``created`` record, as service → ``{"from", "to"}``.
-
-    ``stack_create`` records ``{"orders": {"from": "1.1.0", "to": "1.0.0"}}``; a plain
-    ``{"orders": "1.0.0"}`` is read too. Only version strings are kept (values are never shown);
-    None when the record carries no usable overrides."""
-    raw = data.get("overrides")
-    if not isinstance(raw, Mapping):
+def stack_overrides(events: Sequence[Stored[StackEvent]]) -> dict[str, dict[str, str | None]] | None:
+    """The overrides of a stack's latest ``created`` event (a re-created stack replaces them), as
+    service → ``{"from", "to"}``; None when it has none. The record's model admits only chart
+    versions here, so no value is ever passed on."""
+    created = max((s for s in events if s.record.event is EventKind.CREATED), key=lambda s: s.recorded, default=None)
+    if created is None or not created.record.overrides:
         return None
-    found: dict[str, dict[str, str | None]] = {}
-    for service, change in raw.items():
-        if isinstance(change, str) and is_semver(change):
-            found[str(service)] = {"from": None, "to": change}
-        elif isinstance(change, Mapping) and isinstance(change.get("to"), str) and is_semver(change["to"]):
-            before = change.get("from")
-            found[str(service)] = {"from": before if isinstance(before, str) and is_semver(before) else None,
-                                   "to": change["to"]}
-    return found or None
-
-
-def stack_overrides(events: Sequence[RecordRow]) -> dict[str, dict[str, str | None]] | None:
-    """The overrides of a stack's latest ``created`` event (a re-created stack replaces them)."""
-    created = max((r for r in events if r.data.get("event") == "created"), key=lambda r: r.recorded, default=None)
-    return recorded_overrides(created.data) if created else None
+    return {service: {"from": change.from_version, "to": change.to}
+            for service, change in created.record.overrides.items()}
 
 
 def deployed_services(
@@ -458,7 +386,7 @@ def _columns(cluster: ClusterState | None, specs: Sequence[StackSpec],
 
 
 def _deployed_per_column(cluster: ClusterState | None, columns: Sequence[Column], manifests: Mapping[int, Manifest],
-                         candidates: Iterable[Manifest], events: Mapping[str, Sequence[RecordRow]]) -> dict[str, dict]:
+                         candidates: Iterable[Manifest], events: Mapping[str, Sequence[Stored[StackEvent]]]) -> dict[str, dict]:
     by_namespace: dict[str, list[ReleaseRow]] = {}
     for release in (cluster.releases if cluster else ()):
         by_namespace.setdefault(release.namespace, []).append(release)
@@ -469,8 +397,8 @@ def _deployed_per_column(cluster: ClusterState | None, columns: Sequence[Column]
 
 
 def stack_deployed(name: str, *, history: Sequence[Manifest], cluster: ClusterState | None,
-                   rollouts: Mapping[str, Sequence[RecordRow]], specs: Sequence[StackSpec] = (),
-                   candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[RecordRow]] | None = None,
+                   rollouts: Mapping[str, Sequence[Stored[RolloutRecord]]], specs: Sequence[StackSpec] = (),
+                   candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[Stored[StackEvent]]] | None = None,
                    ) -> tuple[str, dict[str, dict[str, Any]]] | None:
     """(namespace, what its releases deploy per service) of one stack; None if no column has it."""
     column = next((c for c in _columns(cluster, specs, rollouts.keys()) if c.name == name), None)
@@ -481,8 +409,8 @@ def stack_deployed(name: str, *, history: Sequence[Manifest], cluster: ClusterSt
 
 
 def fleet_health(*, history: Sequence[Manifest], cluster: ClusterState | None,
-                 rollouts: Mapping[str, Sequence[RecordRow]], specs: Sequence[StackSpec] = (),
-                 candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[RecordRow]] | None = None,
+                 rollouts: Mapping[str, Sequence[Stored[RolloutRecord]]], specs: Sequence[StackSpec] = (),
+                 candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[Stored[StackEvent]]] | None = None,
                  ) -> dict[str, dict[str, ServiceHealth]] | None:
     """Per stack (column name), per deployed service, its health from the cluster's live objects
     (:func:`stackyard.core.health.assess_namespace`); None when the objects were not read."""
@@ -496,9 +424,9 @@ def fleet_health(*, history: Sequence[Manifest], cluster: ClusterState | None,
 
 
 def fleet_matrix(
-    *, history: Sequence[Manifest], cluster: ClusterState | None, rollouts: Mapping[str, Sequence[RecordRow]],
+    *, history: Sequence[Manifest], cluster: ClusterState | None, rollouts: Mapping[str, Sequence[Stored[RolloutRecord]]],
     specs: Sequence[StackSpec] = (), candidates: Iterable[Manifest] = (),
-    events: Mapping[str, Sequence[RecordRow]] | None = None,
+    events: Mapping[str, Sequence[Stored[StackEvent]]] | None = None,
     health: Mapping[str, Mapping[str, ServiceHealth]] | None = None,
 ) -> dict[str, Any]:
     """Rows = services (L3's and any deployed), columns = L3 then stacks; see :func:`cell_state`.
@@ -579,12 +507,11 @@ def _cell_health(health: Mapping[str, Mapping[str, ServiceHealth]] | None, stack
     return found.status if found else Status(Health.UNKNOWN, "not assessed")
 
 
-def _last_rollout_per_service(records: Sequence[RecordRow]) -> dict[str, dict[str, Any]]:
+def _last_rollout_per_service(records: Sequence[Stored[RolloutRecord]]) -> dict[str, dict[str, Any]]:
     latest: dict[str, dict[str, Any]] = {}
-    for record in sorted(records, key=lambda r: r.recorded, reverse=True):
-        service = _text(record.data.get("service"))
-        if service and service not in latest:
-            latest[service] = rollout_summary(record)
+    for stored in sorted(records, key=lambda r: r.recorded, reverse=True):
+        if stored.record.service not in latest:
+            latest[stored.record.service] = rollout_summary(stored)
     return latest
 
 
@@ -633,7 +560,7 @@ def l3_history(history: Sequence[Manifest], reports: Mapping[int, GateReport],
             "requested_by": manifest.provenance.requested_by,
             "ci_url": manifest.provenance.ci_url,
             "at": _iso(manifest.created),
-            "result": "seeded" if manifest.version == 1 else (report.outcome if report and report.outcome else "promoted"),
+            "result": "seeded" if manifest.version == 1 else (report.outcome.value if report else "promoted"),
             "duration_seconds": report.duration_seconds if report else None,
             "run": run_link(GATE_DAG_ID, (report.run_id if report else None) or manifest.provenance.dag_run_id),
             "services": len(manifest.services),
@@ -686,8 +613,8 @@ def _parse_time(text: object) -> datetime | None:
         return None  # a view shows what it can read
 
 
-def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[RecordRow]],
-                   reaper_runs: Sequence[RecordRow], now: datetime) -> dict[str, Any]:
+def ephemeral_view(cluster: ClusterState | None, events: Mapping[str, Sequence[Stored[StackEvent]]],
+                   reaper_runs: Sequence[Stored[ReaperReport]], now: datetime) -> dict[str, Any]:
     stacks = []
     for ns in (cluster.namespaces if cluster else ()):
         if stack_type_of(ns) != StackType.EPHEMERAL.value:
@@ -719,29 +646,27 @@ def _override_versions(overrides: Mapping[str, Mapping[str, str | None]] | None)
     return {service: change["to"] for service, change in overrides.items()} if overrides else None
 
 
-def _event_summary(record: RecordRow) -> dict[str, Any]:
-    data = record.data
-    return _compact({"event": _text(data.get("event")), "who": _text(data.get("who")), "at": _iso(record.recorded),
-                     "run": run_link(_text(data.get("dag_id")), _text(data.get("run_id")))})
+def _event_summary(stored: Stored[StackEvent]) -> dict[str, Any]:
+    event = stored.record
+    return _compact({"event": event.event.value, "who": event.owner, "at": _iso(stored.recorded),
+                     "run": run_link(event.dag_id, event.run_id)})
 
 
-def reaper_summary(record: RecordRow) -> dict[str, Any]:
-    """What a reaper run deleted and why (and what it failed to delete)."""
-    data = record.data
+def reaper_summary(stored: Stored[ReaperReport]) -> dict[str, Any]:
+    """What a reaper run deleted and why (and what it failed to delete), linked to its own run."""
+    report = stored.record
 
-    def entries(key: str) -> list[dict[str, Any]]:
-        items = data.get(key) if isinstance(data.get(key), list) else []
-        return [_compact({"name": _text(i.get("name") or i.get("stack")), "reason": _text(i.get("reason")),
-                          "detail": _text(i.get("detail"))}) for i in items if isinstance(i, Mapping)]
+    def entries(items) -> list[dict[str, Any]]:
+        return [_compact({"name": i.name, "reason": i.reason, "detail": i.detail}) for i in items]
 
     return _compact({
-        "at": _iso(record.recorded),
-        "run": run_link(_text(data.get("dag_id")) or "stack_reaper", _text(data.get("run_id"))),
-        "dry_run": data.get("dry_run") if isinstance(data.get("dry_run"), bool) else None,
-        "deleted": entries("deleted"),
-        "would_delete": entries("would_delete") or None,
-        "failed": entries("failed") or None,
-        "error": _text(data.get("error")),
+        "at": _iso(stored.recorded),
+        "run": run_link(report.dag_id, report.run_id),
+        "dry_run": report.dry_run,
+        "deleted": entries(report.deleted),
+        "would_delete": entries(report.would_delete) or None,
+        "failed": entries(report.failed) or None,
+        "error": report.error,
     })
 
 
@@ -761,7 +686,7 @@ def next_run(cadence: str | None, now: datetime) -> datetime | None:
 
 
 def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
-                    rollouts: Mapping[str, Sequence[RecordRow]], now: datetime,
+                    rollouts: Mapping[str, Sequence[Stored[RolloutRecord]]], now: datetime,
                     paused: Mapping[str, bool] | None = None) -> list[dict[str, Any]]:
     """Persistent and production stacks: the registry's, plus any the cluster or the records know.
 
@@ -803,7 +728,7 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
             "window_reason": reason,
             "on_cluster": ((spec.namespace or spec.name) in namespaces) if namespaces is not None else None,
             "last_rollout": rollout_summary(records[0]) if records else None,
-            "recent_failures": sum(1 for r in records[:20] if is_failed_outcome(r.data)),
+            "recent_failures": sum(1 for r in records[:20] if r.record.failed),
         }))
     return out
 
@@ -811,8 +736,8 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
 # --- one stack ------------------------------------------------------------------------------------
 
 
-def stack_status(name: str, matrix: Mapping[str, Any], rollouts: Sequence[RecordRow],
-                 events: Sequence[RecordRow]) -> dict[str, Any] | None:
+def stack_status(name: str, matrix: Mapping[str, Any], rollouts: Sequence[Stored[RolloutRecord]],
+                 events: Sequence[Stored[StackEvent]]) -> dict[str, Any] | None:
     """One column of the matrix as a list of services, with the stack's recent records."""
     names = [c["name"] for c in matrix["columns"]]
     if name not in names[1:]:

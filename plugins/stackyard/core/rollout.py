@@ -30,24 +30,11 @@ from stackyard.core.ephemeral import (
     ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_OWNER, LABEL_MANAGED_BY, LABEL_OWNER, LABEL_STACK_TYPE,
     MANAGED_BY, StackMetadata, label_value, timestamp,
 )
-from stackyard.core.times import format_utc, parse_utc
+from stackyard.core.records import CanaryInfo, RolloutRecord, RolloutStatus, rollouts_stream  # noqa: F401 (re-exported)
 from stackyard.core.versions import compare_semver
 from stackyard.exceptions import InputError
 
 CANARY_SUFFIX = "-canary"
-
-
-def rollouts_stream(stack: str) -> str:
-    return f"stacks/{stack}/rollouts"
-
-
-class RolloutStatus(str, Enum):
-    """Outcome of one service's upgrade attempt, as recorded."""
-
-    SUCCEEDED = "succeeded"            # new version deployed, ready and tested
-    FAILED = "failed"                  # nothing changed on the cluster (e.g. secrets not decryptable)
-    ROLLED_BACK = "rolled_back"        # upgrade or tests failed; the previous revision is back
-    CANARY_ABORTED = "canary_aborted"  # the canary failed; it was removed, stable untouched
 
 
 # --- what is deployed, what should be --------------------------------------------------------------
@@ -253,11 +240,11 @@ class Qualified:
     manifest_version: int | None
 
 
-def qualified_targets(records: Iterable[Mapping[str, Any]], source: HealthySource, *, now: datetime,
+def qualified_targets(records: Iterable[RolloutRecord], source: HealthySource, *, now: datetime,
                       services: Iterable[str] | None = None) -> tuple[dict[str, Target], dict[str, str]]:
     """Per service, the newest version that ran on ``source.stack`` for at least ``source.hours``.
 
-    ``records`` are that stack's rollout record data (any order). A version "ran" from its
+    ``records`` are that stack's rollout records (any order). A version "ran" from its
     ``succeeded`` record until the next ``succeeded`` record of another version (or ``now``).
     Returns (targets, held) where ``held`` says for each unqualified service why.
     """
@@ -284,37 +271,25 @@ def qualified_targets(records: Iterable[Mapping[str, Any]], source: HealthySourc
     return targets, held
 
 
-def _running_intervals(records: Iterable[Mapping[str, Any]], now: datetime) -> dict[str, list[Qualified]]:
+def _running_intervals(records: Iterable[RolloutRecord], now: datetime) -> dict[str, list[Qualified]]:
     # Sorted by time only: two records may finish in the same second (records are not comparable).
-    succeeded = sorted(
-        ((parse_utc(r["finished"]), r) for r in records if r.get("status") == RolloutStatus.SUCCEEDED.value),
-        key=lambda pair: pair[0],
-    )
+    succeeded = sorted((r for r in records if r.status is RolloutStatus.SUCCEEDED), key=lambda r: r.finished)
     runs: dict[str, list[Qualified]] = {}
-    for finished, record in succeeded:
+    for record in succeeded:
+        finished = record.finished
         if finished > now:
             continue
-        service, version = record["service"], record["to_version"]
+        service, version = record.service, record.to_version
         intervals = runs.setdefault(service, [])
         if intervals and intervals[-1].version == version and intervals[-1].healthy_until is None:
             continue  # a repair or re-run of the version already running: it keeps its start
         if intervals:
             last = intervals[-1]
             intervals[-1] = Qualified(last.version, last.healthy_since, finished, last.manifest_version)
-        intervals.append(Qualified(version, finished, None, record.get("manifest_version")))
+        intervals.append(Qualified(version, finished, None, record.manifest_version))
     return runs
 
 
-def running_versions(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """What a stack runs according to its records: per service the latest ``succeeded`` record."""
-    latest: dict[str, dict[str, Any]] = {}
-    for record in records:
-        if record.get("status") != RolloutStatus.SUCCEEDED.value:
-            continue
-        seen = latest.get(record["service"])
-        if seen is None or parse_utc(record["finished"]) > parse_utc(seen["finished"]):
-            latest[record["service"]] = dict(record)
-    return dict(sorted(latest.items()))
 
 
 # --- canaries ----------------------------------------------------------------------------------------
@@ -383,16 +358,16 @@ def stack_namespace_metadata(stack: Stack, *, created: datetime, created_by: str
 def rollout_record(*, stack: Stack, step: PlanStep, status: RolloutStatus, run_id: str, started: datetime,
                    finished: datetime, values_digest: str | None = None, revision: int | None = None,
                    reason: str = "", canary: Mapping[str, Any] | None = None,
-                   triggered_by: str | None = None) -> dict[str, Any]:
-    """One upgrade attempt as stored in ``stacks/<stack>/rollouts`` (plain JSON, no values)."""
-    return {
-        "stack": stack.name, "type": stack.kind.value, "dag_id": stack.dag_id, "namespace": stack.namespace, "profile": stack.profile,
-        "service": step.service, "from_version": step.from_version, "to_version": step.to_version,
-        "action": step.action, "manifest_version": step.manifest_version, "run_id": run_id,
-        "status": status.value, "started": format_utc(started), "finished": format_utc(finished),
-        "values_digest": values_digest, "revision": revision, "reason": reason,
-        "canary": dict(canary) if canary else None, "triggered_by": triggered_by,
-    }
+                   triggered_by: str | None = None) -> RolloutRecord:
+    """One upgrade attempt as stored in ``stacks/<stack>/rollouts`` (no values: their digest)."""
+    return RolloutRecord(
+        stack=stack.name, type=stack.kind.value, dag_id=stack.dag_id, namespace=stack.namespace, profile=stack.profile,
+        service=step.service, from_version=step.from_version, to_version=step.to_version,
+        action=step.action, manifest_version=step.manifest_version, run_id=run_id,
+        status=status, started=started, finished=finished,
+        values_digest=values_digest, revision=revision, reason=reason,
+        canary=CanaryInfo(**canary) if canary else None, triggered_by=triggered_by,
+    )
 
 
 def failed_before(outcomes: Sequence[Mapping[str, Any] | None]) -> str | None:

@@ -39,7 +39,7 @@ def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[s
     """Return ``base`` overridden by ``override`` under the rules in this module's docstring.
 
     ``None`` values are kept so that Helm, which applies the chart's own ``values.yaml`` again,
-    still removes the key; :func:`drop_nulls` gives the effective view.
+    still removes the key.
     """
     merged: dict[str, Any] = {key: copy.deepcopy(value) for key, value in base.items()}
     for key, value in override.items():
@@ -59,15 +59,6 @@ def compose(layers: Sequence[ValuesLayer]) -> dict[str, Any]:
             raise InputError(f"{layer.source}: values must be a mapping, got {type(layer.values).__name__}")
         result = merge_values(result, layer.values)
     return result
-
-
-def drop_nulls(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The effective values: keys set to ``null`` removed, recursively (as Helm does)."""
-    return {
-        key: drop_nulls(value) if isinstance(value, Mapping) else value
-        for key, value in values.items()
-        if value is not None
-    }
 
 
 def stack_values(*, stack: str, namespace: str, profile: str) -> dict[str, Any]:

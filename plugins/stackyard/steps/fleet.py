@@ -21,8 +21,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from stackyard.core import fleet as views
-from stackyard.core.fleet import ClusterState, GateReport, RecordRow, Rejection, StackSpec
+from stackyard.core.fleet import ClusterState, Rejection, StackSpec
 from stackyard.core.gauges import GateState
+from stackyard.core.records import (
+    REAPER_RUNS, GateReport, ReaperReport, RejectionReport, RolloutRecord, StackEvent, Stored, events_stream,
+    rollouts_stream,
+)
 from stackyard.core.manifest import Manifest
 from stackyard.core.releases import ReleaseRecord, manifest_objects, release_records
 from stackyard.core.releases import current as current_releases
@@ -34,9 +38,6 @@ from stackyard.adapters.manifest_store import ManifestStore
 
 log = logging.getLogger(__name__)
 
-ROLLOUTS = "stacks/{stack}/rollouts"
-EVENTS = "stacks/{stack}/events"
-REAPER_RUNS = "reaper/runs"
 STACK_SELECTOR = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
 #: How many records per stack the views read: the matrix's "failed last rollout" looks at these.
 RECORDS_PER_STACK = 50
@@ -139,9 +140,9 @@ class Snapshot:
     history: list[Manifest] | None = None
     cluster: ClusterState | None = None
     specs: list[StackSpec] = field(default_factory=list)
-    rollouts: dict[str, list[RecordRow]] = field(default_factory=dict)
-    events: dict[str, list[RecordRow]] = field(default_factory=dict)
-    reaper_runs: list[RecordRow] = field(default_factory=list)
+    rollouts: dict[str, list[Stored[RolloutRecord]]] = field(default_factory=dict)
+    events: dict[str, list[Stored[StackEvent]]] = field(default_factory=dict)
+    reaper_runs: list[Stored[ReaperReport]] = field(default_factory=list)
     candidates: list[Manifest] = field(default_factory=list)
     paused: dict[str, bool] | None = None  # per stack: its rollout DAG is paused (None: not read)
 
@@ -239,13 +240,13 @@ class Fleet:
         store = self.record_store
         stacks = set(store.streams("stacks/"))
         for name in sorted(self._stack_names(snap)):
-            rollouts, events = ROLLOUTS.format(stack=name), EVENTS.format(stack=name)
+            rollouts, events = rollouts_stream(name), events_stream(name)
             if rollouts in stacks:
-                snap.rollouts[name] = [_row(r) for r in store.list(rollouts, limit=RECORDS_PER_STACK)]
+                snap.rollouts[name] = store.read(rollouts, RolloutRecord, RECORDS_PER_STACK, on_invalid=_skipped)
             if events in stacks:
-                snap.events[name] = [_row(r) for r in store.list(events, limit=RECORDS_PER_STACK)]
+                snap.events[name] = store.read(events, StackEvent, RECORDS_PER_STACK, on_invalid=_skipped)
         if REAPER_RUNS in set(store.streams("reaper/")):
-            snap.reaper_runs = [_row(r) for r in store.list(REAPER_RUNS, limit=1)]
+            snap.reaper_runs = store.read(REAPER_RUNS, ReaperReport, 1, on_invalid=_skipped)
         return True
 
     # --- views -----------------------------------------------------------------------------------
@@ -297,7 +298,7 @@ class Fleet:
                 records = self.manifest_store.reports(manifest.version, limit=1)
                 if not records:
                     continue
-                cached = _REPORTS.setdefault((where, manifest.version), GateReport.from_report(records[0].report))
+                cached = _REPORTS.setdefault((where, manifest.version), records[0].report)
             out[manifest.version] = cached
         return out
 
@@ -306,10 +307,10 @@ class Fleet:
         for record in self.manifest_store.rejections(limit=limit):
             if record.candidate is None:
                 continue
-            failed = GateReport.from_report(record.report).failed_tests
+            failed = record.report.failed_tests if isinstance(record.report, RejectionReport) else []
             summary = self.manifest_store.reports(record.candidate.candidate_id, limit=1)
-            duration = GateReport.from_report(summary[0].report).duration_seconds if summary else None
-            out.append(Rejection(record.candidate, record.reason or "", record.recorded, failed, duration))
+            duration = summary[0].report.duration_seconds if summary and isinstance(summary[0].report, GateReport) else None
+            out.append(Rejection(record.candidate, record.reason or "", record.recorded, tuple(failed), duration))
         return out
 
     def ephemeral(self) -> dict[str, Any]:
@@ -409,8 +410,8 @@ def _describe_windows(windows: Any) -> str | None:
     return f"{allowed} {windows.timezone}{freezes}"
 
 
-def _row(record: Any) -> RecordRow:
-    return RecordRow(record.recorded, record.data)
+def _skipped(key: str, error: Exception) -> None:
+    log.warning("stacks view: record %s left out: %s", key, error)
 
 
 # --- cluster readers ------------------------------------------------------------------------------

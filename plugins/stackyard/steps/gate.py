@@ -4,6 +4,11 @@ validate → build candidate → create stack → deploy → system tests → pr
 teardown and summary. Each step is safe to retry: the candidate package is byte-identical for the
 same candidate, promotion is a compare-and-swap that recognises its own earlier success, and
 removing a stack that is gone is success.
+
+How a run ends is decided here, once (docs/l3-gate.md, "Outcomes"): :func:`rejection` says
+whether what failed is a verdict on the candidate (its deploy or its tests failed) and
+:func:`outcome` turns the run's facts into ``promoted``, ``requeued``, ``rejected`` or
+``error`` (infrastructure failed: no verdict, no rejection).
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ from typing import Any
 
 from stackyard.core import names
 from stackyard.core.charts import Profile, contract_files, load_chart_bytes
+from stackyard.core.deploy_errors import classify, describe
 from stackyard.core.gate_config import SystemTestSuite, load_gate_config
 from stackyard.core.manifest import Manifest, Provenance, check_candidate, propose, validate_service_name
+from stackyard.core.records import DeployFailure, FailureKind, GateOutcome, RejectionReport
 from stackyard.core.umbrella import UmbrellaTemplate
 from stackyard.core.versions import is_semver
 from stackyard.core.stack_registry import Stack
@@ -130,3 +137,54 @@ def failed_tests(helm_test_output: str) -> list[str]:
     """Names of the test pods helm reported as not Succeeded."""
     return [name for name, phase in _FAILED_TEST.findall(helm_test_output) if phase != "Succeeded"]
 
+
+
+#: The gate's steps in pipeline order: the first one that failed is the reason of an ``error``.
+STEPS = ("validate", "build_candidate", "create_stack", "deploy", "system_tests", "system_test_suite", "promote",
+         "reject")
+
+
+def rejection(*, deploy_failure: DeployFailure | None, test_run: Mapping[str, Any] | None,
+              suite_failed: bool) -> tuple[str, RejectionReport] | None:
+    """Why the candidate is rejected, or None when what failed is no verdict on it.
+
+    A rejection is a deploy that failed for the candidate's own reasons (it did not render, a
+    manifest is invalid, its workloads did not become ready) or tests that ran and failed. A
+    deploy or a test run that failed because the cluster or the API failed is no verdict.
+    """
+    if deploy_failure is not None:
+        if not deploy_failure.kind.rejects:
+            return None
+        return f"deploy failed: {describe(deploy_failure)}", RejectionReport(
+            failed_tests=[], test_output="", failure=deploy_failure)
+    if test_run is not None and not test_run.get("passed"):
+        output = str(test_run.get("output") or "")
+        failed = failed_tests(output)
+        tests = list(test_run.get("tests") or [])
+        if failed:
+            return f"system tests failed: {', '.join(failed)}", RejectionReport(
+                failed_tests=failed, test_output=output, tests=tests)
+        failure = classify(output, release=RELEASE)
+        if failure.kind is FailureKind.NOT_READY:  # a test pod that never finished is a failed test
+            return f"system tests failed: {describe(failure)}", RejectionReport(
+                failed_tests=[], test_output=output, tests=tests, failure=failure)
+        return None
+    if suite_failed:
+        return "the system test suite failed (see the system_test_suite log)", RejectionReport(
+            failed_tests=[], test_output="")
+    return None
+
+
+def outcome(*, promoted: bool, conflict: str | None, rejected: str | None,
+            errors: Mapping[str, str]) -> tuple[GateOutcome, str | None]:
+    """How the run ended and why. ``errors`` maps a failed step to its error line."""
+    if promoted:
+        return GateOutcome.PROMOTED, None
+    if conflict:
+        return GateOutcome.REQUEUED, conflict
+    if rejected:
+        return GateOutcome.REJECTED, rejected
+    for step in (*STEPS, *sorted(set(errors) - set(STEPS))):
+        if step in errors:
+            return GateOutcome.ERROR, f"{step}: {errors[step]}"
+    return GateOutcome.ERROR, "the run failed before a verdict (see the failed task's log)"

@@ -18,7 +18,8 @@ from datetime import datetime
 from pathlib import Path
 
 from stackyard.core.charts import load_chart
-from stackyard.core.rollout import Deployed, PlanStep, Target, qualified_targets, release_service, rollouts_stream
+from stackyard.core.records import RolloutRecord, rollouts_stream
+from stackyard.core.rollout import Deployed, PlanStep, Target, qualified_targets, release_service
 from stackyard.core.stack_registry import (
     CanaryCheck, HealthySource, Registry, RegistryDocument, Stack, load_registry, parse_document,
     registry_from_document,
@@ -132,8 +133,8 @@ def targets_for(stack: Stack, *, manifests: ManifestStore, records: RecordStore,
     """What the stack's source says each service should run, and services held back (why)."""
     services = [entry.name for entry in stack.services] if stack.services is not None else None
     if isinstance(stack.source, HealthySource):
-        data = [record.data for record in records.list(rollouts_stream(stack.source.stack), limit=QUALITY_RECORDS)]
-        return qualified_targets(data, stack.source, now=now, services=services)
+        stored = records.read(rollouts_stream(stack.source.stack), RolloutRecord, limit=QUALITY_RECORDS)
+        return qualified_targets([item.record for item in stored], stack.source, now=now, services=services)
     latest = manifests.latest()
     if latest is None:
         raise NotFoundError("there is no L3 manifest yet: seed version 1 first (stackyard manifest seed)")

@@ -159,9 +159,14 @@ class HelmHook(BaseHook):
             from stackyard.airflow.stores import record_store_for
             from stackyard.settings import Settings
 
-            stream = f"stacks/{stack or namespace}/events"
+            from stackyard.core.records import StackEvent, events_stream
+            from stackyard.core.times import utc_now
+
+            stream = events_stream(stack or namespace)
             try:
-                record_store_for(Settings.from_env()).append(stream, event)
+                holder = event["recovered_by"]  # the run doing the recovery is the event's run
+                record_store_for(Settings.from_env()).write(StackEvent(
+                    stack=stack or namespace, dag_id=holder["dag_id"], run_id=holder["run_id"], at=utc_now(), **event))
             except Exception as exc:  # the task log has it; a store outage must not undo a recovery
                 self.log.error("could not record the recovery in %s: %s", stream, exc)
 

@@ -58,16 +58,17 @@ def is_admin(user: str | None) -> bool:
 
 
 def record_event(stack: str, event: str, **details: Any) -> None:
-    """One lifecycle record in ``stacks/<stack>/events``: what happened, by which run, for whom.
-    A "created" record is what later proves stackyard made the namespace (core.ephemeral)."""
+    """One lifecycle record in ``stacks/<stack>/events`` (a :class:`~stackyard.core.records.StackEvent`):
+    what happened, by which run, for whom. A "created" record is what later proves stackyard made
+    the namespace (core.ephemeral)."""
     from stackyard.airflow.stores import record_store_for
-    from stackyard.core.ephemeral import timestamp
+    from stackyard.core.records import StackEvent
     from stackyard.settings import Settings
 
     context = get_current_context()
-    data = {"event": event, "stack": stack, "run_id": context["run_id"], "dag_id": context["dag"].dag_id,
-            "at": timestamp(utc_now()), **details}
-    record_store_for(Settings.from_env()).append(f"stacks/{stack}/events", data)
+    record = StackEvent(event=event, stack=stack, run_id=context["run_id"], dag_id=context["dag"].dag_id,
+                        at=utc_now(), **details)
+    record_store_for(Settings.from_env()).write(record)
 
 
 def past_slot_reason(context: Any, schedule: str | None) -> str | None:

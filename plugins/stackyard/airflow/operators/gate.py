@@ -1,8 +1,12 @@
-"""The L3 gate's Python tasks. Each opens what it needs from settings and connections and
-delegates to :mod:`stackyard.steps.gate`; XCom carries manifests (pins only) and names, never values."""
+"""The L3 gate's tasks. Each opens what it needs from settings and connections and delegates to
+:mod:`stackyard.steps.gate`; XCom carries manifests (pins only) and names, never values.
+
+Every task notes why it failed (``error`` in its XCom); ``deploy`` also notes the classified
+helm failure (``failure``). ``reject`` records a rejection only for a verdict on the candidate;
+``summary`` says how the run ended (docs/l3-gate.md, "Outcomes").
+"""
 
 from __future__ import annotations
-
 
 from typing import Any
 
@@ -14,32 +18,37 @@ from stackyard.adapters import metrics
 from stackyard.airflow import notify
 from stackyard.core.cluster_objects import stack_release
 from stackyard.core.manifest import Manifest
+from stackyard.core.deploy_errors import classify, describe
+from stackyard.core.records import DeployFailure, FailureKind, GateOutcome, GateReport, GateTests, VersionRef
 from stackyard.core.ephemeral import (
     ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL, Purpose, ephemeral_stack_metadata, gate_stack_name,
     timestamp,
 )
-from stackyard.exceptions import ConflictError, InputError
+from stackyard.exceptions import ConflictError, ToolError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
 from stackyard.airflow.stores import manifest_store_for, registry_for
-from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY
+from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY, HelmUpgradeOperator
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.steps.publishing import load_umbrella_template, registry_stacks
 from stackyard.settings import Settings
+from stackyard.airflow.operators._base import (
+    ERROR_XCOM_KEY, NON_RETRYABLE, error_line, non_retryable, noting_failure,
+)
 from stackyard.airflow.operators._context import pulled, record_event, utc_now
 
 PROFILE = gate_steps.PROFILE
 KEEP_ON_FAILURE_TTL = "1d"
-
-
+FAILURE_XCOM_KEY = "failure"
 
 
 @task(retries=0)
+@noting_failure
 def validate() -> dict[str, Any]:
     """Refuses bad requests before anything exists: the error names the field."""
     context = get_current_context()
     settings = Settings.from_env()
-    try:
+    with non_retryable():
         request = gate_steps.GateRequest.from_params(context["params"])
         with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
             candidate = gate_steps.validate(
@@ -47,13 +56,12 @@ def validate() -> dict[str, Any]:
                 now=utc_now(), run_id=context["run_id"], stacks=registry_stacks(settings.stacks_file),
                 decrypt=SopsHook(settings.sops_conn_id, settings.aws_conn_id).decrypt_profile,
             )
-    except InputError as exc:
-        raise AirflowFailException(str(exc)) from None
     print(f"candidate L3 v{candidate.version} = L3 v{candidate.parent} + {candidate.change} (id {candidate.candidate_id})")
     return candidate.to_dict()
 
 
 @task
+@noting_failure
 def build_candidate(candidate: dict[str, Any]) -> dict[str, str]:
     settings = Settings.from_env()
     with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
@@ -66,6 +74,7 @@ def build_candidate(candidate: dict[str, Any]) -> dict[str, str]:
 
 
 @task
+@noting_failure
 def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
     """The namespace ``l3-<id>``, labelled so the nightly reaper can always remove it."""
     manifest = Manifest.from_dict(candidate)
@@ -84,6 +93,7 @@ def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
 
 
 @task
+@noting_failure
 def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Compare-and-swap onto L3; if L3 moved meanwhile, skip, which starts ``requeue``."""
     manifest = Manifest.from_dict(candidate)
@@ -97,6 +107,40 @@ def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
     return {"version": promoted.version}
 
 
+class CandidateDeployOperator(HelmUpgradeOperator):
+    """``deploy``: the candidate umbrella into its stack, with helm's failure classified.
+
+    A render or validation error fails at once (no retry can fix it) and is a rejection; a
+    conflict with another owner's object fails at once and is an error; workloads not ready keep
+    the task's retries and are a rejection; an API or cluster failure keeps its retries and is an
+    error. The classified failure (:class:`~stackyard.core.records.DeployFailure`) goes to XCom
+    under ``failure`` for ``reject`` and ``summary``.
+    """
+
+    def perform(self, context: Any) -> dict[str, Any]:
+        try:
+            return super().perform(context)
+        except ToolError as exc:
+            services = sorted((context["ti"].xcom_pull(task_ids="validate") or {}).get("services") or ())
+            failure = classify(exc.output_tail, release=self.release, services=services)
+            self._note(context, failure)
+            if failure.kind in (FailureKind.RENDER, FailureKind.CONFLICT):
+                raise AirflowFailException(f"deploy: {describe(failure)}") from exc
+            raise
+        except NON_RETRYABLE as exc:
+            # The candidate's own profile or secrets cannot be used for this stack (a missing
+            # profile, secrets encrypted to a key the gate may not use): a verdict on the chart.
+            self._note(context, DeployFailure(kind=FailureKind.RENDER, helm_error=error_line(exc)))
+            raise
+        except Exception as exc:  # registry, key service, cluster: no verdict on the chart
+            self._note(context, DeployFailure(kind=FailureKind.TRANSIENT, helm_error=error_line(exc)))
+            raise
+
+    @staticmethod
+    def _note(context: Any, failure: DeployFailure) -> None:
+        context["ti"].xcom_push(key=FAILURE_XCOM_KEY, value=failure.model_dump(mode="json"))
+
+
 def system_test_suite(suite: gate_steps.SystemTestSuite, *, namespace: str, manifest_version: str):
     """The suite's pod in the candidate's stack; its logs stream into the task log."""
     from stackyard.airflow.operators.system_tests import SystemTestSuiteOperator
@@ -106,29 +150,31 @@ def system_test_suite(suite: gate_steps.SystemTestSuite, *, namespace: str, mani
 
 
 @task(trigger_rule="one_failed")
+@noting_failure
 def reject(candidate: dict[str, Any]) -> dict[str, Any]:
-    """Records the rejected candidate with its test output; L3 is untouched."""
+    """Records the rejected candidate, when the deploy or the tests failed for the candidate's
+    own reasons; L3 is untouched. An infrastructure failure is no verdict: nothing is recorded."""
     if pulled("build_candidate") is None:
         raise AirflowSkipException("nothing was built, so nothing to reject")
     manifest = Manifest.from_dict(candidate)
-    test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
-    failed = gate_steps.failed_tests(test_run.get("output", ""))
-    if test_run and not test_run.get("passed"):
-        reason = f"system tests failed: {', '.join(failed) or 'see the system_tests log'}"
-    elif test_run.get("passed"):
-        reason = "the system test suite failed (see the system_test_suite log)"
-    else:
-        reason = "deploy failed: the candidate did not become ready (see the deploy log)"
-    store = manifest_store_for(Settings.from_env())
-    store.record_rejection(manifest, reason, {"failed_tests": failed, "test_output": test_run.get("output", ""),
-                                              "tests": test_run.get("tests", [])})
+    failure = pulled("deploy", FAILURE_XCOM_KEY)
+    test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY)
+    verdict = gate_steps.rejection(
+        deploy_failure=DeployFailure.model_validate(failure) if failure else None,
+        test_run=test_run, suite_failed=bool(test_run and test_run.get("passed")),
+    )
+    if verdict is None:
+        raise AirflowSkipException("not a verdict on the candidate (infrastructure failed): nothing is rejected")
+    reason, report = verdict
+    manifest_store_for(Settings.from_env()).record_rejection(manifest, reason, report)
     print(f"rejected {manifest.change}: {reason}; L3 stays v{manifest.parent}")
     # Best effort: a webhook outage never fails the gate (send logs and returns False).
-    notify.send(notify.gate_rejected(manifest, reason, failed, run_id=get_current_context()["run_id"]))
-    return {"reason": reason, "failed_tests": failed}
+    notify.send(notify.gate_rejected(manifest, reason, report.failed_tests, run_id=get_current_context()["run_id"]))
+    return {"reason": reason, "failed_tests": report.failed_tests}
 
 
 @task(trigger_rule="all_done")
+@noting_failure
 def teardown(**context: Any) -> dict[str, Any]:
     """Always removes the stack (a gone one is fine), unless asked to keep a failed one a day."""
     stack = pulled("create_stack")
@@ -150,35 +196,62 @@ def teardown(**context: Any) -> dict[str, Any]:
     return {"action": "deleted", "namespace": name}
 
 
+def _errors() -> dict[str, str]:
+    """What each failed step noted, by step."""
+    noted = {step: pulled(step, ERROR_XCOM_KEY) for step in gate_steps.STEPS}
+    return {step: note["reason"] for step, note in noted.items() if note}
+
+
 @task(trigger_rule="all_done", retries=0)
 def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
     """The report kept with the manifest history; fails the run unless the candidate was promoted."""
+    params = context["params"]
     if candidate is None:
-        raise AirflowFailException("the request was invalid: see the validate task's log")
+        refusal = pulled("validate", ERROR_XCOM_KEY) or {}
+        if refusal.get("refused"):
+            raise AirflowFailException(f"the request was refused: {refusal['reason']}")
+        reason = f"validate: {refusal.get('reason') or 'failed (see its log)'}"
+        metrics.gate_finished(GateOutcome.ERROR.value, None)
+        notify.send(notify.gate_error(params.get("service"), params.get("chart_version"), reason, run_id=context["run_id"]))
+        raise AirflowFailException(f"L3 gate error: {reason}")
     manifest = Manifest.from_dict(candidate)
     promoted, rejected = pulled("promote"), pulled("reject")
     conflict = pulled("promote", "conflict")
     test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
+    failure = pulled("deploy", FAILURE_XCOM_KEY)
     started = context["dag_run"].start_date
-    outcome = "promoted" if promoted else "requeued" if conflict else "rejected"
-    report = {
-        "outcome": outcome,
-        "change": manifest.change.to_dict() if manifest.change else None,
-        "before": {"version": manifest.parent},
-        "after": {"version": promoted["version"] if promoted else manifest.parent},
-        "candidate_id": manifest.candidate_id,
-        "candidate_package": (pulled("build_candidate") or {}).get("chart_ref"),
-        "tests": {"passed": test_run.get("passed"), "failed": (rejected or {}).get("failed_tests", [])},
-        "reason": (rejected or {}).get("reason") or conflict,
-        "teardown": pulled("teardown"),
-        "run_id": context["run_id"],
-        "duration_seconds": round((utc_now() - started).total_seconds(), 1) if started else None,
-    }
-    manifest_store_for(Settings.from_env()).record_report(
-        promoted["version"] if promoted else manifest.candidate_id, report
+    outcome, reason = gate_steps.outcome(promoted=bool(promoted), conflict=conflict,
+                                         rejected=(rejected or {}).get("reason"), errors=_errors())
+    report = GateReport(
+        outcome=outcome,
+        change=manifest.change.to_dict() if manifest.change else None,
+        before=VersionRef(version=manifest.parent),
+        after=VersionRef(version=promoted["version"] if promoted else manifest.parent),
+        candidate_id=manifest.candidate_id,
+        candidate_package=(pulled("build_candidate") or {}).get("chart_ref"),
+        tests=GateTests(passed=test_run.get("passed"), failed=(rejected or {}).get("failed_tests", [])),
+        reason=reason,
+        teardown=pulled("teardown"),
+        run_id=context["run_id"],
+        duration_seconds=round((utc_now() - started).total_seconds(), 1) if started else None,
+        failure=DeployFailure.model_validate(failure) if failure else None,
     )
-    metrics.gate_finished(outcome, report["duration_seconds"])
-    print(f"L3 gate: {outcome} {manifest.change} — L3 v{report['before']['version']} → v{report['after']['version']}")
-    if outcome != "promoted":
-        raise AirflowFailException(f"L3 gate {outcome}: {report['reason']}")
-    return report
+    print(f"L3 gate: {outcome.value} {manifest.change} — L3 v{report.before.version} → v{report.after.version}"
+          f"{': ' + reason if reason else ''}")
+    metrics.gate_finished(outcome.value, report.duration_seconds)
+    if outcome is GateOutcome.ERROR:
+        # Alert first: the store that failed may be the one the report goes to.
+        notify.send(notify.gate_error(manifest.change.service if manifest.change else None,
+                                      manifest.change.to_version if manifest.change else None, reason,
+                                      candidate=manifest, run_id=context["run_id"]))
+    try:
+        manifest_store_for(Settings.from_env()).record_report(
+            promoted["version"] if promoted else manifest.candidate_id, report
+        )
+    except Exception as exc:
+        if outcome is not GateOutcome.ERROR:
+            raise
+        reason = f"{reason}; the report could not be stored either: {error_line(exc)}"
+    if outcome is not GateOutcome.PROMOTED:
+        raise AirflowFailException(f"L3 gate {outcome.value}: {reason}")
+    return report.to_json()

@@ -1,4 +1,4 @@
-"""Operators that act on a release: upgrade (with profile values and secrets), test, uninstall.
+"""Operators that act on a release: upgrade (with profile values and secrets) and test.
 
 Each owns one action. Values, including decrypted secrets, exist only in memory: this process's
 and, through an anonymous in-memory file, helm's (see :mod:`stackyard.adapters.helm`); nothing
@@ -13,13 +13,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowFailException
-
 from stackyard.core.deployment import deployment_layers, values_digest
 from stackyard.core.values import ValuesLayer, compose
 from stackyard.exceptions import InputError
 from stackyard.airflow.hooks.helm import HelmHook
+from stackyard.airflow.operators._base import StackyardOperator
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.airflow.stores import image_resolver_for, registry_for
 from stackyard.steps.images import check_package_images
@@ -30,7 +28,7 @@ from stackyard.adapters.helm import DEFAULT_TIMEOUT, Helm, sweep_leftovers
 TEST_OUTPUT_XCOM_KEY = "test_run"
 
 
-class _HelmOperator(BaseOperator):
+class _HelmOperator(StackyardOperator):
     ui_color = "#0f1689"
     ui_fgcolor = "#ffffff"
 
@@ -118,7 +116,7 @@ class HelmUpgradeOperator(_HelmOperator):
         self.values_overrides = values_overrides
         self.crd_upgrades = crd_upgrades
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm(stack=self.stack) as helm:
             package = self.package(helm, self.chart, self.chart_ref)
             # Images first: a pinned tag that moved (or vanished) refuses the deploy before anything changes.
@@ -130,13 +128,12 @@ class HelmUpgradeOperator(_HelmOperator):
                 layers.append(ValuesLayer("overrides", self.values_overrides))
             self.log.info("values layers, lowest first: %s", ", ".join(layer.source for layer in layers))
             values = compose(layers)
-            try:
-                prepared = preflight.prepare(
-                    helm, self.helm_hook.cluster(), package, release=self.release, namespace=self.namespace,
-                    values=values, may_upgrade_crds=self.crd_upgrades, log=self.log.info,
-                )
-            except InputError as exc:
-                raise AirflowFailException(str(exc)) from None  # a retry cannot fix it
+            # A collision or a refused CRD change is an InputError: the operator base fails it at
+            # once (a retry cannot fix it).
+            prepared = preflight.prepare(
+                helm, self.helm_hook.cluster(), package, release=self.release, namespace=self.namespace,
+                values=values, may_upgrade_crds=self.crd_upgrades, log=self.log.info,
+            )
             release = helm.upgrade_install(
                 self.release, package, namespace=self.namespace,
                 values=values,
@@ -166,7 +163,7 @@ class HelmTestOperator(_HelmOperator):
         self.release, self.namespace, self.timeout = release, namespace, timeout
         self.chart, self.chart_ref, self.profile = chart, chart_ref, profile
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm() as helm:
             if self.profile and (self.chart or self.chart_ref):
                 package = self.package(helm, self.chart, self.chart_ref)
@@ -177,20 +174,3 @@ class HelmTestOperator(_HelmOperator):
         if not run.passed:
             raise RuntimeError(f"helm test of {self.release} in {self.namespace} failed:\n{run.output}")
         return result
-
-
-class HelmUninstallOperator(_HelmOperator):
-    """``helm uninstall``; a release that is already gone is success (safe to retry)."""
-
-    template_fields: Sequence[str] = ("release", "namespace")
-
-    def __init__(self, *, release: str, namespace: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.release, self.namespace = release, namespace
-
-    def execute(self, context: Any) -> dict[str, Any]:
-        with self.helm_hook.helm() as helm:
-            removed = helm.uninstall(self.release, namespace=self.namespace)
-        if not removed:
-            self.log.info("release %s was not installed in %s; nothing to do", self.release, self.namespace)
-        return {"release": self.release, "namespace": self.namespace, "removed": removed}

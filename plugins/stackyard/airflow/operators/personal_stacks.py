@@ -27,12 +27,14 @@ from stackyard.core.run_notes import stack_note
 from stackyard.steps import personal_stacks as stack_steps
 from stackyard.core import ephemeral as rules
 from stackyard.core.cluster_objects import stack_release
+from stackyard.core.records import ReaperReport, StackEvent, events_stream
 from stackyard.exceptions import ConflictError, InputError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
 from stackyard.airflow.stores import manifest_store_for, record_store_for, registry_for
 from stackyard.steps.publishing import load_umbrella_template
 from stackyard.settings import Settings
+from stackyard.airflow.operators._base import non_retryable
 from stackyard.airflow.operators._context import (
     is_admin, past_slot_reason, pulled, record_event, triggering_user, utc_now,
 )
@@ -49,14 +51,12 @@ def _stack_hook() -> StackHook:
     return StackHook(Settings.from_env().kubernetes_conn_id)
 
 
-def stack_events(name: str) -> list[dict[str, Any]]:
-    """The stack's record stream, newest first (what proves stackyard created it)."""
-    return [r.data for r in record_store_for(Settings.from_env()).list(f"stacks/{name}/events")]
-
-
-def _refuse(exc: Exception) -> AirflowFailException:
-    """Bad input: fail now, no retries (a retry cannot fix the request)."""
-    return AirflowFailException(f"{exc}")
+def stack_events(name: str) -> list[StackEvent]:
+    """The stack's record stream, newest first (what proves stackyard created it). A record that
+    is not a valid event is left out (logged): it proves nothing."""
+    stored = record_store_for(Settings.from_env()).read(
+        events_stream(name), StackEvent, on_invalid=lambda key, error: log.warning("%s left out: %s", key, error))
+    return [item.record for item in stored]
 
 
 def _created_by() -> str:
@@ -82,7 +82,7 @@ def validate() -> dict[str, Any]:
         if params.get("owner") and params["owner"] != user:
             print(f"owner: the stack belongs to {user}, who triggered this run (the form said {params['owner']!r})")
         params["owner"] = user
-    try:
+    with non_retryable():
         request = stack_steps.StackRequest.from_params(params)
         rules.refuse_reserved_name(request.name, stack_steps.registry_reserved(settings.stacks_file))
         existing = _stack_hook().get(request.name)
@@ -94,8 +94,6 @@ def validate() -> dict[str, Any]:
             )
         with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
             plan = stack_steps.resolve(request, store=manifest_store_for(settings), registry=registry_for(settings, helm))
-    except InputError as exc:
-        raise _refuse(exc) from None
     changes = ", ".join(f"{s} {c['from'] or '(new)'} -> {c['to']}" for s, c in plan.overrides.items())
     print(f"stack {plan.name} for {plan.owner}: L3 v{plan.manifest.version}"
           f"{' with ' + changes if changes else ''}, profile {plan.profile}, TTL {rules.format_ttl(plan.ttl)}")
@@ -105,14 +103,12 @@ def validate() -> dict[str, Any]:
 @task
 def build_umbrella(plan: dict[str, Any]) -> dict[str, str]:
     settings = Settings.from_env()
-    try:
+    with non_retryable():
         with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
             built = stack_steps.publish_package(
                 stack_steps.StackPlan.from_dict(plan), registry=registry_for(settings, helm),
                 template=load_umbrella_template(settings.umbrella_template_dir),
             )
-    except InputError as exc:
-        raise _refuse(exc) from None
     print(f"stack umbrella {built['chart_ref']} {built['digest']}")
     return built
 
@@ -130,14 +126,15 @@ def create_namespace(plan: dict[str, Any]) -> dict[str, str]:
     # stack_destroy) that stackyard made it; an unwritable store stops here, with nothing made.
     record_event(stack.name, "created", owner=stack.owner, manifest_version=stack.manifest.version,
                  overrides=dict(stack.overrides), profile=stack.profile, ttl=rules.format_ttl(stack.ttl))
-    try:
-        created = hook.create(stack.name, metadata)
-    except ConflictError as exc:
-        raise _refuse(InputError(f"name: {exc}")) from None
-    if not created:
-        existing = hook.get(stack.name)
-        if existing is None or existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
-            raise _refuse(InputError(f"name: stack {stack.name!r} was just created by another run"))
+    with non_retryable():
+        try:
+            created = hook.create(stack.name, metadata)
+        except ConflictError as exc:
+            raise InputError(f"name: {exc}") from None
+        if not created:
+            existing = hook.get(stack.name)
+            if existing is None or existing.annotations.get(rules.ANNOTATION_CREATED_BY) != _created_by():
+                raise InputError(f"name: stack {stack.name!r} was just created by another run")
     print(f"{'created' if created else 'reusing (retry of this run)'} namespace {stack.name}")
     return {"namespace": stack.name, "release": stack_release(stack.name)}
 
@@ -206,7 +203,7 @@ def check_ephemeral(action: str) -> dict[str, Any]:
     params = context["params"]
     settings = Settings.from_env()
     user = triggering_user(context)
-    try:
+    with non_retryable():
         name = rules.validate_stack_name(params.get("name"))
         ttl_days = params.get("ttl_days")
         ttl = None if ttl_days is None else rules.ttl_from_days(ttl_days)
@@ -219,8 +216,6 @@ def check_ephemeral(action: str) -> dict[str, Any]:
             raise InputError(f"name: {name!r} is labelled as a stackyard stack but {why}; {action} only applies to "
                              "stacks stackyard created. Nothing was changed.")
         rules.may_act_on(record, user=user, admin=is_admin(user), action=action, name=name)
-    except InputError as exc:
-        raise _refuse(exc) from None
     print(f"stack {name}: {why}, owner {record.owner}; {action} by {user or 'a shell user (no signed-in user)'}")
     return {
         "namespace": stack.name, "owner": record.owner,
@@ -303,17 +298,16 @@ def reap(planned: dict[str, Any]) -> dict[str, Any]:
     return {name: [outcome.value, detail] for name, (outcome, detail) in outcomes.items()}
 
 
-def _announce(result: dict[str, Any], *, dag_id: str, run_id: str) -> None:
+def _announce(result: ReaperReport) -> None:
     """Metrics for every run; warnings to owners whose stack goes within a day; alert on failure."""
-    counts = result["counts"]
-    if not result["dry_run"]:
-        metrics.stacks_reaped(counts["deleted"])
-        metrics.live_ephemeral_stacks(counts["kept"])
-    for entry in notify.expiring(result["kept"]):
-        notify.send(notify.stack_expiring(entry["name"], owner=entry.get("owner"), seconds_left=entry["time_left_seconds"],
-                                          ttl=entry.get("ttl"), dag_id=dag_id, run_id=run_id))
-    if result["error"] or result["failed"]:
-        notify.send(notify.reaper_failed(result, dag_id=dag_id, run_id=run_id))
+    if not result.dry_run:
+        metrics.stacks_reaped(result.counts.deleted)
+        metrics.live_ephemeral_stacks(result.counts.kept)
+    for entry in notify.expiring(result.kept):
+        notify.send(notify.stack_expiring(entry.name, owner=entry.owner, seconds_left=entry.time_left_seconds,
+                                          ttl=entry.ttl, dag_id=result.dag_id, run_id=result.run_id))
+    if result.error or result.failed:
+        notify.send(notify.reaper_failed(result))
 
 
 @task(trigger_rule="all_done", retries=0)
@@ -330,20 +324,21 @@ def report() -> dict[str, Any]:
     if error is None and pulled("plan_reaping") is None:
         error = "listing the namespaces failed: see the plan_reaping log"
     result = rules.reaper_report(verdicts, outcomes, now=utc_now(), dry_run=bool(params["dry_run"]),
-                                 max_deletions=params["max_deletions"], run_id=context["run_id"], error=error)
-    record_store_for(Settings.from_env()).append("reaper/runs", result)
-    _announce(result, dag_id=context["dag"].dag_id, run_id=context["run_id"])
-    counts = result["counts"]
-    record_note(context, f"reaper: deleted {counts['deleted']}, would delete {counts['would_delete']}, "
-                         f"kept {counts['kept']}{', failed ' + str(len(result['failed'])) if result['failed'] else ''}"
-                         f"{' (dry run)' if result['dry_run'] else ''}{': ' + result['error'] if result['error'] else ''}")
-    print(f"reaper: deleted {counts['deleted']}, would delete {counts['would_delete']}, kept {counts['kept']}, "
-          f"skipped {counts['skipped']}, failed {counts['failed']}{' (dry run)' if result['dry_run'] else ''}")
-    for entry in result["kept"]:
-        print(f"  kept {entry['name']}: {entry['reason']}")
+                                 max_deletions=params["max_deletions"], dag_id=context["dag"].dag_id,
+                                 run_id=context["run_id"], error=error)
+    record_store_for(Settings.from_env()).write(result)
+    _announce(result)
+    counts = result.counts
+    record_note(context, f"reaper: deleted {counts.deleted}, would delete {counts.would_delete}, "
+                         f"kept {counts.kept}{', failed ' + str(len(result.failed)) if result.failed else ''}"
+                         f"{' (dry run)' if result.dry_run else ''}{': ' + result.error if result.error else ''}")
+    print(f"reaper: deleted {counts.deleted}, would delete {counts.would_delete}, kept {counts.kept}, "
+          f"skipped {counts.skipped}, failed {counts.failed}{' (dry run)' if result.dry_run else ''}")
+    for entry in result.kept:
+        print(f"  kept {entry.name}: {entry.reason}")
     if error:
         raise AirflowFailException(f"reaper: {error}")
-    if result["failed"]:
-        failed = ", ".join(f"{e['name']} ({e['detail']})" for e in result["failed"])
-        raise AirflowFailException(f"reaper: {counts['failed']} deletion(s) failed: {failed}")
-    return result
+    if result.failed:
+        failed = ", ".join(f"{e.name} ({e.detail})" for e in result.failed)
+        raise AirflowFailException(f"reaper: {counts.failed} deletion(s) failed: {failed}")
+    return result.to_json()

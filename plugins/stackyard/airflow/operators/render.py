@@ -29,7 +29,7 @@ class HelmRenderOperator(_HelmOperator):
         self.chart, self.chart_ref, self.profile = chart, chart_ref, profile
         self.stack, self.namespace = stack, namespace
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm() as helm:
             package = self.package(helm, self.chart, self.chart_ref)
             layers = self.values_layers(package, profile=self.profile, stack=self.stack, namespace=self.namespace)

@@ -27,12 +27,13 @@ from stackyard.core.run_notes import rollout_note
 from stackyard.steps import rollouts as steps
 from stackyard.core.rollout import (
     CanaryState, PlanStep, RolloutStatus, advance, canary_release, canary_values, check_url, failed_before,
-    make_plan, rollout_record, rollouts_stream, stack_namespace_metadata, window_decision,
+    make_plan, rollout_record, stack_namespace_metadata, window_decision,
 )
 from stackyard.core.stack_registry import HealthySource, Stack
-from stackyard.exceptions import InputError, StackyardError
+from stackyard.exceptions import StackyardError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.stores import manifest_store_for, record_store_for, registry_for
+from stackyard.airflow.operators._base import error_line, non_retryable
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.settings import Settings
 from stackyard.adapters.helm import DEFAULT_TIMEOUT
@@ -74,10 +75,8 @@ def check_triggerer(stack: Stack, context: Any) -> None:
 @task(task_id="plan", retries=0)
 def plan(stack_name: str, **context: Any) -> list[dict[str, Any]]:
     """What this run will change, in order; [] when up to date, outside the window or frozen."""
-    try:
+    with non_retryable():  # a broken registry entry fails the plan without retries
         stack = _stack(stack_name)
-    except InputError as exc:
-        raise AirflowFailException(str(exc)) from None
     check_triggerer(stack, context)
     refuse_undeclared_conf(context, RUN_CONF)
     if not isinstance((context["dag_run"].conf or {}).get("plan_only", False), bool):
@@ -159,7 +158,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
     def stack_config(self) -> Stack:
         return _stack(self.stack_name)
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         stack, step = self.stack_config, PlanStep.from_dict(self.step)
         self.kubernetes_conn_id = stack.connection
         self._guard(context, stack, step)
@@ -201,7 +200,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
                 overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         self.release, self.chart_ref, self.namespace = release, chart_ref, stack.namespace
         self.profile, self.stack, self.values_overrides = stack.profile, stack.name, overrides
-        return HelmUpgradeOperator.execute(self, context)
+        return HelmUpgradeOperator.perform(self, context)
 
     def _upgrade_and_test(self, context: Any, stack: Stack, step: PlanStep):
         """(status, reason, values digest, revision) of upgrading the stable release."""
@@ -212,7 +211,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         try:
             deployed = self._deploy(context, stack, step.release, chart_ref)
         except StackyardError as exc:
-            return self._after_failure(stack, step, previous, before, f"upgrade failed: {_first_line(exc)}") + (None, None)
+            return self._after_failure(stack, step, previous, before, f"upgrade failed: {error_line(exc)}") + (None, None)
         with self.helm_hook.helm() as helm:
             test = helm.test(step.release, namespace=stack.namespace, timeout=self.timeout)
         if test.passed:
@@ -262,7 +261,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         try:
             self._deploy(context, stack, name, chart_ref, overrides=canary_values(stack.canary.weight))
         except StackyardError as exc:
-            return abort(f"canary deploy failed: {_first_line(exc)}")
+            return abort(f"canary deploy failed: {error_line(exc)}")
         state = advance(state, "deployed")
         with self.helm_hook.helm() as helm:
             test = helm.test(name, namespace=stack.namespace, timeout=self.timeout)
@@ -294,24 +293,17 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
                 **fields: Any) -> dict[str, Any]:
         record = rollout_record(stack=stack, step=step, status=status, run_id=context["run_id"], started=started,
                                 finished=utc_now(), triggered_by=_triggered_by(context), **fields)
-        context["ti"].xcom_push(key=OUTCOME_XCOM_KEY, value=record)
-        record_store_for(Settings.from_env()).append(rollouts_stream(stack.name), record)
-        print(f"{stack.name}: {step} {status.value}: {record['reason']}")
+        context["ti"].xcom_push(key=OUTCOME_XCOM_KEY, value=record.to_json())
+        record_store_for(Settings.from_env()).write(record)
+        print(f"{stack.name}: {step} {status.value}: {record.reason}")
         metrics.rollout_finished(stack.name, status.value)
         if status is not RolloutStatus.SUCCEEDED:
             notify.send(notify.rollout_failed(
                 stack.name, step.service, step.to_version, from_version=step.from_version,
                 rolled_back=status in (RolloutStatus.ROLLED_BACK, RolloutStatus.CANARY_ABORTED),
-                reason=record["reason"], dag_id=stack.dag_id, run_id=context["run_id"], owner=stack.owner,
+                reason=record.reason, dag_id=stack.dag_id, run_id=context["run_id"], owner=stack.owner,
             ))
-        return record
-
-
-def _first_line(exc: BaseException) -> str:
-    """The line that says what went wrong: a tool's last ``Error:`` line, else the message's first."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")]
-    return errors[-1] if errors else (lines[0] if lines else type(exc).__name__)
+        return record.to_json()
 
 
 @task(task_id="summary", retries=0, trigger_rule="all_done")

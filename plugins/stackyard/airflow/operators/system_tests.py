@@ -41,7 +41,7 @@ class ParallelHelmTestOperator(_HelmOperator):
         self.chart, self.chart_ref, self.profile = chart, chart_ref, profile
         self.changed_service, self.parallelism = changed_service, parallelism
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
         from stackyard.adapters.test_hooks import KubeTestHooks
@@ -91,7 +91,7 @@ class SystemTestSuiteOperator(_HelmOperator):
         super().__init__(**kwargs)
         self.suite, self.namespace, self.manifest_version = suite, namespace, manifest_version
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def perform(self, context: Any) -> dict[str, Any]:
         from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
 
         from stackyard.adapters.test_hooks import KubeTestHooks
