@@ -108,7 +108,7 @@ def variant(local_stack, service: str, version: str, edit) -> None:
     """Publish ``service`` at ``version`` after ``edit(chart_dir)`` changed its copy."""
     chart = chart_variant(CHARTS / service, local_stack.tmp / "variants" / f"{service}-{version}", version=version)
     edit(chart)
-    publish_chart(chart, registry=local_stack.registry, helm=local_stack.helm)
+    publish_chart(chart, registry=local_stack.registry, helm=local_stack.helm, images=local_stack.images)
 
 
 # --- helm fails during deploy -------------------------------------------------------------------
