@@ -164,7 +164,7 @@ def rejection(*, deploy_failure: DeployFailure | None, test_run: Mapping[str, An
         if failed:
             return f"system tests failed: {', '.join(failed)}", RejectionReport(
                 failed_tests=failed, test_output=output, tests=tests)
-        failure = classify(output, release=RELEASE)
+        failure = classify(output, release=str(test_run.get("release") or ""))
         if failure.kind is FailureKind.NOT_READY:  # a test pod that never finished is a failed test
             return f"system tests failed: {describe(failure)}", RejectionReport(
                 failed_tests=[], test_output=output, tests=tests, failure=failure)
