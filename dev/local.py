@@ -169,6 +169,9 @@ class AirflowServer:
         env = dict(self.env)
         env.update({
             "AIRFLOW_HOME": str(self.home),
+            # Its own metadata DB, whatever the caller's environment names: a test session's DB
+            # shared with a standalone's scheduler and api-server was seen corrupted.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),  # each task is a process: 2 cores
