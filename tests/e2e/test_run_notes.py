@@ -33,6 +33,6 @@ def test_stack_runs_say_what_they_did(local_stack, dagbag):
     touched = fresh_dag(dagbag, "stack_touch").test(run_conf={"name": "note-dev", "ttl_days": 5})
     assert note_of(touched) == "note-dev touched: TTL 5d"
     destroyed = fresh_dag(dagbag, "stack_destroy").test(run_conf={"name": "note-dev"})
-    assert note_of(destroyed) == "note-dev destroyed (releases: stack)"
+    assert note_of(destroyed) == "note-dev destroyed (releases: note-dev)"
     refused = fresh_dag(dagbag, "stack_destroy").test(run_conf={"name": "note-dev"})
     assert refused.state == "failed" and note_of(refused) == "failed at check"
