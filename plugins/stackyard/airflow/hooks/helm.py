@@ -36,6 +36,7 @@ from typing import Any
 import yaml
 from airflow.sdk import BaseHook
 
+from stackyard.airflow.hooks.aws import aws_credentials_env
 from stackyard.core.release_recovery import Holder
 from stackyard.exceptions import InputError
 from stackyard.adapters.cluster import Cluster
@@ -228,23 +229,6 @@ class HelmHook(BaseHook):
 
     def kill(self) -> None:
         self.runner.kill()
-
-
-def aws_credentials_env(aws_conn_id: str) -> dict[str, str]:
-    """The AWS connection's credentials and region as the variables the AWS CLI and SDKs read."""
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    aws = AwsBaseHook(aws_conn_id=aws_conn_id, client_type="sts")
-    credentials = aws.get_credentials()
-    env = {"AWS_ACCESS_KEY_ID": credentials.access_key, "AWS_SECRET_ACCESS_KEY": credentials.secret_key}
-    if credentials.token:
-        env["AWS_SESSION_TOKEN"] = credentials.token
-    if aws.region_name:
-        env["AWS_REGION"] = aws.region_name
-    endpoint = aws.conn_config.get_service_endpoint_url("sts")
-    if endpoint:
-        env["AWS_ENDPOINT_URL_STS"] = endpoint
-    return env
 
 
 def _private_file(path: Path, text: str) -> str:

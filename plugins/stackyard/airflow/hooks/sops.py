@@ -61,19 +61,10 @@ class SopsHook(BaseHook):
     def _aws_env(self) -> dict[str, str]:
         if not self.aws_conn_id:
             return {}
-        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+        from stackyard.airflow.hooks.aws import aws_credentials_env
 
-        aws = AwsBaseHook(aws_conn_id=self.aws_conn_id, client_type="kms")
-        credentials = aws.get_credentials()
-        env = {"AWS_ACCESS_KEY_ID": credentials.access_key, "AWS_SECRET_ACCESS_KEY": credentials.secret_key}
-        if credentials.token:
-            env["AWS_SESSION_TOKEN"] = credentials.token
-        if aws.region_name:
-            env["AWS_REGION"] = aws.region_name
-        endpoint = aws.conn_config.get_service_endpoint_url("kms")
-        if endpoint:
-            env["AWS_ENDPOINT_URL"] = endpoint
-        return env
+        # sops reads the generic endpoint variable (verified against moto_server)
+        return aws_credentials_env(self.aws_conn_id, "kms", "AWS_ENDPOINT_URL")
 
     @contextmanager
     def sops(self, *, needs_aws: bool = False) -> Iterator[Sops]:
