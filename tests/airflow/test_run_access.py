@@ -71,6 +71,7 @@ def test_a_scheduled_run_for_a_past_slot_is_recognised():
     now = datetime.now(timezone.utc)
     slot = (now - timedelta(days=1)).replace(hour=3, minute=0, second=0, microsecond=0)
     assert "past slot" in _context.past_slot_reason(context(run_type="scheduled", run_after=slot), "0 3 * * *")
-    fresh = now - timedelta(minutes=2)
+    # A scheduled run's run_after is a slot itself: the latest */30 one is current, whatever the clock.
+    fresh = now.replace(minute=now.minute // 30 * 30, second=0, microsecond=0)
     assert _context.past_slot_reason(context(run_type="scheduled", run_after=fresh), "*/30 * * * *") is None
     assert _context.past_slot_reason(context(run_type="manual", run_after=slot), "0 3 * * *") is None
