@@ -229,7 +229,7 @@ def follow(api: AirflowApi, run_id: str, deadline: float) -> str | None:
                 seen[task_id] = state
                 _say(f"  [{time.monotonic() - started:6.1f}s] {task_id}: {state}")
             # Where the change stands in the queue, as the task waiting in it last said.
-            if task_id in QUEUE_TASKS and (changed or state in ("running", "up_for_reschedule")):
+            if api.dag_id == DAG_ID and task_id in QUEUE_TASKS and (changed or state in ("running", "up_for_reschedule")):
                 position = api.xcom(run_id, task_id, "queue_position")
                 if position and position != seen.get("queue_position"):
                     seen["queue_position"] = position
