@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from stackyard.adapters.gate_queue_store import GateQueueStore
 from stackyard.adapters.manifest_store import ManifestStore
@@ -33,6 +33,8 @@ from stackyard.exceptions import InputError, NotFoundError
 
 _REQUEUED = re.compile(r"requeue__([0-9]+)__([0-9]+)(?:__.*)?")
 POLL_SECONDS = 1.0
+#: Longer than any gate run takes (deploy and tests have 10 minute timeouts, tasks 2 retries).
+STALE_AFTER = timedelta(hours=6)
 
 
 def requeue_run_id(seq: int, attempt: int, stamp: str) -> str:
@@ -144,7 +146,9 @@ def wait_turn(queue: GateQueueStore, store: ManifestStore, seq: int, *, window: 
     """Wait until change ``seq``'s tested attempt may be decided on (or must be tested again).
 
     ``alive(run_id)`` says whether a run is still going: a change ahead whose run ended without
-    settling it is taken out of the queue (abandoned), so that no run waits for a dead one."""
+    settling it is taken out of the queue (abandoned), so that no run waits for a dead one. So is
+    the head when its run has not moved for :data:`STALE_AFTER` (a run nothing watches, like a killed
+    ``airflow dags test``, stays "running" in the metadata DB for ever)."""
     last = None
     while True:
         entries = queue.entries(include=(seq,))
@@ -153,10 +157,12 @@ def wait_turn(queue: GateQueueStore, store: ManifestStore, seq: int, *, window: 
         decision = turn(l3, entries, seq)
         if decision is not Turn.WAIT:
             return decision
-        for entry in open_entries(entries):
+        for number, entry in enumerate(open_entries(entries), start=1):
             if entry.item.seq >= seq:
                 break
-            if _ended_unsettled(queue, store, entry, alive):
+            # Only the head waits for nobody: it alone can be judged stale by the time it stood still.
+            now = datetime.now(timezone.utc) if number == 1 else None
+            if _ended_unsettled(queue, store, entry, alive, now=now):
                 queue.settle(entry.item.seq, Settlement.ABANDONED,
                              detail="its gate run ended without a verdict")
         ahead = tuple(entry.item for entry in open_entries(entries) if entry.item.seq < seq)
@@ -189,12 +195,16 @@ def retest_reason(queue: GateQueueStore, store: ManifestStore, seq: int) -> str:
             f"change #{seq} was tested on v{attempt.base_version if attempt else '?'} and the changes ahead of it")
 
 
-def _ended_unsettled(queue: GateQueueStore, store: ManifestStore, entry: Entry, alive: Callable[[str], bool]) -> bool:
-    """Whether ``entry``'s run has ended without settling it (a promotion it made still counts)."""
+def _ended_unsettled(queue: GateQueueStore, store: ManifestStore, entry: Entry, alive: Callable[[str], bool],
+                     now: datetime | None = None) -> bool:
+    """Whether ``entry``'s run has ended (or gone stale) without settling it (a promotion it made
+    still counts)."""
     number = entry.attempt.number if entry.attempt else 0
     run_id = (queue.handover(entry.item.seq, number)
               or (entry.attempt.run_id if entry.attempt else queue.queued(entry.item.seq).run_id))
-    if alive(run_id):
+    moved = queue.attempt(entry.item.seq, number).started if entry.attempt else queue.queued(entry.item.seq).queued
+    stale = now is not None and now - moved > STALE_AFTER
+    if alive(run_id) and not stale:
         return False
     if entry.attempt is not None:  # it may have promoted and died before saying so
         record = queue.attempt(entry.item.seq, entry.attempt.number)
