@@ -25,7 +25,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from stackyard.core.stack_registry import CHECK_TYPES, DAYS, MAX_RELEASE_NAME, HealthySource, Stack, Windows
+from stackyard.core.stack_registry import DAYS, MAX_RELEASE_NAME, HealthySource, Stack, Windows
 from stackyard.core.ephemeral import (
     ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_OWNER, LABEL_MANAGED_BY, LABEL_OWNER, LABEL_STACK_TYPE,
     MANAGED_BY, StackMetadata, label_value, timestamp,
