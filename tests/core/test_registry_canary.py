@@ -56,7 +56,7 @@ def test_every_field_of_the_current_form_is_read():
 ])
 def test_the_first_form_still_loads_as_one_step_without_a_router(first, steps, analysis):
     policy = stack(first).canary
-    assert policy.plan.steps == steps and list(policy.analysis) == analysis
+    assert policy.plan.steps == steps and list(policy.analysis) == analysis and policy.plan.interval == 1
     assert policy.traffic.provider == "replicas" and policy.migrated
 
 

@@ -71,6 +71,8 @@ DAG_ID_PREFIX = "rollout_"
 SCHEDULE_PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"})
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_CANARY_WEIGHT = 50
+#: The interval of a canary written in the first form (``weight:``), which had no observation time.
+FIRST_FORM_INTERVAL = 1
 MAX_FOR_HOURS = 24 * 90
 MAX_DESCRIPTION = 2000
 
@@ -722,7 +724,9 @@ def _fields_set(layer: CanarySchema | None) -> dict[str, Any]:
         return {}
     fields = {name: getattr(layer, name) for name in layer.model_fields_set}
     if "weight" in fields:
+        # the first form verified its one weight at once: observed 1 s unless an interval is given
         fields["steps"] = (fields.pop("weight"),)
+        fields.setdefault("interval", FIRST_FORM_INTERVAL)
         fields["migrated"] = True
     if "check" in fields:
         check = fields.pop("check")

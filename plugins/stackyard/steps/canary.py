@@ -181,8 +181,11 @@ class CanaryRun:
         """Abort now, whatever the plan says (a superseded or broken canary): weight 0, canary removed."""
         now = self.clock()
         self._append(CanaryRecord(now, Kind.ABORT, 0, self.run_id, (), reason))
-        self._apply(("set_weight", 0))
-        self._apply(("remove",))
+        try:
+            self._apply(("set_weight", 0))
+        except Exception as error:  # noqa: BLE001 - removing the canary below ends its share too
+            self.log(f"canary: setting weight 0 failed ({error}); removing the canary ends its share")
+        self._apply(("remove",))  # if this fails the ABORT line stays pending: the next run finishes it
         self._append(finished_record(self.clock(), self.run_id, "aborted"))
 
     def _append(self, record: CanaryRecord) -> None:

@@ -188,13 +188,26 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         started = utc_now()
         canary: dict[str, Any] | None = None
         try:
-            if step.canary:
+            if step.canary and step.from_version is None:
+                # nothing runs yet: there is no stable track to take a share from
+                status, reason, digest, revision = self._upgrade_and_test(context, stack, step)
+                reason += " (first install: no stable release to run a canary against)"
+            elif step.canary:
                 status, reason, digest, revision, canary = self._canary(context, stack, step)
             else:
                 status, reason, digest, revision = self._upgrade_and_test(context, stack, step)
         except AirflowRescheduleException:
             raise  # a canary waiting for its next step: its history is on record already
         except Exception as exc:  # recorded, then re-raised: the attempt must be on record whatever broke
+            if step.canary and canary_steps.unfinished_canary(
+                    record_store_for(Settings.from_env()), stack.name, step.service) is not None:
+                # the canary_running record must stay the newest: it names the share still set, which
+                # the next run (or a retry) finishes from; a "failed" record on top would hide it
+                notify.send(notify.rollout_failed(
+                    stack.name, step.service, step.to_version, from_version=step.from_version,
+                    reason=f"canary stopped with its share on record: {error_line(exc)}; the next run "
+                           "resumes or aborts it", dag_id=stack.dag_id, run_id=context["run_id"], owner=stack.owner))
+                raise
             self._record(context, stack, step, RolloutStatus.FAILED, started, reason=f"unexpected error: {exc}")
             raise
         record = self._record(context, stack, step, status, started, values_digest=digest, revision=revision,
@@ -311,8 +324,14 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
             if failure:
                 return self._canary_ended(step, info, run, RolloutStatus.CANARY_ABORTED,
                                           f"{failure}; canary removed, stable release untouched")
-        action = run.advance()
-        if action.name == "wait":
+        try:
+            action = run.advance()
+        except StackyardError as exc:
+            # the provider or the cluster refused mid-canary: take the share away now (abort), on record
+            print(f"canary of {step.service}: {error_line(exc)}; aborting")
+            run.abort(f"error mid-canary: {error_line(exc)}")
+            action = None
+        if action is not None and action.name == "wait":
             until = action.until or utc_now() + timedelta(seconds=min(policy.plan.interval, 60))
             print(f"canary of {step.service}: {action.reason}; next look at {until:%H:%M:%S} UTC")
             raise AirflowRescheduleException(until)
