@@ -60,6 +60,14 @@ def test_the_first_form_still_loads_as_one_step_without_a_router(first, steps, a
     assert policy.traffic.provider == "replicas" and policy.migrated
 
 
+def test_unnamed_checks_are_named_after_their_type_numbered_when_it_repeats():
+    from stackyard.core.canary import check_names
+
+    policy = stack({"analysis": [{"type": "http", "url": "http://a/"}, {"type": "chart-tests"},
+                                 {"type": "http", "url": "http://b/"}, {"type": "http", "name": "mine", "url": "http://c/"}]}).canary
+    assert check_names(policy.analysis) == ["http-1", "chart-tests", "http-2", "mine"]
+
+
 def test_a_service_mapping_replaces_the_stacks_fields_one_by_one():
     route53 = {"provider": "route53", "zone_id": "Z123", "record": "orders.example.com", "legacy": "legacy.example.com",
                "ingress": "k8s-ingress.example.com"}
@@ -98,8 +106,8 @@ BAD = [
     ({"analysis": [{"type": "cloudwatch", "metric": "m", "max": 1}]}, None,
      "stack shop: canary.analysis[0]: a metric needs its namespace"),
     ({"analysis": [{"type": "datadog"}]}, None, "stack shop: canary.analysis[0].type: 'datadog' is not one of prometheus, cloudwatch, http, chart-tests"),
-    ({"analysis": [{"type": "http", "url": "http://a/"}, {"type": "http", "name": "http", "url": "http://b/"}]}, None,
-     "stack shop: canary: analysis: check name(s) http repeated"),
+    ({"analysis": [{"type": "http", "name": "up", "url": "http://a/"}, {"type": "chart-tests", "name": "up"}]}, None,
+     "stack shop: canary: analysis: check name(s) up repeated"),
     (None, ["catalog", {"name": "orders", "canary": {"steps": [50, 5]}}],
      "stack shop: services[1].canary.steps: weights [50, 5] must increase strictly"),
     (None, ["catalog", {"name": "orders", "canary": {"steps": "all"}}],

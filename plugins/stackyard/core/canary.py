@@ -43,7 +43,7 @@ from stackyard.core.schema import Schema, problems
 from stackyard.core.times import format_utc, parse_utc
 from stackyard.exceptions import InputError
 
-__all__ = ["Action", "AnalysisCheck", "CanaryPlan", "TrafficConfig", "CHECK_TYPES", "TRAFFIC_PROVIDERS", "CanaryRecord", "CheckResult", "Kind", "Progress", "decide", "finished_record",
+__all__ = ["Action", "AnalysisCheck", "CanaryPlan", "TrafficConfig", "CHECK_TYPES", "TRAFFIC_PROVIDERS", "check_names", "CanaryRecord", "CheckResult", "Kind", "Progress", "decide", "finished_record",
            "parse_plan", "progress", "PLACEHOLDERS", "check_context", "substitute"]
 
 
@@ -278,9 +278,11 @@ AnalysisCheck = Annotated[Union[
 ], Discriminator(_tag("type"))]
 
 
-def check_name(check: Any, index: int) -> str:
-    """A check's name in records: its own, else ``<type>`` (``<type>-<n>`` when repeated)."""
-    return check.name or (check.type if index == 0 else f"{check.type}-{index + 1}")
+def check_names(checks: Sequence[Any]) -> list[str]:
+    """Each check's name in records: its own, else its type (``<type>-<n>`` when the type repeats)."""
+    types = [c.type for c in checks]
+    return [c.name or (c.type if types.count(c.type) == 1 else f"{c.type}-{types[:i].count(c.type) + 1}")
+            for i, c in enumerate(checks)]
 
 
 # --- the history ------------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError,
 from stackyard.core import names
 from stackyard.core.canary import (
     CHECK_TYPES, TRAFFIC_PROVIDERS, AnalysisCheck, CanaryPlan, HttpAnalysis, ReplicasTraffic, TrafficConfig,
-    check_name,
+    check_names,
 )
 from stackyard.core.names import RELEASE_NAME_MAX as MAX_RELEASE_NAME
 from stackyard.core.schema import Schema, field_path, problems
@@ -493,7 +493,7 @@ class CanarySchema(CanaryPlan):
             raise ValueError("weight is the first form of steps (weight: 10 is steps: [10]); give steps only")
         if self.check is not None and self.analysis is not None:
             raise ValueError("check is the first form of analysis; give analysis only")
-        names = [check_name(c, i) for i, c in enumerate(self.analysis or ())]
+        names = check_names(self.analysis or ())
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"analysis: check name(s) {', '.join(repeated)} repeated; give each check a name")

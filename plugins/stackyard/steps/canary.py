@@ -23,7 +23,7 @@ from stackyard.adapters.traffic import (
 from stackyard.core.canary import (
     Action, AnalysisCheck, CanaryPlan, CanaryRecord, ChartTestsAnalysis, CheckResult, CloudWatchAnalysis,
     GatewayApiTraffic, HttpAnalysis, IngressNginxTraffic, Kind, PrometheusAnalysis, ReplicasTraffic, Route53Traffic,
-    TrafficConfig, check_name, decide, finished_record, progress,
+    TrafficConfig, check_names, decide, finished_record, progress,
 )
 from stackyard.core.records import CanaryInfo, RolloutRecord, RolloutStatus, rollouts_stream
 from stackyard.core.rollout import WindowDecision
@@ -73,8 +73,7 @@ def analysis_checks(checks: Sequence[AnalysisCheck], *, aws_client: Callable[[st
                     chart_tests: Callable[[str], CheckResult]) -> list[Evaluator]:
     """The registry's checks as evaluators (``chart_tests(name)`` runs ``helm test`` of the canary)."""
     out = []
-    for index, check in enumerate(checks):
-        name = check_name(check, index)
+    for name, check in zip(check_names(checks), checks):
         if isinstance(check, PrometheusAnalysis):
             impl = PrometheusCheck(name=name, base_url=check.address, query=check.query,
                                    threshold=Threshold(max=check.max, min=check.min), timeout=check.timeout_seconds)

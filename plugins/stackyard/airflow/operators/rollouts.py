@@ -52,9 +52,9 @@ def aws_client(aws_conn_id: str, service: str) -> Any:
 
 
 def _checks_named(policy: Any) -> str:
-    from stackyard.core.canary import check_name
+    from stackyard.core.canary import check_names
 
-    return ", ".join(check_name(c, i) for i, c in enumerate(policy.analysis)) or "chart-tests (at deploy)"
+    return ", ".join(check_names(policy.analysis)) or "chart-tests (at deploy)"
 
 
 def _weights(plan: Any) -> str:
