@@ -2,8 +2,9 @@
 
 ``plan`` decides (window, triggerer, source versions against the stack's helm releases) and
 hands the steps to the mapped ``upgrade`` task: one task instance per service, named after it.
-Each instance upgrades one service (canary first when flagged), waits for readiness, runs the
-chart's tests, rolls that one service back on failure and records the attempt in
+Each instance upgrades one service (canary first when flagged: stepwise weights through the
+traffic provider, analysis between steps, :mod:`stackyard.steps.canary`), waits for readiness, runs
+the chart's tests, rolls that one service back on failure and records the attempt in
 ``stacks/<stack>/rollouts``. An instance starts only if every earlier one succeeded, so the
 first failure stops the run and the later services stay as they were.
 """
