@@ -170,3 +170,35 @@ def test_a_run_killed_mid_canary_is_resumed_or_aborted_from_its_record(kube, pro
         assert second.outcome == "aborted" and after.promoted == 0
         assert kinds == ["abort", "finished"]
         assert "stopped mid-canary at weight 50; on_crash is abort" in after.saved[-2].reason
+
+
+@pytest.mark.parametrize("on_window_close", ["pause", "abort"])
+def test_a_window_closing_mid_canary_pauses_or_aborts_it(kube, prometheus, on_window_close):
+    base, exporter = prometheus
+    exporter.values["canary"] = 0.01
+    scraped(base, "canary", 0.01)
+    plan = CanaryPlan(steps=(10, 50), interval=1, on_window_close=on_window_close)
+    name = f"window-{on_window_close}"
+    run, recorder = canary_run(kube, base, name, plan=plan)
+    window = {"now": OPEN}
+    run.window = lambda: window["now"]
+    assert run.advance().name == "wait"  # weight 10 set, observed for an interval
+    window["now"] = WindowDecision(False, "outside mon-thu 09:00-16:00 Europe/Berlin")
+    time.sleep(1.1)
+    action = run.advance()
+    if on_window_close == "abort":
+        assert action.name == "done" and run.outcome == "aborted"
+        assert "the window closed mid-canary (on_window_close is abort)" in recorder.saved[-2].reason
+        assert backend_weights(kube, NS, name) == [[("shop", 100)]]
+        return
+    # paused: the share is held, and the held share is still analysed every interval
+    assert action.name == "wait" and "paused at weight 10" in action.reason
+    assert backend_weights(kube, NS, name) == [[("shop", 90), ("shop-canary", 10)]]
+    time.sleep(1.1)
+    checks_before = sum(line.kind is Kind.CHECK for line in recorder.saved)
+    assert run.advance().name == "wait"
+    assert sum(line.kind is Kind.CHECK for line in recorder.saved) == checks_before + 1
+    assert backend_weights(kube, NS, name) == [[("shop", 90), ("shop-canary", 10)]]
+    window["now"] = OPEN  # the window opens again: the canary carries on to promotion
+    until_done(run)
+    assert run.outcome == "promoted" and backend_weights(kube, NS, name) == [[("shop", 100)]]

@@ -155,6 +155,8 @@ class CanaryRun:
         """Apply actions until one is ``wait`` or ``done``; return it."""
         while True:
             now, window = self.clock(), self.window()
+            # owner_live is False: a rollout DAG has max_active_runs=1, so a record by another run id
+            # is by a run (or an earlier try of this task) that is no longer running
             action = decide(self.plan, self.history, now=now, run_id=self.run_id, owner_live=False,
                             window_open=window.open, window_reason=window.reason)
             self.log(f"canary: {action.name}: {action.reason}")
