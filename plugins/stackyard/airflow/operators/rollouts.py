@@ -320,13 +320,18 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
             print(f"canary of {step.service} {step.to_version}: continuing from the record "
                   f"(weight {canary_progress(policy.plan, run.history).weight}, last written by "
                   f"{run.history[-1].run_id})")
+            with self.helm_hook.helm() as helm:
+                gone = steps.latest_revision(helm, name, stack.namespace) is None
+            if gone and canary_progress(policy.plan, run.history).pending is None:
+                # the canary release was removed behind stackyard's back: no share may point at it
+                run.abort(f"the canary release {name} is gone (removed outside stackyard)")
         if not run.history:
             failure = self._deploy_canary(context, stack, step, policy, name)
             if failure:
                 return self._canary_ended(step, info, run, RolloutStatus.CANARY_ABORTED,
                                           f"{failure}; canary removed, stable release untouched")
         try:
-            action = run.advance()
+            action = run.advance() if run.outcome is None else None
         except StackyardError as exc:
             # the provider or the cluster refused mid-canary: take the share away now (abort), on record
             print(f"canary of {step.service}: {error_line(exc)}; aborting")
