@@ -666,25 +666,27 @@ def _stack(name: str, entry: StackEntrySchema) -> Stack:
     triggerers = Triggerers(tuple(raw.roles), tuple(raw.users))
     if production and not (triggerers.roles or triggerers.users):
         raise error("triggerers", "a production stack must list the roles or users that may trigger it")
+    services, any_canary = _services(entry.services, error)
     return Stack(
         name=name, owner=entry.owner, kind=kind, profile=profile, connection=entry.connection, namespace=namespace,
-        schedule=entry.schedule, source=source, services=_services(entry.services, error),
+        schedule=entry.schedule, source=source, services=services,
         canary=_canary(entry.canary), windows=_windows(entry.windows), triggerers=triggerers,
-        description=entry.description, service_canary=_service_canaries(entry),
+        description=entry.description, service_canary=_service_canaries(entry, any_canary),
     )
 
 
-def _services(value: Any, error: Any) -> tuple[ServiceEntry, ...] | None:
+def _services(value: Any, error: Any) -> tuple[tuple[ServiceEntry, ...] | None, bool]:
+    """The list (None for ``all``) and whether any service goes canary first."""
     if value == "all":
-        return None
+        return None, False
     listed = [item if type(item) is str else item.name for item in value]
     flags = [type(item) is not str and item.canary is not False for item in value]
     services = tuple(map(_service_entry, zip(listed, flags)))
-    # One helm release per service (release name = service name), plus <name>-canary. The common
+    any_canary = True in flags  # a C-speed scan    # One helm release per service (release name = service name), plus <name>-canary. The common
     # case is checked in bulk (a registry may list tens of thousands); the loop finds the culprit.
     if (max(map(len, listed)) <= MAX_RELEASE_NAME - len("-canary") and names.all_dns_labels(listed)
             and len(set(listed)) == len(listed)):
-        return services
+        return services, any_canary
     is_label = names.is_dns_label
     seen: set[str] = set()
     for index, (name, canary) in enumerate(services):
@@ -697,7 +699,7 @@ def _services(value: Any, error: Any) -> tuple[ServiceEntry, ...] | None:
         if name in seen:
             raise error(f"services[{index}]", f"service {name!r} is listed twice")
         seen.add(name)
-    return services
+    return services, any_canary
 
 
 _service_entry = functools.partial(tuple.__new__, ServiceEntry)
@@ -711,11 +713,16 @@ def _canary(value: CanarySchema | None, base: CanarySchema | None = None) -> Can
 
     A field the service's mapping sets replaces the stack's; the first form is migrated here
     (``weight: W`` → ``steps: [W]``, ``check`` → ``analysis``), so nothing downstream knows it."""
+    if value is None and base is None:
+        return _DEFAULT_POLICY  # frozen, shared: most stacks say nothing about canaries
     merged = {**_fields_set(base), **_fields_set(value)}
     traffic = merged.pop("traffic", None) or ReplicasTraffic(provider="replicas")
     analysis = tuple(merged.pop("analysis", None) or ())
     migrated = bool(merged.pop("migrated", False))
     return CanaryPolicy(plan=CanaryPlan(**merged), traffic=traffic, analysis=analysis, migrated=migrated)
+
+
+_DEFAULT_POLICY = CanaryPolicy()
 
 
 def _fields_set(layer: CanarySchema | None) -> dict[str, Any]:
@@ -735,8 +742,10 @@ def _fields_set(layer: CanarySchema | None) -> dict[str, Any]:
     return fields
 
 
-def _service_canaries(entry: StackEntrySchema) -> dict[str, CanaryPolicy]:
-    if entry.services == "all":
+def _service_canaries(entry: StackEntrySchema, any_canary: bool) -> dict[str, CanaryPolicy]:
+    # most stacks canary nothing (a registry may list tens of thousands of services): only those
+    # that do are looked at item by item
+    if not any_canary:
         return {}
     return {item.name: _canary(item.canary, entry.canary) for item in entry.services
             if type(item) is not str and isinstance(item.canary, CanarySchema)}
