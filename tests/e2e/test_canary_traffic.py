@@ -12,6 +12,7 @@ from stackyard.core.rollout import canary_release, service_release
 from tests.e2e.test_rollouts import production, production_charts, qa, rollouts, run  # noqa: F401 (fixtures)
 from tests.support.gateway import backend_weights, install_httproute_crd
 from tests.support.prometheus import running_prometheus, scraped
+from tests.support.webhook import Receiver
 
 pytestmark = [pytest.mark.slow]
 
@@ -27,8 +28,19 @@ def gateway_api(local_stack):
     return api_client
 
 
+@pytest.fixture
+def alerts(monkeypatch):
+    import json
+
+    receiver = Receiver()
+    monkeypatch.setenv("AIRFLOW_CONN_STACKYARD_WEBHOOK", json.dumps(
+        {"conn_type": "http", "host": f"http://127.0.0.1:{receiver.port}", "extra": {"format": "json"}}))
+    yield receiver
+    receiver.server.shutdown()
+
+
 def test_gateway_canary_promoted_aborted_and_resumed_from_the_record(
-        local_stack, rollouts, production_charts, gateway_api, tmp_path, monkeypatch, capfd):
+        local_stack, rollouts, production_charts, gateway_api, alerts, tmp_path, monkeypatch, capfd):
     prod, stage = rollouts.name("prod"), rollouts.name("stage")
     (tmp_path / "prometheus").mkdir()
     with running_prometheus(tmp_path / "prometheus", service="orders", namespace=prod) as (base, exporter):
@@ -75,6 +87,10 @@ def test_gateway_canary_promoted_aborted_and_resumed_from_the_record(
         assert backend_weights(gateway_api, prod, route) == [[(route, 100)]]
         assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.1.0"}
         assert len(rollouts.history("orders", prod)) == stable_revisions
+        # the owner is alerted, with the failing check and its value
+        (alert,) = [body for _, _, body in alerts.requests if body["kind"] == "rollout_failed"]
+        assert alert["owner"] == "team-release" and "errors = 0.4 (threshold 0.05)" in alert["text"]
+        alerts.requests.clear()
 
         # stopped mid-canary: the worker dies after 50 % is on record, before the route has it
         release("1.3.0")
@@ -95,6 +111,8 @@ def test_gateway_canary_promoted_aborted_and_resumed_from_the_record(
         assert left["status"] == "canary_running" and left["canary"]["weight"] == 50  # the record covers the share
         assert backend_weights(gateway_api, prod, route) == [[(route, 90), (canary_release(route), 10)]]
         assert canary_release(route) in {r.name for r in local_stack.helm.list(namespace=prod)}
+        (alert,) = [body for _, _, body in alerts.requests if body["kind"] == "rollout_failed"]
+        assert "canary stopped with its share on record: worker lost" in alert["text"]
 
         monkeypatch.setattr(GatewayApiRoute, "set_weight", original)
         state, tasks, upgrades = run(bag, f"rollout_{prod}")
