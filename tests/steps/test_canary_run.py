@@ -202,3 +202,49 @@ def test_a_window_closing_mid_canary_pauses_or_aborts_it(kube, prometheus, on_wi
     window["now"] = OPEN  # the window opens again: the canary carries on to promotion
     until_done(run)
     assert run.outcome == "promoted" and backend_weights(kube, NS, name) == [[("shop", 100)]]
+
+
+def test_ingress_nginx_from_a_registry_entry_steps_the_canary_ingress_and_removes_it(kube, prometheus):
+    """The registry's ``ingress-nginx`` traffic, built by steps.canary.traffic_provider with the
+    chart contract's defaults (the stable Ingress and Service are named after the stable release)."""
+    import yaml
+    from kubernetes.client import NetworkingV1Api
+
+    from stackyard.core.stack_registry import load_registry
+    from stackyard.steps.canary import traffic_provider
+
+    base, exporter = prometheus
+    exporter.values["canary"] = 0.01
+    scraped(base, "canary", 0.01)
+    net = NetworkingV1Api(kube)
+    net.create_namespaced_ingress(NS, {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "shop-orders"},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": "orders.example.com", "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "shop-orders", "port": {"number": 8081}}}}]}}]}})
+    entry = {"owner": "team-shop", "type": "persistent", "profile": "qa1", "services": [{"name": "orders", "canary": {
+        "steps": [20, 40], "interval": 1, "traffic": {"provider": "ingress-nginx"},
+        "analysis": [{"type": "prometheus", "name": "errors", "address": base, "query": QUERY, "max": 0.05}]}}]}
+    policy = load_registry(yaml.safe_dump({"stacks": {"shop": entry}})).stacks["shop"].canary_for("orders")
+    provider = traffic_provider(policy.traffic, namespace=NS, stable_release="shop-orders",
+                                canary_release="shop-orders-canary", kube_api=lambda: kube, aws_client=lambda s: None)
+    seen = []
+    set_weight = provider.set_weight
+
+    def observed(weight):
+        set_weight(weight)
+        found = net.read_namespaced_ingress("shop-orders-canary", NS) if weight else None
+        seen.append(found and (found.metadata.annotations["nginx.ingress.kubernetes.io/canary-weight"],
+                               found.spec.rules[0].http.paths[0].backend.service.name))
+
+    provider.set_weight = observed
+    saved = []
+    run = CanaryRun(plan=policy.plan, provider=provider,
+                    checks=analysis_checks(policy.analysis, aws_client=lambda s: None, chart_tests=lambda n: None),
+                    context=check_context(service="shop", release="shop-orders-canary", namespace=NS, stack="shop",
+                                          interval_seconds=1),
+                    run_id="r#1", save=saved.append, promote_stable=lambda: (True, "ok"), remove=lambda: None,
+                    window=lambda: OPEN, clock=lambda: datetime.now(timezone.utc), log=lambda line: None)
+    until_done(run)
+    assert run.outcome == "promoted"
+    assert seen == [("20", "shop-orders-canary"), ("40", "shop-orders-canary"), None]
+    assert [i.metadata.name for i in net.list_namespaced_ingress(NS).items if i.metadata.name.startswith("shop-orders")] == ["shop-orders"]
