@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import PokeReturnValue, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
 
 from stackyard.steps import gate as gate_steps
 from stackyard.steps import gate_queue as queue_steps
@@ -50,7 +50,9 @@ POSITION_XCOM_KEY = "queue_position"   # where it stands (stackyard gate --wait 
 REQUEUE_XCOM_KEY = "requeue"           # the run id of the run that tests it again
 SUPERSEDED_XCOM_KEY = "superseded"
 WINDOW_POKE_SECONDS = 5                # how often a change beyond the window looks again
-QUEUE_TIMEOUT_SECONDS = 6 * 3600       # how long a change may wait in the queue
+QUEUE_TIMEOUT_SECONDS = 6 * 3600       # how long a change may wait for the window
+TURN_WAIT_IN_TASK_SECONDS = 20         # promote/reject wait for their turn this long in the task...
+TURN_RESCHEDULE_SECONDS = 3            # ...then look again this much later, holding no worker slot
 KEEP_ON_FAILURE_TTL = "1d"
 FAILURE_XCOM_KEY = "failure"
 
@@ -137,9 +139,12 @@ def _turn(passed: bool, context: Any) -> Turn:
         print(position)
         context["ti"].xcom_push(key=POSITION_XCOM_KEY, value=position.to_dict())
 
-    decision = queue_steps.wait_turn(queue, manifest_store_for(settings), queued["seq"], window=settings.gate_window,
-                                     alive=_run_alive, deadline=time.monotonic() + QUEUE_TIMEOUT_SECONDS,
-                                     report=report)
+    try:
+        decision = queue_steps.wait_turn(queue, manifest_store_for(settings), queued["seq"],
+                                         window=settings.gate_window, alive=_run_alive,
+                                         deadline=time.monotonic() + TURN_WAIT_IN_TASK_SECONDS, report=report)
+    except TimeoutError:  # still behind others: look again later without holding a worker slot
+        raise AirflowRescheduleException(utc_now() + timedelta(seconds=TURN_RESCHEDULE_SECONDS)) from None
     if decision is Turn.SUPERSEDED:
         detail = (queue.settled(queued["seq"]) or None)
         reason = detail.detail if detail and detail.detail else "a newer version of this service was queued"
