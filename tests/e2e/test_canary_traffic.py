@@ -82,14 +82,14 @@ def test_gateway_canary_promoted_aborted_and_resumed_from_the_record(
         assert state == "failed" and upgrades == {"orders": "failed"}
         aborted = rollouts.rollouts(prod)[-1]
         assert aborted["status"] == "canary_aborted" and aborted["canary"]["weight"] == 0
-        assert "errors = 0.4 (threshold 0.05)" in aborted["reason"], aborted["reason"]
+        assert "canary check failed: errors (value 0.4, threshold 0.05): 0.4 is above max 0.05" in aborted["reason"], aborted["reason"]
         assert [h["kind"] for h in aborted["canary"]["history"]] == ["weight", "check", "abort", "finished"]
         assert backend_weights(gateway_api, prod, route) == [[(route, 100)]]
         assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.1.0"}
         assert len(rollouts.history("orders", prod)) == stable_revisions
         # the owner is alerted, with the failing check and its value
         (alert,) = [body for _, _, body in alerts.requests if body["kind"] == "rollout_failed"]
-        assert alert["owner"] == "team-release" and "errors = 0.4 (threshold 0.05)" in alert["text"]
+        assert alert["owner"] == "team-release" and "errors (value 0.4, threshold 0.05)" in alert["text"]
         alerts.requests.clear()
 
         # stopped mid-canary: the worker dies after 50 % is on record, before the route has it

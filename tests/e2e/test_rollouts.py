@@ -383,7 +383,7 @@ def test_production_canary_promotes_then_aborts_leaving_stable_untouched(local_s
     aborted = rollouts.rollouts(prod)[-1]
     assert (aborted["service"], aborted["to_version"], aborted["status"]) == ("orders", "1.2.0", "canary_aborted")
     assert aborted["canary"]["state"] == "aborted" and aborted["canary"]["weight"] == 0
-    assert "canary check failed: http = 503 (threshold 200)" in aborted["reason"] and "status 503" in aborted["reason"]
+    assert "canary check failed: http (value 503, threshold 200)" in aborted["reason"] and "status 503" in aborted["reason"]
     assert "stable release untouched" in capfd.readouterr().out
 
 

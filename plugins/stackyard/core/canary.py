@@ -43,7 +43,7 @@ from stackyard.core.schema import Schema, problems
 from stackyard.core.times import format_utc, parse_utc
 from stackyard.exceptions import InputError
 
-__all__ = ["Action", "AnalysisCheck", "CanaryPlan", "TrafficConfig", "CHECK_TYPES", "TRAFFIC_PROVIDERS", "check_names", "CanaryRecord", "CheckResult", "Kind", "Progress", "decide", "finished_record",
+__all__ = ["Action", "AnalysisCheck", "CanaryPlan", "TrafficConfig", "CHECK_TYPES", "TRAFFIC_PROVIDERS", "check_names", "describe_checks", "CanaryRecord", "CheckResult", "Kind", "Progress", "decide", "finished_record",
            "parse_plan", "progress", "PLACEHOLDERS", "check_context", "substitute"]
 
 
@@ -425,10 +425,12 @@ def finished_record(now: datetime, run_id: str, outcome: str) -> CanaryRecord:
     return CanaryRecord(now, Kind.FINISHED, 0, run_id, (), outcome)
 
 
-def _describe(failing: Iterable[CheckResult]) -> str:
+def describe_checks(failing: Iterable[CheckResult]) -> str:
+    """Failing checks in words, with their values: ``errors (value 0.4, threshold 0.05): ...``."""
     parts = []
     for check in failing:
-        value = "" if check.value is None else f" (value {check.value:g}, threshold {check.threshold})"
+        threshold = "" if check.threshold is None else f", threshold {check.threshold:g}"
+        value = "" if check.value is None else f" (value {check.value:g}{threshold})"
         parts.append(f"{check.name}{value}{': ' + check.message if check.message else ''}")
     return "; ".join(parts) or "a check failed"
 
@@ -459,7 +461,7 @@ def decide(plan: CanaryPlan, history: Sequence[CanaryRecord], *, now: datetime, 
     # rule 4: too many failures abort, window or not
     if state.failed_checks >= plan.max_failed_checks:
         return _abort(f"{state.failed_checks} failed check(s) of {plan.max_failed_checks} allowed: "
-                      f"{_describe(state.failing)}")
+                      f"{describe_checks(state.failing)}")
     crashed = last is not None and last.run_id != run_id
     if crashed:  # rule 7
         if plan.on_crash == "abort":

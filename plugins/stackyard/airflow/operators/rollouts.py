@@ -26,7 +26,9 @@ from stackyard.airflow.params import refuse_undeclared_conf
 from stackyard.airflow.run_notes import record_note
 from stackyard.core.run_notes import rollout_note
 from stackyard.steps import rollouts as steps
-from stackyard.core.canary import CanaryRecord, CheckResult, check_context as canary_context, progress as canary_progress
+from stackyard.core.canary import (
+    CanaryRecord, CheckResult, check_context as canary_context, describe_checks, progress as canary_progress,
+)
 from stackyard.core.rollout import (
     PlanStep, RolloutStatus, canary_release, canary_values, failed_before, make_plan, rollout_record,
     stack_namespace_metadata, window_decision,
@@ -365,14 +367,9 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
             self._promotion = (status, reason, digest, revision)
             return status is RolloutStatus.SUCCEEDED, reason
 
-        def remove() -> None:
-            with self.helm_hook.helm() as helm:
-                if steps.latest_revision(helm, name, stack.namespace) is not None:
-                    helm.uninstall(name, namespace=stack.namespace)
-
         return canary_steps.CanaryRun(
             plan=policy.plan, provider=provider, checks=checks, context=check_context, run_id=run_id, save=save,
-            promote_stable=promote, remove=remove, window=lambda: window_decision(stack.windows, utc_now()),
+            promote_stable=promote, remove=lambda: self._remove_release(stack, name), window=lambda: window_decision(stack.windows, utc_now()),
             clock=utc_now)
 
     def _deploy_canary(self, context: Any, stack: Stack, step: PlanStep, policy: Any, name: str) -> str | None:
@@ -418,9 +415,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         failing = run.failing
         why = run.history[-2].reason if len(run.history) >= 2 else "aborted"
         if failing and "failed check" in why:
-            why = "canary check failed: " + "; ".join(
-                f"{c.name}{'' if c.value is None else f' = {c.value:g} (threshold {c.threshold:g})' if c.threshold is not None else f' = {c.value:g}'}: {c.message}"
-                for c in failing)
+            why = "canary check failed: " + describe_checks(failing)
         return self._canary_ended(step, info, run, RolloutStatus.CANARY_ABORTED,
                                   f"{why}; weight 0, canary removed, stable release untouched")
 
