@@ -125,3 +125,22 @@ def test_gateway_canary_promoted_aborted_and_resumed_from_the_record(
         assert "resuming step 2 at weight 50" in resumed["canary"]["history"][3]["reason"]
         assert backend_weights(gateway_api, prod, route) == [[(route, 100)]]
         assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.3.0"}
+
+        # a canary left on (stopped at 50 %) while a newer version is planned: the old one is aborted
+        # first (weight 0, removed; on record as superseded), then the new one runs from the start
+        release("1.4.0")
+        monkeypatch.setattr(GatewayApiRoute, "set_weight", dies_at_50)
+        assert run(bag, f"rollout_{prod}")[0] == "failed"
+        assert rollouts.rollouts(prod)[-1]["status"] == "canary_running"
+        monkeypatch.setattr(GatewayApiRoute, "set_weight", original)
+        release("1.5.0")
+        state, tasks, upgrades = run(bag, f"rollout_{prod}")
+        assert state == "success", (tasks, upgrades)
+        superseded = [r for r in rollouts.rollouts(prod) if r["to_version"] == "1.4.0"][-1]
+        assert superseded["status"] == "canary_aborted" and superseded["canary"]["weight"] == 0
+        assert superseded["canary"]["history"][-2]["reason"] == "superseded by 1.5.0"
+        newest = rollouts.rollouts(prod)[-1]
+        assert (newest["status"], newest["to_version"]) == ("succeeded", "1.5.0")
+        assert [h["kind"] for h in newest["canary"]["history"]] == ["weight", "check", "weight", "check", "promote", "finished"]
+        assert backend_weights(gateway_api, prod, route) == [[(route, 100)]]
+        assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.5.0"}
