@@ -184,6 +184,7 @@ def test_a_canary_record_of_the_first_form_and_one_with_a_weight_history_both_re
         "release": "orders-canary", "weight": 25, "check": "errors", "provider": "gateway-api", "state": "running",
         "history": [line]}})
     assert new.to_json()["canary"]["history"] == [line]
+    assert not new.failed and old.failed is False  # a running canary has not failed: stable still serves
     assert canary_summary(new.canary)["history"][0]["checks"][0]["value"] == 0.01
     with pytest.raises(InputError, match="canary.history.0.weight"):
         RolloutRecord.from_json({**base, "status": "canary_running", "canary": {

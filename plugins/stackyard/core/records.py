@@ -209,7 +209,8 @@ class RolloutRecord(StoredRecord):
 
     @property
     def failed(self) -> bool:
-        return self.status is not RolloutStatus.SUCCEEDED
+        """Did not succeed. A canary still running has not failed: the stable release still serves."""
+        return self.status not in (RolloutStatus.SUCCEEDED, RolloutStatus.CANARY_RUNNING)
 
 
 # --- stacks/<stack>/events ------------------------------------------------------------------------
