@@ -10,8 +10,12 @@ after 2 s (``--ready-delay``), in one run:
     largest size exceeds the default bound (``STACKYARD_GATE_TEST_PARALLELISM``, 64), it is
     measured at that bound too. For scale,
     ``helm test`` of the same release (one hook after another) at the smallest size.
-(b) **Queue**: 5 queued changes with one failing — ``null`` with the reason: the speculative queue
-    is a model only (``stackyard.core.gate_queue``), not wired into the gate.
+(b) **Queue**: 5 single-service changes (3 example services moved on, 2 new ones) triggered at
+    once through the REST API under ``airflow standalone``, the second failing its test, with the
+    window at 5 (``STACKYARD_GATE_WINDOW``), against one gate's time on the same server. Reports
+    the time until every change is decided (promoted or rejected), the L3 history, and
+    ``untested_promotions``: promoted versions whose exact pins no passing attempt in the queue's
+    log tested. Goal: within 2x one gate.
 (c) **Scheduler**: one gate under ``airflow standalone`` (LocalExecutor, REST trigger; the second
     run after boot, the first is reported as cold) against the same helm/sops/kubectl commands by
     hand (``bench/gate_overhead``'s definition of "by hand": its ``helm test`` runs the tests one
@@ -38,8 +42,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / ".stackyard" / "bench" / "gate_throughput.json"
-QUEUE_NOT_BUILT = ("the speculative gate queue exists as a pure model with a property test "
-                   "(stackyard.core.gate_queue), not wired into the l3_gate DAG: there is no queue to measure")
+QUEUE_WINDOW = 5
+QUEUE_CHANGES = [("orders", "1.1.0", False), ("catalog", "1.1.0", True), ("storefront", "1.1.0", False),
+                 ("billing", "1.0.0", False), ("payments", "1.0.0", False)]  # (service, version, failing test)
 
 DEPLOYMENT = """apiVersion: apps/v1
 kind: Deployment
@@ -218,6 +223,79 @@ def scheduler(delay: float) -> dict:
             "by_hand_steps": sorted(hand, key=lambda r: r["wall_seconds"])[0]["steps"]}
 
 
+def _wait(api, run_id: str) -> dict:
+    while (run := api.run(run_id))["state"] not in ("success", "failed"):
+        time.sleep(0.2)
+    return run
+
+
+def queue(delay: float) -> dict:
+    """5 changes queued at once, the second failing, under airflow standalone; one gate as the baseline."""
+    import shutil
+
+    import yaml
+
+    from kube_sandbox import Sandbox
+    from dev.demo import chart_variant
+    from dev.image_mirror import serve
+    from dev.local import AirflowServer, free_port
+    from stackyard.adapters.gate_queue_store import GateQueueStore
+    from stackyard.adapters.image_registry import ImageResolver
+    from stackyard.cli.gate import AirflowApi
+    from stackyard.core.images import parse_mirrors
+    from stackyard.steps.publishing import publish_chart
+
+    overhead = load_gate_overhead()
+    charts = ROOT / "include" / "charts"
+    with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp, Sandbox(ready_delay=delay) as sandbox:
+        tmp = Path(tmp)
+        bench = overhead.Bench(tmp, sandbox)
+        bench.seed(["1.0.1"])  # orders 1.0.1: the baseline gate's change
+        with serve(tmp / "image-mirror") as mirrors:
+            images = ImageResolver(mirrors=parse_mirrors(mirrors))
+            for service, version, failing in QUEUE_CHANGES:
+                source = charts / service
+                if not source.is_dir():  # a new service: a renamed copy of orders (its templates use .Chart.Name)
+                    source = tmp / "new" / service
+                    shutil.copytree(charts / "orders", source)
+                    chart = yaml.safe_load((source / "Chart.yaml").read_text())
+                    (source / "Chart.yaml").write_text(yaml.safe_dump({**chart, "name": service}, sort_keys=False))
+                variant = chart_variant(source, tmp / "variants" / f"{service}-{version}", version=version,
+                                        failing_test=failing)
+                publish_chart(variant, registry=bench.registry, helm=bench.helm, images=images)
+        env = {**bench.env, "STACKYARD_GATE_WINDOW": str(QUEUE_WINDOW)}
+        server = AirflowServer(home=tmp / "airflow", env=env, port=free_port(), parallelism=16)
+        with server:
+            api = AirflowApi(server.url, server.user, server.password)
+            _wait(api, api.trigger({"service": "orders", "chart_version": "1.0.1"})["dag_run_id"])  # warm-up
+            # one gate alone: the baseline (a change that is not one of the five)
+            started = time.perf_counter()
+            _wait(api, api.trigger({"service": "storefront", "chart_version": "1.1.0"})["dag_run_id"])
+            one_gate = time.perf_counter() - started
+            # the five changes, at once (storefront 1.1.0 is L3's now: move it on again)
+            changes = [(s, "1.2.0" if s == "storefront" else v, f) for s, v, f in QUEUE_CHANGES]
+            with serve(tmp / "image-mirror-2") as mirrors:
+                variant = chart_variant(charts / "storefront", tmp / "variants" / "storefront-1.2.0", version="1.2.0")
+                publish_chart(variant, registry=bench.registry, helm=bench.helm,
+                              images=ImageResolver(mirrors=parse_mirrors(mirrors)))
+            before = bench.store.latest().version
+            started = time.perf_counter()
+            run_ids = [api.trigger({"service": s, "chart_version": v})["dag_run_id"] for s, v, _ in changes]
+            queue_log = GateQueueStore(bench.store.backend)
+            while queue_log.entries() or len(queue_log.seqs()) < 2 + len(changes):  # every change queued and decided
+                time.sleep(0.5)
+            seconds = time.perf_counter() - started
+            for run_id in run_ids:  # the original runs end too (their summaries)
+                _wait(api, run_id)
+    history = [m for m in reversed(bench.store.history()) if m.version > before]
+    tested = {frozenset(attempt.services.items()) for seq in queue_log.seqs() for attempt in queue_log.attempts(seq)
+              if queue_log.result(seq, attempt.number)}
+    untested = sum(frozenset((n, p.chart_version) for n, p in m.services.items()) not in tested for m in history)
+    return {"changes": len(changes), "failing": sum(f for *_, f in changes), "window": QUEUE_WINDOW,
+            "seconds": seconds, "one_gate_seconds": one_gate, "ratio": seconds / one_gate,
+            "untested_promotions": untested, "promoted": [str(m.change) for m in history]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="sizes 4,16: the smallest useful form")
@@ -242,14 +320,14 @@ def main() -> int:
     last = results["test_phase"][-1]
     say(f"   goal: {last['services']} services within 1.5x the slowest single test: {last['ratio']:.2f}x")
 
-    say("\n== (b) the queue")
-    results["queue"] = None
-    results["queue_reason"] = QUEUE_NOT_BUILT
-    say(f"   not measured: {QUEUE_NOT_BUILT}")
-
     if args.no_standalone:
-        results["scheduler"] = None
+        results["queue"] = results["scheduler"] = None
     else:
+        say(f"\n== (b) {len(QUEUE_CHANGES)} changes queued at once, the 2nd failing, window {QUEUE_WINDOW}, "
+            f"under airflow standalone")
+        results["queue"] = q = queue(args.ready_delay)
+        say(f"   all decided in {q['seconds']:.1f} s, one gate {q['one_gate_seconds']:.1f} s: {q['ratio']:.2f}x "
+            f"(goal <= 2x); promoted {', '.join(q['promoted'])}; untested promotions {q['untested_promotions']}")
         say(f"\n== (c) one gate under airflow standalone vs the same commands by hand, readiness {args.ready_delay:g} s")
         results["scheduler"] = scheduler(args.ready_delay)
         s = results["scheduler"]

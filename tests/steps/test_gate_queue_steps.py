@@ -150,6 +150,23 @@ def test_a_handed_over_change_is_waited_for_while_its_new_run_is_queued(tmp_path
     assert queue.settled(a.seq) is None
 
 
+def test_the_stacks_view_shows_the_queue_in_order_with_what_each_change_is_tested_behind(tmp_path):
+    queue, store = stores(tmp_path)
+    a = queue_change(queue, "orders", "1.1.0", "run-a")
+    b = queue_change(queue, "catalog", "1.1.0", "run-b")
+    queue_change(queue, "storefront", "1.1.0", "run-c")
+    first = start(queue, store, a, "run-a", window=2)
+    start(queue, store, b, "run-b", window=2)
+    queue.record_result(a.seq, first.attempt, passed=True, run_id="run-a")
+    view = q.queue_view(queue, store, window=2)
+    assert view["window"] == 2
+    assert [(c["place"], c["service"], c["state"], c["ahead"], c["in_window"]) for c in view["changes"]] == [
+        (1, "orders", "passed, waiting for its turn", [], True),
+        (2, "catalog", "testing", ["orders 1.1.0"], True),
+        (3, "storefront", "waiting for the window", ["orders 1.1.0", "catalog 1.1.0"], False)]
+    assert view["changes"][1]["run"] == {"dag_id": "l3_gate", "run_id": "run-b"}
+
+
 def test_facts_are_written_once(tmp_path):
     queue, store = stores(tmp_path)
     a = queue_change(queue, "orders", "1.1.0", "run-a")

@@ -26,6 +26,7 @@ from datetime import datetime
 
 from stackyard.adapters.gate_queue_store import GateQueueStore
 from stackyard.adapters.manifest_store import ManifestStore
+from stackyard.core.fleet import GATE_DAG_ID, run_link
 from stackyard.core.gate_queue import Entry, QueueItem, Settlement, Turn, lineup, open_entries, place, turn
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
 from stackyard.exceptions import InputError, NotFoundError
@@ -212,3 +213,27 @@ def _ended_unsettled(queue: GateQueueStore, store: ManifestStore, entry: Entry, 
 def abandon(queue: GateQueueStore, seq: int, *, run_id: str, reason: str) -> None:
     """Take the change out of the queue when its run ends without a verdict (an error)."""
     queue.settle(seq, Settlement.ABANDONED, run_id=run_id, detail=reason)
+
+
+def queue_view(queue: GateQueueStore, store: ManifestStore, *, window: int) -> dict:
+    """The gate queue as the Stacks view shows it: every queued change in order, where it stands
+    and what it is tested behind."""
+    entries = queue.entries()
+    current = store.latest()
+    l3 = {name: pin.chart_version for name, pin in current.services.items()} if current else {}
+    changes = []
+    for number, (entry, ahead, _) in enumerate(lineup(l3, entries), start=1):
+        record = queue.queued(entry.item.seq)
+        attempt = entry.attempt
+        if attempt is None:
+            state = "waiting for the window" if number > window else "starting"
+        elif attempt.result is None:
+            state = "testing" if attempt.number == 1 else f"testing again (attempt {attempt.number})"
+        else:
+            state = f"{'passed' if attempt.result else 'failed'}, waiting for its turn"
+        changes.append({"place": number, "seq": entry.item.seq, "service": entry.item.service,
+                        "version": entry.item.version, "state": state, "in_window": number <= window,
+                        "ahead": [f"{item.service} {item.version}" for item in ahead],
+                        "run": run_link(GATE_DAG_ID, attempt.run_id if attempt else record.run_id),
+                        "requested_by": record.requested_by, "queued": record.queued.isoformat()})
+    return {"window": window, "changes": changes}

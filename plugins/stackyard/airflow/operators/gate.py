@@ -42,6 +42,8 @@ from stackyard.airflow.operators._base import (
     ERROR_XCOM_KEY, NON_RETRYABLE, error_line, non_retryable, noting_failure,
 )
 from stackyard.airflow.operators._context import pulled, record_event, utc_now
+from stackyard.airflow.run_notes import record_note
+from stackyard.core.run_notes import gate_note
 
 PROFILE = gate_steps.PROFILE
 DAG_ID = "l3_gate"
@@ -336,13 +338,17 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
     _leave_queue_unless_decided(context)
     if candidate is None:
         superseded = pulled("validate", SUPERSEDED_XCOM_KEY)
+        asked = (params.get("service"), params.get("chart_version"))
         if superseded:  # replaced by a newer version before it was tested: no verdict, no alert
+            record_note(context, gate_note(*asked, GateOutcome.SUPERSEDED.value, reason=superseded))
             metrics.gate_finished(GateOutcome.SUPERSEDED.value, None)
             raise AirflowFailException(f"L3 gate {GateOutcome.SUPERSEDED.value}: {superseded}")
         refusal = pulled("validate", ERROR_XCOM_KEY) or {}
         if refusal.get("refused"):
+            record_note(context, gate_note(*asked, "refused", reason=refusal["reason"]))
             raise AirflowFailException(f"the request was refused: {refusal['reason']}")
         reason = f"validate: {refusal.get('reason') or 'failed (see its log)'}"
+        record_note(context, gate_note(*asked, GateOutcome.ERROR.value, reason=reason))
         metrics.gate_finished(GateOutcome.ERROR.value, None)
         notify.send(notify.gate_error(params.get("service"), params.get("chart_version"), reason, run_id=context["run_id"]))
         raise AirflowFailException(f"L3 gate error: {reason}")
@@ -372,6 +378,9 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
     )
     print(f"L3 gate: {outcome.value} {manifest.change} — L3 v{report.before.version} → v{report.after.version}"
           f"{': ' + reason if reason else ''}")
+    record_note(context, gate_note(manifest.change.service if manifest.change else None,
+                                   manifest.change.to_version if manifest.change else None, outcome.value,
+                                   reason=reason, l3_version=report.after.version))
     metrics.gate_finished(outcome.value, report.duration_seconds)
     if outcome is GateOutcome.ERROR:
         # Alert first: the store that failed may be the one the report goes to.
