@@ -9,9 +9,12 @@ this one file. Each run:
    versions (latest L3, or for production the versions healthy on stage long enough) against the
    stack's helm releases (one per service). Nothing to do: the run succeeds as "up to date".
 2. **upgrade** — one mapped task instance per service, named after it, one at a time in the
-   plan's order: canary first when flagged, upgrade with the stack's profile and secrets, wait
-   for readiness, chart tests; on failure that one service is rolled back and the rest are not
-   attempted. Every attempt is recorded in `stacks/<stack>/rollouts`.
+   plan's order: upgrade with the stack's profile and secrets, wait for readiness, chart tests; on
+   failure that one service is rolled back and the rest are not attempted. A service flagged
+   canary goes canary first: its share of traffic grows step by step through the stack's traffic
+   provider, analysed between steps (the task reschedules itself meanwhile), then promoted or
+   aborted (docs/rollouts.md, "Canary first"). Every attempt, and every canary weight change
+   before it is made, is recorded in `stacks/<stack>/rollouts`.
 3. **summary** — fails the run naming the service that stopped it.
 
 A registry entry that is invalid has no DAG; `stack_registry_check.py` reports it as an import

@@ -4,14 +4,8 @@ CloudWatch on moto_server; an HTTP server on loopback."""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
 import threading
 import time
-import urllib.parse
-import urllib.request
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -23,86 +17,15 @@ from stackyard.adapters.analysis import (
 from stackyard.core.canary import check_context
 from stackyard.exceptions import InputError, NotFoundError
 from tests.support.oci_registry import free_port
+from tests.support.prometheus import running_prometheus, scraped
 
-PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 CONTEXT = check_context(service="shop", release="shop-canary", namespace="prod", stack="prod", interval_seconds=30)
-
-
-class Exporter:
-    """``/metrics`` with one gauge per track whose values the test sets."""
-
-    def __init__(self):
-        self.values = {"stable": 0.01, "canary": 0.01}
-        exporter = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
-                body = "# TYPE shop_error_ratio gauge\n" + "".join(
-                    f'shop_error_ratio{{service="shop",namespace="prod",track="{track}"}} {value}\n'
-                    for track, value in exporter.values.items())
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    if not shutil.which(PROMETHEUS):
-        message = "the prometheus binary is not installed (apt-get install -y prometheus; .ci/run does it in CI)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    exporter = Exporter()
-    root = tmp_path_factory.mktemp("prometheus")
-    config = root / "prometheus.yml"
-    config.write_text(f"global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n"
-                      f"scrape_configs:\n  - job_name: exporter\n    static_configs:\n"
-                      f"      - targets: ['{exporter.address}']\n")
-    port = free_port()
-    process = subprocess.Popen(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={root / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=(root / "log").open("w"), start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/-/ready", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("prometheus did not become ready:\n" + (root / "log").read_text()[-2000:])
-                time.sleep(0.2)
+    with running_prometheus(tmp_path_factory.mktemp("prometheus")) as (base, exporter):
         yield base, exporter
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        exporter.server.shutdown()
-
-
-def scraped(base, track, value, timeout=20.0):
-    """Wait (bounded) until Prometheus has scraped the exporter's current value."""
-    query = f'shop_error_ratio{{track="{track}"}}'
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        url = f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-        result = json.loads(urllib.request.urlopen(url, timeout=2).read())["data"]["result"]
-        if result and float(result[0]["value"][1]) == value:
-            return
-        time.sleep(0.25)
-    pytest.fail(f"prometheus never scraped {query} = {value}")
 
 
 ERROR_RATIO = 'max(shop_error_ratio{service="{service}", namespace="{namespace}", track="canary"})'

@@ -5,17 +5,15 @@ moto_server."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 
 from stackyard.adapters.traffic import (
     GatewayApiRoute, IngressNginxCanary, ReplicaRatio, Route53Weighted, TrafficProvider,
 )
 from stackyard.exceptions import ConflictError, InputError, NotFoundError
+from tests.support.gateway import install_httproute_crd
 
-CRD = Path(__file__).resolve().parents[1] / "fixtures" / "gateway-httproute-crd.yaml"
 NS = "default"
 G, V, P = "gateway.networking.k8s.io", "v1", "httproutes"
 
@@ -23,20 +21,11 @@ G, V, P = "gateway.networking.k8s.io", "v1", "httproutes"
 @pytest.fixture(scope="module")
 def kube():
     from kube_sandbox import Sandbox
-    from kubernetes import client, config
+    from kubernetes import config
 
     with Sandbox(ready_delay=0) as sandbox:
         api_client = config.new_client_from_config(config_file=str(sandbox.kubeconfig_path))
-        extensions = client.ApiextensionsV1Api(api_client)
-        extensions.create_custom_resource_definition(yaml.safe_load(CRD.read_text()))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # a real apiserver establishes a CRD asynchronously too
-            crd = extensions.read_custom_resource_definition("httproutes.gateway.networking.k8s.io")
-            if any(c.type == "Established" and c.status == "True" for c in ((crd.status and crd.status.conditions) or [])):
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("the HTTPRoute CRD never became Established")
+        install_httproute_crd(api_client)
         yield api_client
 
 

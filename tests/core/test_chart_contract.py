@@ -108,3 +108,52 @@ def test_key_groups_and_comma_lists_are_read_as_sops_reads_them():
     [problem] = check_profiles("catalog", files() | {".sops.yaml": config, "profiles/ephemeral/secrets.yaml": ENCRYPTED},
                                EPHEMERAL)
     assert f"says age {EXAMPLE_KEY}, {OTHER_KEY}" in problem or f"says age {OTHER_KEY}, {EXAMPLE_KEY}" in problem
+
+
+# --- canary: a Service per track ---------------------------------------------------------------------
+
+
+def _deployment(name, labels, replicas=1):
+    return {"kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": replicas, "template": {"metadata": {"labels": labels}}}}
+
+
+def _service(name, selector):
+    return {"kind": "Service", "metadata": {"name": name}, "spec": {"selector": selector}}
+
+
+def _renders(**change):
+    base = {"app.kubernetes.io/name": "orders"}
+    stable = [_deployment("orders", {**base, "app.kubernetes.io/instance": "orders", "stackyard.io/track": "stable"}),
+              _service("orders", {**base, "app.kubernetes.io/instance": "orders"})]
+    canary_pods = {**base, "app.kubernetes.io/instance": "orders-canary", "stackyard.io/track": "canary"}
+    canary = [_deployment("orders-canary", {**base, "app.kubernetes.io/instance": "orders-canary",
+                                            "stackyard.io/track": "stable"}, replicas=0),
+              _deployment("orders-canary-canary", canary_pods),
+              _service("orders-canary", {**base, "app.kubernetes.io/instance": "orders-canary"})]
+    for key, value in change.items():
+        (stable if key.startswith("stable") else canary)[int(key[-1])] = value
+    return stable, canary
+
+
+@pytest.mark.parametrize("change, problem", [
+    ({}, None),
+    ({"stable1": _service("web", {"a": "b"})}, "has no Service named orders"),
+    ({"stable1": _service("orders", {"app.kubernetes.io/name": "other"})}, "the Service orders selects none of the release's pods"),
+    ({"stable0": _deployment("orders", {"app.kubernetes.io/name": "orders", "app.kubernetes.io/instance": "orders"})},
+     "carry no label stackyard.io/track: stable"),
+    ({"canary1": _deployment("orders-canary-x", {"stackyard.io/track": "canary"})}, "renders no Deployment orders-canary-canary"),
+    ({"canary2": _service("orders-canary", {"app.kubernetes.io/name": "orders"})}, "also selects the stable release's pods"),
+    ({"canary2": _service("orders-canary", {"app.kubernetes.io/instance": "nope"})}, "does not select the pods of Deployment orders-canary-canary"),
+    ({"canary0": _deployment("orders-canary", {"stackyard.io/track": "stable"}, replicas=2)}, "still runs Deployment orders-canary with 2 replica(s)"),
+])
+def test_canary_contract_a_service_per_track(change, problem):
+    from stackyard.core.chart_contract import check_canary
+
+    stable, canary = _renders(**change)
+    found = check_canary("orders", stable, canary, stable_release="orders", canary_release="orders-canary",
+                         needed_by="stack production")
+    if problem is None:
+        assert found == []
+    else:
+        assert len(found) == 1 and problem in found[0] and found[0].startswith("chart orders (canary first for stack production)")

@@ -118,6 +118,15 @@ def test_matrix_l3_column_first_then_production_persistent_ephemeral_and_failed_
     assert rows["catalog"][1]["state"] == "same" and rows["orders"][3]["state"] == "not-deployed"
 
 
+def test_a_canary_still_running_is_not_a_failed_cell():
+    cluster = ClusterState((ns("qa1", "persistent"),), (ReleaseRow("orders", "qa1", "deployed", "orders-1.0.0"),), NOW)
+    matrix = fleet_matrix(history=history(("orders", "1.1.0")), cluster=cluster,
+                          rollouts={"qa1": [rollout("orders", "1.1.0", "canary_running")]})
+    cell = {row["service"]: row["cells"] for row in matrix["rows"]}["orders"][1]
+    assert cell["state"] == "behind" and cell["last_rollout"]["outcome"] == "canary_running"
+    assert cell["last_rollout"]["failed"] is False
+
+
 def test_matrix_without_a_cluster_claims_nothing_about_stacks():
     matrix = fleet_matrix(history=history(), cluster=None, rollouts={}, specs=[StackSpec("qa1")])
     assert {cell["state"] for row in matrix["rows"] for cell in row["cells"][1:]} == {"unknown"}

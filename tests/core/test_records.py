@@ -165,3 +165,27 @@ def test_a_bad_record_is_reported_or_left_out_on_request(tmp_path):
     seen = []
     assert records.read("reaper/runs", ReaperReport, on_invalid=lambda key, error: seen.append(key)) == []
     assert len(seen) == 1
+
+
+def test_a_canary_record_of_the_first_form_and_one_with_a_weight_history_both_read():
+    from stackyard.core.fleet import canary_summary
+
+    base = {"stack": "prod", "type": "production", "dag_id": "rollout_prod", "namespace": "prod",
+            "profile": "production", "service": "orders", "from_version": "1.0.0", "to_version": "1.1.0",
+            "action": "upgrade", "manifest_version": 3, "run_id": "r1", "started": "2026-11-26T12:00:00Z",
+            "finished": "2026-11-26T12:01:00Z", "schema_version": 1}
+    old = RolloutRecord.from_json({**base, "status": "succeeded", "canary": {
+        "release": "orders-canary", "weight": 10, "check": "none", "state": "promoted", "check_detail": "chart tests"}})
+    assert old.canary.history == () and canary_summary(old.canary) == {
+        "release": "orders-canary", "weight": 10, "state": "promoted"}
+    line = {"time": "2026-11-26T12:00:10Z", "kind": "check", "weight": 25, "run_id": "r1#1", "reason": "observed",
+            "checks": [{"name": "errors", "passed": True, "value": 0.01, "threshold": 0.05, "message": "ok"}]}
+    new = RolloutRecord.from_json({**base, "status": "canary_running", "canary": {
+        "release": "orders-canary", "weight": 25, "check": "errors", "provider": "gateway-api", "state": "running",
+        "history": [line]}})
+    assert new.to_json()["canary"]["history"] == [line]
+    assert not new.failed and old.failed is False  # a running canary has not failed: stable still serves
+    assert canary_summary(new.canary)["history"][0]["checks"][0]["value"] == 0.01
+    with pytest.raises(InputError, match="canary.history.0.weight"):
+        RolloutRecord.from_json({**base, "status": "canary_running", "canary": {
+            "release": "orders-canary", "weight": 25, "check": "errors", "history": [{**line, "weight": 250}]}})

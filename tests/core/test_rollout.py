@@ -8,7 +8,7 @@ import pytest
 
 from stackyard.core.records import RolloutRecord
 from stackyard.core.rollout import (
-    CHECK_TYPES, CanaryState, Deployed, PlanStep, RolloutStatus, Target, advance, canary_release, canary_values,
+    Deployed, PlanStep, RolloutStatus, Target, canary_release, canary_values,
     deployed_services, failed_before, make_plan, qualified_targets, release_service, rollout_record,
     service_release,
     window_decision,
@@ -199,40 +199,11 @@ def test_zero_hours_means_deployed_on_stage_is_enough():
 # --- canary ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "events, final",
-    [
-        (["deployed", "verified", "promoted"], CanaryState.PROMOTED),
-        (["failed"], CanaryState.ABORTED),
-        (["deployed", "failed"], CanaryState.ABORTED),
-        (["deployed", "verified", "failed"], CanaryState.ABORTED),
-    ],
-)
-def test_canary_state_machine(events, final):
-    state = CanaryState.PENDING
-    for event in events:
-        state = advance(state, event)
-    assert state is final
-
-
-@pytest.mark.parametrize("state, event", [(CanaryState.PENDING, "promoted"), (CanaryState.DEPLOYED, "promoted"),
-                                          (CanaryState.ABORTED, "deployed"), (CanaryState.PROMOTED, "failed")])
-def test_canary_refuses_skipped_steps(state, event):
-    with pytest.raises(InputError, match=f"event {event!r} is not allowed in state {state.value}"):
-        advance(state, event)
-
-
 def test_canary_release_and_values_contract():
     assert canary_release("orders") == "orders-canary"
     assert canary_values(10) == {"canary": {"enabled": True, "weight": 10}, "replicaCount": 0}
     with pytest.raises(InputError, match="longer than helm's 53"):
         canary_release("x" * 50)
-
-
-def test_check_types_match_their_implementations():
-    from stackyard.steps.rollouts import CHECKS
-
-    assert set(CHECK_TYPES) == set(CHECKS)
 
 
 # --- records and sequencing --------------------------------------------------------------------------

@@ -38,7 +38,8 @@ def test_defaults_of_a_minimal_entry():
     stack = parse_stack("qa9", MINIMAL)
     assert stack.connection == "stackyard_kube" and stack.namespace == "qa9"
     assert stack.schedule is None and stack.source == L3Source() and stack.services is None
-    assert stack.windows is None and stack.canary.weight == 10 and stack.canary.check.type == "none"
+    assert stack.windows is None and stack.canary.plan.steps == (5, 25, 50)
+    assert stack.canary.traffic.provider == "replicas" and stack.canary.analysis == () and not stack.canary.migrated
     assert stack.dag_id == "rollout_qa9"
 
 
@@ -85,12 +86,12 @@ def test_window_hours_past_midnight_and_to_end_of_day():
         ("qa9", {**MINIMAL, "services": []}, "stack qa9: services: expected 'all' or a non-empty list"),
         ("qa9", {**MINIMAL, "services": ["orders", "orders"]}, "stack qa9: services[1]: service 'orders' is listed twice"),
         ("qa9", {**MINIMAL, "services": [{"name": "Orders"}]}, "stack qa9: services[0].name: 'Orders' is not a service name"),
-        ("qa9", {**MINIMAL, "services": [{"name": "orders", "canary": "yes"}]}, "stack qa9: services[0].canary: expected true or false"),
+        ("qa9", {**MINIMAL, "services": [{"name": "orders", "canary": "yes"}]}, "stack qa9: services[0].canary: expected true, false or a canary mapping"),
         ("qa9", {**MINIMAL, "services": [{"name": "o" * 50, "canary": True}]}, "stack qa9: services[0].name: 'oooo"),
         ("qa9", {**MINIMAL, "canary": {"weight": 80}}, "stack qa9: canary.weight: expected a percentage from 1 to 50"),
         ("qa9", {**MINIMAL, "canary": {"check": {"type": "prometheus"}}}, "stack qa9: canary.check.type: 'prometheus' is not one of none, http"),
         ("qa9", {**MINIMAL, "canary": {"check": {"type": "http", "url": "ftp://x"}}}, "stack qa9: canary.check.url: expected an http(s) URL"),
-        ("qa9", {**MINIMAL, "canary": {"check": {"type": "http", "url": "http://{host}/"}}}, "stack qa9: canary.check.url: may only use"),
+        ("qa9", {**MINIMAL, "canary": {"check": {"type": "http", "url": "http://{host}/"}}}, "stack qa9: canary.check.url: unknown placeholder {host}"),
         ("qa9", {**MINIMAL, "canary": {"check": {"type": "none", "url": "http://x"}}}, "stack qa9: canary.check: unknown field(s) for type none: url"),
         ("qa9", {**MINIMAL, "windows": {"timezone": "Mars/Olympus"}}, "stack qa9: windows.timezone: 'Mars/Olympus' is not a known IANA time zone"),
         ("qa9", {**MINIMAL, "windows": {"timezone": "UTC", "allow": [{"days": ["monday"]}]}}, "stack qa9: windows.allow[0].days"),

@@ -335,6 +335,8 @@ def probe():
 
 
 def test_production_canary_promotes_then_aborts_leaving_stable_untouched(local_stack, rollouts, production_charts, probe, capfd):
+    """The first form of the registry's canary ({weight, check}) still works: one step, no router
+    (replicas), the HTTP check; a first install has no stable track and goes in directly."""
     prod, stage = rollouts.name("prod"), rollouts.name("stage")
     check = {"type": "http", "url": probe.url, "timeout_seconds": 5}
     bag = rollouts.dagbag(**{
@@ -342,36 +344,46 @@ def test_production_canary_promotes_then_aborts_leaving_stable_untouched(local_s
         prod: production(prod, stage, canary={"weight": 5, "check": check}),
     })
     assert run(bag, f"rollout_{stage}")[0] == "success"
-
-    # Promote: the canary passes its chart tests and the HTTP check, then becomes the stable release.
     state, tasks, upgrades = run(bag, f"rollout_{prod}")
     assert state == "success", (tasks, upgrades)
-    assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.0.0"}  # no orders-canary left
-    promoted = rollouts.rollouts(prod)[-1]
-    assert promoted["service"] == "orders" and promoted["status"] == "succeeded"
-    assert promoted["canary"]["state"] == "promoted" and promoted["canary"]["weight"] == 5
-    assert "status 200" in promoted["canary"]["check_detail"]
+    first = rollouts.rollouts(prod)[-1]
+    assert first["service"] == "orders" and "first install: no stable release" in first["reason"]
     # The production secrets were decrypted with the key made for this test and reached the release.
     secret = local_stack.core_v1().read_namespaced_secret(service_release(prod, "orders"), prod)
     import base64
     assert base64.b64decode(secret.data["DATABASE_PASSWORD"]).decode() == PRODUCTION_SECRETS["DATABASE_PASSWORD"]
     assert PRODUCTION_SECRETS["DATABASE_PASSWORD"] not in json.dumps(rollouts.rollouts(prod))
+
+    # Promote: the canary passes its chart tests and the HTTP check, then becomes the stable release.
+    rollouts.bump("orders", "1.1.0", source=production_charts["orders"])
+    assert run(bag, f"rollout_{stage}")[0] == "success"
+    state, tasks, upgrades = run(bag, f"rollout_{prod}")
+    assert state == "success", (tasks, upgrades)
+    assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.1.0"}  # no orders-canary left
+    promoted = rollouts.rollouts(prod)[-1]
+    assert promoted["service"] == "orders" and promoted["status"] == "succeeded"
+    assert promoted["canary"]["state"] == "promoted" and promoted["canary"]["provider"] == "replicas"
+    assert [h["kind"] for h in promoted["canary"]["history"]] == ["weight", "check", "promote", "finished"]
+    assert promoted["canary"]["history"][0]["weight"] == 5
+    assert "status 200" in promoted["canary"]["history"][1]["checks"][0]["message"]
+    # every step was written ahead: the records before the final one say canary_running
+    assert {r["status"] for r in rollouts.rollouts(prod)[-5:-1]} == {"canary_running"}
     stable_revisions = len(rollouts.history("orders", prod))
 
     # Abort: a new orders passes on stage, but its canary fails the HTTP check in production.
-    rollouts.bump("orders", "1.1.0", source=production_charts["orders"])
+    rollouts.bump("orders", "1.2.0", source=production_charts["orders"])
     assert run(bag, f"rollout_{stage}")[0] == "success"
     probe.status = 503
     capfd.readouterr()
     state, tasks, upgrades = run(bag, f"rollout_{prod}")
 
     assert state == "failed" and upgrades == {"orders": "failed"}
-    assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.0.0"}  # canary removed
+    assert rollouts.releases(prod) == {"catalog": "1.0.0", "orders": "1.1.0"}  # canary removed
     assert len(rollouts.history("orders", prod)) == stable_revisions  # stable never touched
     aborted = rollouts.rollouts(prod)[-1]
-    assert (aborted["service"], aborted["to_version"], aborted["status"]) == ("orders", "1.1.0", "canary_aborted")
-    assert aborted["canary"]["state"] == "aborted"
-    assert "canary check failed: http check" in aborted["reason"] and "status 503" in aborted["reason"]
+    assert (aborted["service"], aborted["to_version"], aborted["status"]) == ("orders", "1.2.0", "canary_aborted")
+    assert aborted["canary"]["state"] == "aborted" and aborted["canary"]["weight"] == 0
+    assert "canary check failed: http (value 503, threshold 200)" in aborted["reason"] and "status 503" in aborted["reason"]
     assert "stable release untouched" in capfd.readouterr().out
 
 
@@ -384,6 +396,7 @@ BAD_ENTRIES = {
     "unknown-field": ({"windws": {}}, "windws: unknown field"),
     "timezone": ({"windows": {"timezone": "Berlin"}}, "windows.timezone: 'Berlin' is not a known IANA time zone"),
     "canary": ({"canary": {"weight": 0}}, "canary.weight: expected a percentage from 1 to 50"),
+    "canary-steps": ({"canary": {"steps": [50, 5]}}, "canary.steps: weights [50, 5] must increase strictly"),
 }
 
 

@@ -157,3 +157,28 @@ def test_init_follows_the_registry_it_is_given(tmp_path):
     result = stackyard("chart", "init", "shop-api", "--dir", str(tmp_path), "--stacks", str(stacks))
     assert result.returncode == 0, result.stderr
     assert set(load_chart(tmp_path / "shop-api").profiles) == {"ephemeral", "perf"}
+
+
+def test_a_generated_chart_meets_the_canary_contract_and_a_broken_one_is_refused(generated, tmp_path):
+    """``chart check`` with a registry that deploys the chart canary first renders it both ways."""
+    import shutil as _shutil
+
+    stacks = tmp_path / "stacks.yaml"
+    stacks.write_text(yaml.safe_dump({"stacks": {"shop": {
+        "owner": "team-shop", "type": "persistent", "profile": "qa1",
+        "services": [{"name": "shop-api", "canary": {"steps": [10], "traffic": {"provider": "replicas"}}}]}}}))
+    env = {"STACKYARD_STACKS": str(stacks)}
+    from stackyard.adapters.helm import Helm, HelmConfig
+    from stackyard.core.stack_registry import load_registry
+    from stackyard.steps.publishing import check_canary_tracks
+
+    helm = Helm(HelmConfig(home=tmp_path / "helm", binary=_shutil.which("helm")))
+    registry = load_registry(stacks.read_text()).stacks.values()
+    check_canary_tracks(generated, "shop-api", helm, registry)  # as generated: it passes
+    broken = tmp_path / "shop-api"
+    _shutil.copytree(generated, broken)
+    service = broken / "templates" / "service.yaml"
+    service.write_text(service.read_text().replace("app.kubernetes.io/instance: {{ .Release.Name }}", "tier: web"))
+    result = stackyard("chart", "check", str(broken), env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "chart shop-api (canary first for stack shop): the Service shop-api selects none of the release's pods" in result.stderr

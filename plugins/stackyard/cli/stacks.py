@@ -188,7 +188,36 @@ def status_command(args: argparse.Namespace, settings: Settings) -> int:
         print(f"next rollout: {details['next_rollout']}; window {details['window']} ({details['window_state']})")
     for event in status["events"][:5]:
         print(f"event: {event.get('at')} {event.get('event')} by {event.get('who', '-')}")
+    for line in canary_lines(status.get("rollouts") or []):
+        print(line)
     return 0 if ok else 1
+
+
+#: Canaries shown by ``stacks status`` (the newest rollout of each canaried service).
+CANARIES_SHOWN = 3
+
+
+def canary_lines(rollouts: list[dict[str, Any]]) -> list[str]:
+    """The weight history of the newest canary rollouts: one line per weight change or analysis."""
+    lines, seen = [], set()
+    for rollout in rollouts:  # newest first
+        canary = rollout.get("canary") or {}
+        if not canary.get("history") or rollout.get("service") in seen or len(seen) >= CANARIES_SHOWN:
+            continue
+        seen.add(rollout.get("service"))
+        lines.append(f"canary: {rollout.get('service')} {rollout.get('version')} via {canary.get('provider', '?')}: "
+                     f"{rollout.get('outcome')}, weight now {canary.get('weight', 0)} %")
+        for step in canary["history"]:
+            checks = ", ".join(
+                f"{c['name']} {'ok' if c['passed'] else 'FAILED'}"
+                + (f" {c['value']:g}" if c.get("value") is not None else "")
+                + (f" (threshold {c['threshold']:g})" if c.get("threshold") is not None else "")
+                for c in step.get("checks") or ())
+            what = {"weight": f"weight {step['weight']} %", "check": f"checks at {step['weight']} %: {checks or 'none'}",
+                    "promote": "promote", "abort": "abort", "finished": "finished"}.get(step["kind"], step["kind"])
+            reason = f" — {step['reason']}" if step.get("reason") and step["kind"] != "check" else ""
+            lines.append(f"  {step['at']} {what}{reason}")
+    return lines
 
 
 

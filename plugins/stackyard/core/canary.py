@@ -35,15 +35,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from stackyard.core.schema import Schema, problems
 from stackyard.core.times import format_utc, parse_utc
 from stackyard.exceptions import InputError
 
-__all__ = ["Action", "CanaryPlan", "CanaryRecord", "CheckResult", "Kind", "Progress", "decide", "finished_record",
+__all__ = ["Action", "AnalysisCheck", "CanaryPlan", "TrafficConfig", "CHECK_TYPES", "TRAFFIC_PROVIDERS", "check_names", "describe_checks", "CanaryRecord", "CheckResult", "Kind", "Progress", "decide", "finished_record",
            "parse_plan", "progress", "PLACEHOLDERS", "check_context", "substitute"]
 
 
@@ -59,6 +59,11 @@ class CanaryPlan(Schema):
     on_window_close: Literal["pause", "abort"] = "pause"
     on_crash: Literal["resume", "abort"] = "resume"
     resume_within: int | None = Field(default=None, ge=1, description="seconds; older records abort")
+
+    @field_validator("steps", mode="before")
+    @classmethod
+    def _listed(cls, steps: Any) -> Any:
+        return tuple(steps) if isinstance(steps, list) else steps  # YAML lists; the model holds tuples
 
     @field_validator("steps")
     @classmethod
@@ -94,6 +99,190 @@ _EXPECTED = {"canary.interval": "seconds, an integer of at least 1",
 
 class _InStack(Schema):
     canary: CanaryPlan  # so every error path starts with ``canary.``
+
+
+# --- where traffic is shifted, and what is measured (the registry's canary.traffic / .analysis) -------
+
+
+def _template(text: str) -> str:
+    """A query, URL, alarm name or dimension value: only the known ``{placeholders}``."""
+    try:
+        substitute(text, _SAMPLE, where="template")
+    except InputError as error:
+        raise ValueError(str(error).removeprefix("template: ")) from None
+    return text
+
+
+def _http_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")) or len(url) > 2000:
+        raise ValueError(f"expected an http(s) URL, got {url!r}")
+    return _template(url)
+
+
+def _dns_name(text: str) -> str:
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", text):
+        raise ValueError(f"{text!r} is not a Kubernetes object name (DNS-1123)")
+    return text
+
+
+_Template = Annotated[str, AfterValidator(_template), Field(min_length=1, max_length=4000)]
+_ObjectName = Annotated[str, AfterValidator(_dns_name)]
+_CheckName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][-A-Za-z0-9_.]{0,62}$")]
+
+
+class GatewayApiTraffic(Schema):
+    """An HTTPRoute's backendRefs (stable Service ``100-w``, canary Service ``w``). ``route`` defaults
+    to the stable release's name; ``adopt: true`` adopts an existing route instead of creating one
+    (which then needs ``gateway``, ``[namespace/]name``)."""
+
+    provider: Literal["gateway-api"]
+    port: int = Field(ge=1, le=65535)
+    route: _ObjectName | None = None
+    gateway: Annotated[str, Field(pattern=r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?/)?[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")] | None = None
+    adopt: bool = False
+    hostnames: list[Annotated[str, Field(min_length=1, max_length=253)]] = []
+    path_prefix: Annotated[str, Field(pattern=r"^/")] = "/"
+    stable_service: _ObjectName | None = None
+    canary_service: _ObjectName | None = None
+
+    @model_validator(mode="after")
+    def _attached(self) -> "GatewayApiTraffic":
+        if not self.adopt and not self.gateway:
+            raise ValueError("a route stackyard creates needs gateway ([namespace/]name); or adopt: true with route")
+        if self.adopt and not self.route:
+            raise ValueError("adopt: true needs the route to adopt (route: <name>)")
+        return self
+
+
+class IngressNginxTraffic(Schema):
+    """A canary Ingress beside the stable one (``ingress``, default: the stable release's name)."""
+
+    provider: Literal["ingress-nginx"]
+    ingress: _ObjectName | None = None
+    canary_ingress: _ObjectName | None = None
+    stable_service: _ObjectName | None = None
+    canary_service: _ObjectName | None = None
+
+
+class Route53Traffic(Schema):
+    """Weighted record sets of ``record`` in ``zone_id``: ``legacy`` (stable) and ``ingress`` (the
+    Kubernetes ingress, canary), through the AWS connection."""
+
+    provider: Literal["route53"]
+    zone_id: Annotated[str, Field(pattern=r"^(/hostedzone/)?[A-Z0-9]{1,32}$")]
+    record: Annotated[str, Field(pattern=r"^[A-Za-z0-9*]([-A-Za-z0-9_.]{0,252})$")]
+    legacy: Annotated[str, Field(min_length=1, max_length=255)]
+    ingress: Annotated[str, Field(min_length=1, max_length=255)]
+    type: Literal["CNAME", "A", "AAAA"] = "CNAME"
+    ttl: int = Field(default=60, ge=0, le=172800)
+
+
+class ReplicasTraffic(Schema):
+    """No traffic layer: the canary Deployment's share of pods (an approximation, see the docs)."""
+
+    provider: Literal["replicas"]
+    stable_deployment: _ObjectName | None = None
+    canary_deployment: _ObjectName | None = None
+
+
+TRAFFIC_PROVIDERS = ("gateway-api", "ingress-nginx", "route53", "replicas")
+
+
+def _tag(key: str) -> Callable[[Any], str | None]:
+    def tag(value: Any) -> str | None:
+        return f"{key}={value.get(key)}" if isinstance(value, Mapping) else None
+    return tag
+
+
+TrafficConfig = Annotated[Union[
+    Annotated[GatewayApiTraffic, Tag("provider=gateway-api")], Annotated[IngressNginxTraffic, Tag("provider=ingress-nginx")],
+    Annotated[Route53Traffic, Tag("provider=route53")], Annotated[ReplicasTraffic, Tag("provider=replicas")],
+], Discriminator(_tag("provider"))]
+
+
+class _Bounded(Schema):
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self):
+        if self.max is None and self.min is None:
+            raise ValueError("set max, min or both")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        return self
+
+
+class PrometheusAnalysis(_Bounded):
+    """A PromQL instant query against ``address`` (the Prometheus HTTP API); every series within bounds."""
+
+    type: Literal["prometheus"]
+    name: _CheckName | None = None
+    address: Annotated[str, AfterValidator(_http_url)]
+    query: _Template
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class CloudWatchAnalysis(Schema):
+    """A metric statistic against max/min, or an alarm's state (exactly one of ``metric``, ``alarm``)."""
+
+    type: Literal["cloudwatch"]
+    name: _CheckName | None = None
+    alarm: _Template | None = None
+    insufficient_data_passes: bool = False
+    namespace: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    metric: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    statistic: Literal["Average", "Sum", "Minimum", "Maximum", "SampleCount"] = "Average"
+    dimensions: dict[Annotated[str, Field(min_length=1, max_length=255)], _Template] = {}
+    period: int = Field(default=60, ge=1)
+    window: int = Field(default=300, ge=1)
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "CloudWatchAnalysis":
+        if (self.alarm is None) == (self.metric is None):
+            raise ValueError("give either alarm (an alarm's state) or metric with namespace and max/min")
+        if self.metric is not None:
+            if self.namespace is None:
+                raise ValueError("a metric needs its namespace (e.g. AWS/ApplicationELB)")
+            if self.max is None and self.min is None:
+                raise ValueError("a metric needs max, min or both")
+            if self.window < self.period:
+                raise ValueError(f"window {self.window} s is shorter than period {self.period} s")
+        return self
+
+
+class HttpAnalysis(Schema):
+    """A GET that must answer ``expect_status``."""
+
+    type: Literal["http"]
+    name: _CheckName | None = None
+    url: Annotated[str, AfterValidator(_http_url)]
+    expect_status: int = Field(default=200, ge=100, le=599)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class ChartTestsAnalysis(Schema):
+    """The chart's own tests (``helm test`` of the canary release), run again at every analysis."""
+
+    type: Literal["chart-tests"]
+    name: _CheckName | None = None
+
+
+CHECK_TYPES = ("prometheus", "cloudwatch", "http", "chart-tests")
+
+AnalysisCheck = Annotated[Union[
+    Annotated[PrometheusAnalysis, Tag("type=prometheus")], Annotated[CloudWatchAnalysis, Tag("type=cloudwatch")],
+    Annotated[HttpAnalysis, Tag("type=http")], Annotated[ChartTestsAnalysis, Tag("type=chart-tests")],
+], Discriminator(_tag("type"))]
+
+
+def check_names(checks: Sequence[Any]) -> list[str]:
+    """Each check's name in records: its own, else its type (``<type>-<n>`` when the type repeats)."""
+    types = [c.type for c in checks]
+    return [c.name or (c.type if types.count(c.type) == 1 else f"{c.type}-{types[:i].count(c.type) + 1}")
+            for i, c in enumerate(checks)]
 
 
 # --- the history ------------------------------------------------------------------------------------
@@ -236,10 +425,12 @@ def finished_record(now: datetime, run_id: str, outcome: str) -> CanaryRecord:
     return CanaryRecord(now, Kind.FINISHED, 0, run_id, (), outcome)
 
 
-def _describe(failing: Iterable[CheckResult]) -> str:
+def describe_checks(failing: Iterable[CheckResult]) -> str:
+    """Failing checks in words, with their values: ``errors (value 0.4, threshold 0.05): ...``."""
     parts = []
     for check in failing:
-        value = "" if check.value is None else f" (value {check.value:g}, threshold {check.threshold})"
+        threshold = "" if check.threshold is None else f", threshold {check.threshold:g}"
+        value = "" if check.value is None else f" (value {check.value:g}{threshold})"
         parts.append(f"{check.name}{value}{': ' + check.message if check.message else ''}")
     return "; ".join(parts) or "a check failed"
 
@@ -270,7 +461,7 @@ def decide(plan: CanaryPlan, history: Sequence[CanaryRecord], *, now: datetime, 
     # rule 4: too many failures abort, window or not
     if state.failed_checks >= plan.max_failed_checks:
         return _abort(f"{state.failed_checks} failed check(s) of {plan.max_failed_checks} allowed: "
-                      f"{_describe(state.failing)}")
+                      f"{describe_checks(state.failing)}")
     crashed = last is not None and last.run_id != run_id
     if crashed:  # rule 7
         if plan.on_crash == "abort":
@@ -327,6 +518,7 @@ PLACEHOLDERS: dict[str, re.Pattern[str]] = {
     "interval": re.compile(r"[0-9]{1,7}[smhd]"),
 }
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SAMPLE = {"service": "s", "release": "r", "namespace": "n", "stack": "k", "interval": "1s"}
 
 
 def check_context(*, service: str, release: str, namespace: str, stack: str, interval_seconds: int) -> dict[str, str]:

@@ -169,3 +169,87 @@ def _string_leaves(node: Any) -> Iterable[str]:
             yield from _string_leaves(value)
     elif isinstance(node, str):
         yield node
+
+
+# --- canary: a Service per track ---------------------------------------------------------------------
+
+LABEL_TRACK = "stackyard.io/track"
+
+
+def canary_users(chart: str, stacks: Iterable[Stack]) -> dict[str, list[str]]:
+    """profile → the stacks that deploy ``chart`` canary first with it (each must be able to)."""
+    users: dict[str, list[str]] = {}
+    for stack in stacks:
+        if chart in stack.canary_services:
+            users.setdefault(stack.profile, []).append(f"stack {stack.name}")
+    return users
+
+
+def _pod_labels(docs: list[dict[str, Any]]) -> dict[str, tuple[dict[str, str], Any]]:
+    """Deployment name → (its pod template's labels, its replicas)."""
+    found = {}
+    for doc in docs:
+        if doc.get("kind") == "Deployment":
+            spec = doc.get("spec") or {}
+            labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            found[(doc.get("metadata") or {}).get("name", "")] = ({str(k): str(v) for k, v in labels.items()},
+                                                                  spec.get("replicas", 1))
+    return found
+
+
+def _service_selector(docs: list[dict[str, Any]], name: str) -> dict[str, str] | None:
+    for doc in docs:
+        if doc.get("kind") == "Service" and (doc.get("metadata") or {}).get("name") == name:
+            return {str(k): str(v) for k, v in ((doc.get("spec") or {}).get("selector") or {}).items()}
+    return None
+
+
+def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(key) == value for key, value in selector.items())
+
+
+def check_canary(chart: str, stable: list[dict[str, Any]], canary: list[dict[str, Any]], *, stable_release: str,
+                 canary_release: str, needed_by: str) -> list[str]:
+    """What the chart must expose to be canaried (docs/chart-contract.md, "4. Canary"), from its
+    manifests rendered as the stable release and as the canary release (``core.rollout.canary_values``):
+
+    - as the stable release: a Service named after the release selecting its pods, which carry
+      ``stackyard.io/track: stable``;
+    - as the canary release: a Deployment ``<release>-canary`` whose pods carry
+      ``stackyard.io/track: canary``, a Service named after the release selecting them and not the
+      stable release's pods, and no other Deployment with replicas (``replicaCount: 0`` honoured).
+    """
+    problems = []
+    where = f"chart {chart} (canary first for {needed_by})"
+    stable_pods, canary_pods = _pod_labels(stable), _pod_labels(canary)
+    selector = _service_selector(stable, stable_release)
+    if selector is None:
+        problems.append(f"{where}: rendered as release {stable_release}, it has no Service named {stable_release} "
+                        "(the stable track's Service the traffic provider points at)")
+    elif not any(_selects(selector, labels) for labels, _ in stable_pods.values()):
+        problems.append(f"{where}: the Service {stable_release} selects none of the release's pods")
+    if not any(labels.get(LABEL_TRACK) == "stable" for labels, _ in stable_pods.values()):
+        problems.append(f"{where}: the stable release's pods carry no label {LABEL_TRACK}: stable")
+    name = f"{canary_release}-canary"
+    if name not in canary_pods:
+        problems.append(f"{where}: with canary.enabled it renders no Deployment {name} (found: "
+                        f"{', '.join(sorted(canary_pods)) or 'none'})")
+        return problems
+    labels, _ = canary_pods[name]
+    if labels.get(LABEL_TRACK) != "canary":
+        problems.append(f"{where}: the pods of Deployment {name} carry no label {LABEL_TRACK}: canary")
+    canary_selector = _service_selector(canary, canary_release)
+    if canary_selector is None:
+        problems.append(f"{where}: rendered as release {canary_release}, it has no Service named {canary_release} "
+                        "(the canary track's Service)")
+    else:
+        if not _selects(canary_selector, labels):
+            problems.append(f"{where}: the Service {canary_release} does not select the pods of Deployment {name}")
+        if any(_selects(canary_selector, other) for other, _ in stable_pods.values()):
+            problems.append(f"{where}: the Service {canary_release} also selects the stable release's pods: "
+                            "the two tracks' shares could not be told apart")
+    for other, (_, replicas) in sorted(canary_pods.items()):
+        if other != name and replicas not in (0, "0"):
+            problems.append(f"{where}: with replicaCount: 0 the canary release still runs Deployment {other} with "
+                            f"{replicas} replica(s)")
+    return problems

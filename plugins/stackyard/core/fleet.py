@@ -38,7 +38,7 @@ from stackyard.core.health import (
 from stackyard.core.releases import ReleaseRecord, RenderedObject, manifest_objects, subchart_of
 from stackyard.core.releases import current as release_current
 from stackyard.core.manifest import Manifest
-from stackyard.core.records import EventKind, GateReport, ReaperReport, RolloutRecord, StackEvent, Stored
+from stackyard.core.records import CanaryInfo, EventKind, GateReport, ReaperReport, RolloutRecord, StackEvent, Stored
 from stackyard.core.rollout import window_decision
 from stackyard.core.ephemeral import (
     ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_LAST_ACTIVITY, ANNOTATION_OWNER, ANNOTATION_TTL,
@@ -173,6 +173,20 @@ def rollout_summary(stored: Stored[RolloutRecord]) -> dict[str, Any]:
         "reason": record.reason or None,
         "at": _iso(stored.recorded),
         "run": run_link(record.dag_id, record.run_id),
+        "canary": canary_summary(record.canary),
+    })
+
+
+def canary_summary(info: CanaryInfo | None) -> dict[str, Any] | None:
+    """A canary's share now and its weight history (each change and analysis, with the checks'
+    values), as the Stacks view and ``stackyard stacks status`` show it; None without a canary."""
+    if info is None:
+        return None
+    return _compact({
+        "release": info.release, "provider": info.provider, "weight": info.weight, "state": info.state,
+        "history": [{"at": _iso(line.time), "kind": line.kind, "weight": line.weight, "reason": line.reason or None,
+                     "checks": [_compact(check.model_dump()) for check in line.checks]}
+                    for line in info.history] or None,
     })
 
 

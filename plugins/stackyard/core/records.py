@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated, Any, ClassVar, Generic, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, ValidationError
 
@@ -142,14 +142,42 @@ class RolloutStatus(str, Enum):
     FAILED = "failed"                  # nothing changed on the cluster (e.g. secrets not decryptable)
     ROLLED_BACK = "rolled_back"        # upgrade or tests failed; the previous revision is back
     CANARY_ABORTED = "canary_aborted"  # the canary failed; it was removed, stable untouched
+    CANARY_RUNNING = "canary_running"  # a canary step is on: the history says the share (written ahead)
+
+
+class CanaryCheckLine(_Part):
+    """One check's result in a canary history line (``core.canary.CheckResult``)."""
+
+    name: str
+    passed: bool
+    value: float | None = None
+    threshold: float | None = None
+    message: str = ""
+
+
+class CanaryHistoryLine(_Part):
+    """One line of a canary's write-ahead history (``core.canary.CanaryRecord``): written before the
+    traffic provider is called, so the newest line covers the share that is live."""
+
+    time: UtcTime
+    kind: Literal["weight", "check", "promote", "abort", "finished"]
+    weight: Annotated[int, Field(ge=0, le=100)]
+    run_id: str
+    checks: tuple[CanaryCheckLine, ...] = ()
+    reason: str = ""
 
 
 class CanaryInfo(_Part):
+    """The canary part of a rollout record. ``weight`` is the share now (the first form's records:
+    the one weight it had); ``history`` the stepwise canary's lines, oldest first."""
+
     release: str
     weight: int
     check: str
     state: str | None = None
     check_detail: str | None = None
+    provider: str | None = None
+    history: tuple[CanaryHistoryLine, ...] = ()
 
 
 class RolloutRecord(StoredRecord):
@@ -181,7 +209,8 @@ class RolloutRecord(StoredRecord):
 
     @property
     def failed(self) -> bool:
-        return self.status is not RolloutStatus.SUCCEEDED
+        """Did not succeed. A canary still running has not failed: the stable release still serves."""
+        return self.status not in (RolloutStatus.SUCCEEDED, RolloutStatus.CANARY_RUNNING)
 
 
 # --- stacks/<stack>/events ------------------------------------------------------------------------

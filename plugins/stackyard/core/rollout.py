@@ -9,7 +9,7 @@
   version that ran on another stack (stage) for at least N hours, from that stack's rollout
   records. Only a ``succeeded`` record changes what a stack runs; rolled-back, failed and
   aborted attempts leave the running version (and its healthy-since time) as it was.
-- :class:`CanaryState` and :func:`advance` — the canary state machine.
+- :func:`canary_release` and :func:`canary_values` — the canary release (its steps: :mod:`stackyard.core.canary`).
 - :func:`rollout_record` — the record kept per upgrade attempt (stream ``stacks/<stack>/rollouts``).
 
 Pure: no Airflow, no I/O, no clock (callers pass ``now``).
@@ -21,11 +21,10 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from stackyard.core.stack_registry import CHECK_TYPES, DAYS, MAX_RELEASE_NAME, HealthySource, Stack, Windows
+from stackyard.core.stack_registry import DAYS, MAX_RELEASE_NAME, HealthySource, Stack, Windows
 from stackyard.core.ephemeral import (
     ANNOTATION_CREATED, ANNOTATION_CREATED_BY, ANNOTATION_OWNER, LABEL_MANAGED_BY, LABEL_OWNER, LABEL_STACK_TYPE,
     MANAGED_BY, StackMetadata, label_value, timestamp,
@@ -295,32 +294,6 @@ def _running_intervals(records: Iterable[RolloutRecord], now: datetime) -> dict[
 # --- canaries ----------------------------------------------------------------------------------------
 
 
-class CanaryState(str, Enum):
-    PENDING = "pending"
-    DEPLOYED = "deployed"    # <service>-canary release is up, taking its weight
-    VERIFIED = "verified"    # chart tests and the check passed
-    PROMOTED = "promoted"    # the stable release runs the new version, the canary is removed
-    ABORTED = "aborted"      # the canary is removed; the stable release was never touched
-
-
-_CANARY_TRANSITIONS = {
-    (CanaryState.PENDING, "deployed"): CanaryState.DEPLOYED,
-    (CanaryState.DEPLOYED, "verified"): CanaryState.VERIFIED,
-    (CanaryState.VERIFIED, "promoted"): CanaryState.PROMOTED,
-    (CanaryState.PENDING, "failed"): CanaryState.ABORTED,
-    (CanaryState.DEPLOYED, "failed"): CanaryState.ABORTED,
-    (CanaryState.VERIFIED, "failed"): CanaryState.ABORTED,
-}
-
-
-def advance(state: CanaryState, event: str) -> CanaryState:
-    """The next canary state; an event that makes no sense in ``state`` is a bug, so it raises."""
-    try:
-        return _CANARY_TRANSITIONS[(state, event)]
-    except KeyError:
-        raise InputError(f"canary: event {event!r} is not allowed in state {state.value}") from None
-
-
 def canary_release(release: str) -> str:
     """The canary of a service's (stable) ``release`` runs as its own release, so the stable one is
     never touched until promotion."""
@@ -331,14 +304,10 @@ def canary_release(release: str) -> str:
 
 
 def canary_values(weight: int) -> dict[str, Any]:
-    """Values of the canary release (the chart contract in docs/rollouts.md): only the ``-canary``
-    Deployment runs (one pod, ``stackyard.io/canary-weight`` annotation); the release's own
-    stable-track Deployment is scaled to zero so it adds no pods."""
+    """Values of the canary release (docs/chart-contract.md, "Canary"): only the ``-canary``
+    Deployment runs (one pod; ``canary.weight``, the first step's, is informational — the traffic
+    provider sets the share); the release's stable-track Deployment is scaled to zero."""
     return {"canary": {"enabled": True, "weight": weight}, "replicaCount": 0}
-
-
-def check_url(template: str, *, service: str, release: str, namespace: str, stack: str) -> str:
-    return template.format(service=service, release=release, namespace=namespace, stack=stack)
 
 
 def stack_namespace_metadata(stack: Stack, *, created: datetime, created_by: str) -> StackMetadata:

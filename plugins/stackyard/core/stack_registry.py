@@ -15,9 +15,15 @@ Fields of an entry (``*`` = required)::
     schedule      cron expression, preset (@hourly, @daily, …) or null for manual only
     source        l3 (latest L3 manifest) | {healthy_on: <stack>, for_hours: N}
     services      all (every service of the source, alphabetical) | a list, applied in that
-                  order; an item is a name or {name: <service>, canary: true}
-    canary        {weight: 1..50, check: {type: none} | {type: http, url: …, expect_status: 200,
-                  timeout_seconds: 10}} — how this stack's canary services are verified
+                  order; an item is a name or {name: <service>, canary: true | {<canary fields>}}
+                  (a mapping: canary first, its fields replacing the stack's, field by field)
+    canary        how this stack's canary services go (docs/rollouts.md, "Canary first"):
+                  {steps: [5, 25, 50], interval: 300, max_failed_checks: 1,
+                  on_window_close: pause|abort, on_crash: resume|abort, resume_within: N,
+                  traffic: {provider: gateway-api|ingress-nginx|route53|replicas, …},
+                  analysis: [{type: prometheus|cloudwatch|http|chart-tests, …}]}.
+                  The first form, {weight: W, check: {type: none|http, …}}, still loads: it is
+                  read as steps: [W] and analysis: [] or [the http check] (one step, no router).
     windows       {timezone: <IANA>, allow: [{days: [mon, …], hours: "HH:MM-HH:MM"}],
                   freeze: ["YYYY-MM-DD" | "YYYY-MM-DD..YYYY-MM-DD"]}; absent = always open
     triggerers    {roles: [...], users: [...]} who may trigger a run by hand
@@ -47,9 +53,13 @@ from typing import Annotated, Any, Literal, NamedTuple, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError
+from pydantic import AfterValidator, Discriminator, Field, Tag, ValidationError, model_validator
 
 from stackyard.core import names
+from stackyard.core.canary import (
+    CHECK_TYPES, TRAFFIC_PROVIDERS, AnalysisCheck, CanaryPlan, HttpAnalysis, ReplicasTraffic, TrafficConfig,
+    check_names,
+)
 from stackyard.core.names import RELEASE_NAME_MAX as MAX_RELEASE_NAME
 from stackyard.core.schema import Schema, field_path, problems
 from stackyard.exceptions import InputError
@@ -61,6 +71,8 @@ DAG_ID_PREFIX = "rollout_"
 SCHEDULE_PRESETS = frozenset({"@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly"})
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_CANARY_WEIGHT = 50
+#: The interval of a canary written in the first form (``weight:``), which had no observation time.
+FIRST_FORM_INTERVAL = 1
 MAX_FOR_HOURS = 24 * 90
 MAX_DESCRIPTION = 2000
 
@@ -98,28 +110,16 @@ class ServiceEntry(NamedTuple):
     canary: bool = False
 
 
-#: The canary check types a registry may name, defined once; each has an implementation in
-#: ``stackyard.steps.rollouts.CHECKS`` (a test keeps the two equal).
-CHECK_TYPES = ("none", "http")
-
-
-@dataclass(frozen=True)
-class CanaryCheck:
-    """An extra verification of a canary after its chart tests: ``none`` or an ``http`` probe.
-
-    ``url`` may use ``{service}``, ``{release}``, ``{namespace}`` and ``{stack}``.
-    """
-
-    type: str = "none"
-    url: str | None = None
-    expect_status: int = 200
-    timeout_seconds: float = 10.0
-
-
 @dataclass(frozen=True)
 class CanaryPolicy:
-    weight: int = 10
-    check: CanaryCheck = field(default_factory=CanaryCheck)
+    """How a service goes canary first: the steps (:class:`CanaryPlan`), the traffic provider that
+    sets each step's share, and the checks analysed between steps. ``migrated`` says the entry was
+    written in the first form (``weight``/``check``) and read as one step."""
+
+    plan: CanaryPlan = field(default_factory=CanaryPlan)
+    traffic: TrafficConfig = field(default_factory=lambda: ReplicasTraffic(provider="replicas"))
+    analysis: tuple[AnalysisCheck, ...] = ()
+    migrated: bool = False
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,12 @@ class Stack:
     windows: Windows | None
     triggerers: Triggerers
     description: str = ""
+    #: services whose list item has a canary mapping of its own: their policy (the stack's,
+    #: with that mapping's fields replacing its own)
+    service_canary: Mapping[str, CanaryPolicy] = field(default_factory=dict)
+
+    def canary_for(self, service: str) -> CanaryPolicy:
+        return self.service_canary.get(service, self.canary)
 
     @property
     def dag_id(self) -> str:
@@ -443,16 +449,6 @@ def _freeze(item: str | date) -> Freeze:
     return Freeze(first, last)
 
 
-def _http_url_template(url: str) -> str:
-    if not url.startswith(("http://", "https://")) or len(url) > 2000:
-        raise ValueError(f"expected an http(s) URL, got {url!r}")
-    try:
-        url.format(service="s", release="r", namespace="n", stack="k")
-    except (KeyError, IndexError, ValueError):
-        raise ValueError("may only use {service}, {release}, {namespace} and {stack}") from None
-    return url
-
-
 def _non_empty(text: str) -> str:
     if not text.strip():
         raise ValueError(f"expected a non-empty string, got {text!r}")
@@ -469,24 +465,49 @@ class HealthySourceSchema(Schema):
     for_hours: Annotated[float, Field(ge=0, le=MAX_FOR_HOURS)]
 
 
-class ServiceSchema(Schema):
-    name: str
-    canary: bool = False
-
-
 class NoCheckSchema(Schema):
+    """The first form's ``check: {type: none}``: the chart's tests only."""
+
     type: Literal["none"]
-
-
-class HttpCheckSchema(Schema):
-    type: Literal["http"]
-    url: Annotated[str, AfterValidator(_http_url_template)]
-    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
-    timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
 
 
 def _check_tag(value: Any) -> str | None:
     return f"type={value.get('type')}" if isinstance(value, Mapping) else None
+
+
+class CanarySchema(CanaryPlan):
+    """``canary:`` of a stack, or of one service (then every field it sets replaces the stack's).
+
+    The plan's fields (``steps``, ``interval``, …) are :class:`CanaryPlan`'s own, validated once.
+    ``weight`` and ``check`` are the first form, read as ``steps: [weight]`` and ``analysis``."""
+
+    weight: Annotated[int, Field(ge=1, le=MAX_CANARY_WEIGHT)] | None = None
+    check: Annotated[Union[Annotated[NoCheckSchema, Tag("type=none")], Annotated[HttpAnalysis, Tag("type=http")]],
+                     Discriminator(_check_tag)] | None = None
+    traffic: TrafficConfig | None = None
+    analysis: list[AnalysisCheck] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "CanarySchema":
+        if self.weight is not None and "steps" in self.model_fields_set:
+            raise ValueError("weight is the first form of steps (weight: 10 is steps: [10]); give steps only")
+        if self.check is not None and self.analysis is not None:
+            raise ValueError("check is the first form of analysis; give analysis only")
+        names = check_names(self.analysis or ())
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"analysis: check name(s) {', '.join(repeated)} repeated; give each check a name")
+        return self
+
+
+def _canary_tag(value: Any) -> str | None:
+    return "~bool" if type(value) is bool else "~mapping" if isinstance(value, Mapping) else None
+
+
+class ServiceSchema(Schema):
+    name: str
+    canary: Annotated[Union[Annotated[bool, Tag("~bool")], Annotated[CanarySchema, Tag("~mapping")]],
+                      Discriminator(_canary_tag)] = False
 
 
 def _shape_tag(value: Any) -> str | None:
@@ -500,12 +521,6 @@ def _shape_tag(value: Any) -> str | None:
 #: A smart union (no Python call per item, unlike a callable discriminator): a registry may list
 #: tens of thousands of services. _translate keeps only the errors of the form that was written.
 _ServiceItem = Union[str, ServiceSchema]
-
-
-class CanarySchema(Schema):
-    weight: Annotated[int, Field(ge=1, le=MAX_CANARY_WEIGHT)] = 10
-    check: Annotated[Union[Annotated[NoCheckSchema, Tag("type=none")], Annotated[HttpCheckSchema, Tag("type=http")]],
-                     Discriminator(_check_tag)] | None = None
 
 
 class AllowSchema(Schema):
@@ -559,13 +574,27 @@ _EXPECTED = {
     "services": "expected 'all' or a non-empty list of services",
     "services[]": "expected a service name or {name, canary}",
     "services[].name": "expected a service name (DNS-1123 label)",
-    "services[].canary": "expected true or false",
-    "canary": "expected a mapping {weight, check}",
+    "services[].canary": "expected true, false or a canary mapping",
+    "canary": "expected a mapping {steps, interval, max_failed_checks, on_window_close, traffic, analysis}",
     "canary.weight": f"expected a percentage from 1 to {MAX_CANARY_WEIGHT}",
     "canary.check": "expected a mapping with a type",
     "canary.check.url": "expected an http(s) URL",
     "canary.check.expect_status": "expected an HTTP status code",
     "canary.check.timeout_seconds": "expected 0 < seconds <= 300",
+    "canary.steps": "expected a list of weights (integers 1..99)",
+    "canary.steps[]": "expected a weight, an integer 1..99",
+    "canary.interval": "expected seconds, an integer of at least 1",
+    "canary.max_failed_checks": "expected an integer of at least 1",
+    "canary.resume_within": "expected seconds, an integer of at least 1",
+    "canary.traffic": f"expected a mapping with a provider ({', '.join(TRAFFIC_PROVIDERS)})",
+    "canary.traffic.port": "expected the Services' port, 1..65535",
+    "canary.traffic.ttl": "expected seconds, 0..172800",
+    "canary.analysis": "expected a list of checks",
+    "canary.analysis[]": f"expected a mapping with a type ({', '.join(CHECK_TYPES)})",
+    "canary.analysis[].max": "expected a number",
+    "canary.analysis[].min": "expected a number",
+    "canary.analysis[].expect_status": "expected an HTTP status code",
+    "canary.analysis[].timeout_seconds": "expected 0 < seconds <= 300",
     "windows": "expected a mapping {timezone, allow, freeze}",
     "windows.timezone": "expected an IANA time zone like Europe/Berlin",
     "windows.allow": "expected a list of {days, hours}",
@@ -580,8 +609,11 @@ _EXPECTED = {
     "triggerers.users": "expected a list of names",
     "description": f"expected text of at most {MAX_DESCRIPTION} characters",
 }
+# A service's own canary mapping holds the same fields as the stack's.
+_EXPECTED.update({f"services[].{path}": text for path, text in list(_EXPECTED.items()) if path.startswith("canary.")})
 #: Where pydantic's error locations name a union member rather than a field.
-_UNION_MEMBERS = frozenset({"~text", "~mapping", "~list", "str", "ServiceSchema"} | {f"type={t}" for t in CHECK_TYPES})
+_UNION_MEMBERS = frozenset({"~text", "~mapping", "~list", "~bool", "str", "ServiceSchema", "type=none"}
+                           | {f"type={t}" for t in CHECK_TYPES} | {f"provider={p}" for p in TRAFFIC_PROVIDERS})
 
 
 def _translate(stack: str, error: ValidationError) -> InputError:
@@ -634,25 +666,27 @@ def _stack(name: str, entry: StackEntrySchema) -> Stack:
     triggerers = Triggerers(tuple(raw.roles), tuple(raw.users))
     if production and not (triggerers.roles or triggerers.users):
         raise error("triggerers", "a production stack must list the roles or users that may trigger it")
+    services, any_canary = _services(entry.services, error)
     return Stack(
         name=name, owner=entry.owner, kind=kind, profile=profile, connection=entry.connection, namespace=namespace,
-        schedule=entry.schedule, source=source, services=_services(entry.services, error),
+        schedule=entry.schedule, source=source, services=services,
         canary=_canary(entry.canary), windows=_windows(entry.windows), triggerers=triggerers,
-        description=entry.description,
+        description=entry.description, service_canary=_service_canaries(entry, any_canary),
     )
 
 
-def _services(value: Any, error: Any) -> tuple[ServiceEntry, ...] | None:
+def _services(value: Any, error: Any) -> tuple[tuple[ServiceEntry, ...] | None, bool]:
+    """The list (None for ``all``) and whether any service goes canary first."""
     if value == "all":
-        return None
+        return None, False
     listed = [item if type(item) is str else item.name for item in value]
-    flags = [type(item) is not str and item.canary for item in value]
+    flags = [type(item) is not str and item.canary is not False for item in value]
     services = tuple(map(_service_entry, zip(listed, flags)))
-    # One helm release per service (release name = service name), plus <name>-canary. The common
+    any_canary = True in flags  # a C-speed scan    # One helm release per service (release name = service name), plus <name>-canary. The common
     # case is checked in bulk (a registry may list tens of thousands); the loop finds the culprit.
     if (max(map(len, listed)) <= MAX_RELEASE_NAME - len("-canary") and names.all_dns_labels(listed)
             and len(set(listed)) == len(listed)):
-        return services
+        return services, any_canary
     is_label = names.is_dns_label
     seen: set[str] = set()
     for index, (name, canary) in enumerate(services):
@@ -665,19 +699,56 @@ def _services(value: Any, error: Any) -> tuple[ServiceEntry, ...] | None:
         if name in seen:
             raise error(f"services[{index}]", f"service {name!r} is listed twice")
         seen.add(name)
-    return services
+    return services, any_canary
 
 
 _service_entry = functools.partial(tuple.__new__, ServiceEntry)
 
 
-def _canary(value: CanarySchema | None) -> CanaryPolicy:
-    if value is None:
-        return CanaryPolicy()
-    check = value.check
-    if isinstance(check, HttpCheckSchema):
-        return CanaryPolicy(value.weight, CanaryCheck("http", check.url, check.expect_status, float(check.timeout_seconds)))
-    return CanaryPolicy(value.weight, CanaryCheck())
+_PLAN_FIELDS = tuple(CanaryPlan.model_fields)
+
+
+def _canary(value: CanarySchema | None, base: CanarySchema | None = None) -> CanaryPolicy:
+    """The policy of ``value`` (a stack's canary, or a service's over its stack's ``base``).
+
+    A field the service's mapping sets replaces the stack's; the first form is migrated here
+    (``weight: W`` → ``steps: [W]``, ``check`` → ``analysis``), so nothing downstream knows it."""
+    if value is None and base is None:
+        return _DEFAULT_POLICY  # frozen, shared: most stacks say nothing about canaries
+    merged = {**_fields_set(base), **_fields_set(value)}
+    traffic = merged.pop("traffic", None) or ReplicasTraffic(provider="replicas")
+    analysis = tuple(merged.pop("analysis", None) or ())
+    migrated = bool(merged.pop("migrated", False))
+    return CanaryPolicy(plan=CanaryPlan(**merged), traffic=traffic, analysis=analysis, migrated=migrated)
+
+
+_DEFAULT_POLICY = CanaryPolicy()
+
+
+def _fields_set(layer: CanarySchema | None) -> dict[str, Any]:
+    """What one canary mapping says, in the current form."""
+    if layer is None:
+        return {}
+    fields = {name: getattr(layer, name) for name in layer.model_fields_set}
+    if "weight" in fields:
+        # the first form verified its one weight at once: observed 1 s unless an interval is given
+        fields["steps"] = (fields.pop("weight"),)
+        fields.setdefault("interval", FIRST_FORM_INTERVAL)
+        fields["migrated"] = True
+    if "check" in fields:
+        check = fields.pop("check")
+        fields["analysis"] = [check] if isinstance(check, HttpAnalysis) else []
+        fields["migrated"] = True
+    return fields
+
+
+def _service_canaries(entry: StackEntrySchema, any_canary: bool) -> dict[str, CanaryPolicy]:
+    # most stacks canary nothing (a registry may list tens of thousands of services): only those
+    # that do are looked at item by item
+    if not any_canary:
+        return {}
+    return {item.name: _canary(item.canary, entry.canary) for item in entry.services
+            if type(item) is not str and isinstance(item.canary, CanarySchema)}
 
 
 def _windows(value: WindowsSchema | None) -> Windows | None:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from stackyard.core.chart_contract import check_profiles, required_profiles
+from stackyard.core.chart_contract import canary_users, check_canary, check_profiles, required_profiles
+from stackyard.core.rollout import canary_release, canary_values
 from stackyard.core.charts import PROFILES_DIR, Chart, contract_files, load_chart, load_chart_bytes
 from stackyard.core.manifest import Manifest, ServicePin
 from stackyard.core.stack_registry import Stack, load_registry
@@ -66,7 +67,30 @@ def verify_chart(chart_dir: str | Path, *, helm: Helm, images: ImageResolver,
                 raise
             where = f"profile {profile}" if profile else "its defaults"
             raise InputError(f"{chart.name}: helm lint fails with {where}:\n{exc.output_tail}") from None
+    check_canary_tracks(chart_dir, chart.name, helm, stacks)
     return chart, lock_images(chart_dir, chart, helm, images)
+
+
+def check_canary_tracks(chart_dir: Path, chart: str, helm: Helm, stacks: Iterable[Stack]) -> None:
+    """For a chart some stack deploys canary first: render it as the stable and as the canary release
+    with each such stack's profile and check that it exposes a Service per track (the canary part
+    of the contract, :func:`stackyard.core.chart_contract.check_canary`)."""
+    stable_release, canary_name = chart, canary_release(chart)
+    problems = []
+    for profile, users in sorted(canary_users(chart, stacks).items()):
+        values = [chart_dir / PROFILES_DIR / profile / "values.yaml"]
+        values = [v for v in values if v.is_file()]
+        stable = _documents(helm.template(stable_release, chart_dir, namespace="contract", values_files=values))
+        canary = _documents(helm.template(canary_name, chart_dir, namespace="contract", values_files=values,
+                                          values=canary_values(1)))
+        problems += check_canary(chart, stable, canary, stable_release=stable_release, canary_release=canary_name,
+                                 needed_by=", ".join(users))
+    if problems:
+        raise InputError("the chart breaks the chart contract (docs/chart-contract.md):\n  " + "\n  ".join(problems))
+
+
+def _documents(text: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(text) if isinstance(doc, dict)]
 
 
 def publish_chart(chart_dir: str | Path, *, registry: ChartRegistry, helm: Helm, images: ImageResolver,

@@ -9,9 +9,7 @@ import gc
 import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +19,7 @@ from stackyard.core.charts import load_chart
 from stackyard.core.records import RolloutRecord, rollouts_stream
 from stackyard.core.rollout import Deployed, PlanStep, Target, qualified_targets, release_service
 from stackyard.core.stack_registry import (
-    CanaryCheck, HealthySource, Registry, RegistryDocument, Stack, load_registry, parse_document,
+    HealthySource, Registry, RegistryDocument, Stack, load_registry, parse_document,
     registry_from_document,
 )
 from stackyard.exceptions import InputError, NotFoundError
@@ -163,41 +161,6 @@ def check_profile_in_charts(stack: Stack, steps: list[PlanStep], registry: Chart
             raise InputError(
                 f"{origin}: stack {stack.name}: profile: chart {chart.name} {chart.version} has no profile "
                 f"{stack.profile!r} (it has {', '.join(sorted(chart.profiles)) or 'none'})")
-
-
-# --- canary checks -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    passed: bool
-    detail: str
-
-
-def _check_none(check: CanaryCheck, url: str | None) -> CheckResult:
-    return CheckResult(True, "no extra check configured (chart tests only)")
-
-
-def _check_http(check: CanaryCheck, url: str | None) -> CheckResult:
-    """GET ``url``; passes on the expected status. No retries: the chart tests already waited."""
-    request = urllib.request.Request(url or "", headers={"User-Agent": "stackyard-canary-check"})
-    try:
-        with urllib.request.urlopen(request, timeout=check.timeout_seconds) as response:  # noqa: S310 - http(s) only, validated
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        status = exc.code
-    except (urllib.error.URLError, OSError) as exc:
-        return CheckResult(False, f"http check {url}: {getattr(exc, 'reason', exc)}")
-    passed = status == check.expect_status
-    return CheckResult(passed, f"http check {url}: status {status}, expected {check.expect_status}")
-
-
-#: The pluggable checks; ``stackyard.core.stack_registry.CHECK_TYPES`` names the same keys.
-CHECKS: dict[str, Callable[[CanaryCheck, str | None], CheckResult]] = {"none": _check_none, "http": _check_http}
-
-
-def run_check(check: CanaryCheck, url: str | None) -> CheckResult:
-    return CHECKS[check.type](check, url)
 
 
 def registry_roles(path: Path | None = None) -> list[str]:

@@ -2,8 +2,9 @@
 
 ``plan`` decides (window, triggerer, source versions against the stack's helm releases) and
 hands the steps to the mapped ``upgrade`` task: one task instance per service, named after it.
-Each instance upgrades one service (canary first when flagged), waits for readiness, runs the
-chart's tests, rolls that one service back on failure and records the attempt in
+Each instance upgrades one service (canary first when flagged: stepwise weights through the
+traffic provider, analysis between steps, :mod:`stackyard.steps.canary`), waits for readiness, runs
+the chart's tests, rolls that one service back on failure and records the attempt in
 ``stacks/<stack>/rollouts``. An instance starts only if every earlier one succeeded, so the
 first failure stops the run and the later services stay as they were.
 """
@@ -25,10 +26,14 @@ from stackyard.airflow.params import refuse_undeclared_conf
 from stackyard.airflow.run_notes import record_note
 from stackyard.core.run_notes import rollout_note
 from stackyard.steps import rollouts as steps
-from stackyard.core.rollout import (
-    CanaryState, PlanStep, RolloutStatus, advance, canary_release, canary_values, check_url, failed_before,
-    make_plan, rollout_record, stack_namespace_metadata, window_decision,
+from stackyard.core.canary import (
+    CanaryRecord, CheckResult, check_context as canary_context, describe_checks, progress as canary_progress,
 )
+from stackyard.core.rollout import (
+    PlanStep, RolloutStatus, canary_release, canary_values, failed_before, make_plan, rollout_record,
+    stack_namespace_metadata, window_decision,
+)
+from stackyard.steps import canary as canary_steps
 from stackyard.core.stack_registry import HealthySource, Stack
 from stackyard.exceptions import StackyardError
 from stackyard.airflow.hooks.helm import HelmHook
@@ -40,6 +45,23 @@ from stackyard.adapters.helm import DEFAULT_TIMEOUT
 from stackyard.airflow.operators._context import past_slot_reason, triggering_user, user_roles
 from stackyard.core.access import refused_trigger
 from stackyard.core.times import utc_now
+
+
+def aws_client(aws_conn_id: str, service: str) -> Any:
+    """A boto3 client for ``service`` from the AWS connection (its region and endpoint included)."""
+    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+
+    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service).get_conn()
+
+
+def _checks_named(policy: Any) -> str:
+    from stackyard.core.canary import check_names
+
+    return ", ".join(check_names(policy.analysis)) or "chart-tests (at deploy)"
+
+
+def _weights(plan: Any) -> str:
+    return " → ".join(f"{w} %" for w in plan.steps)
 
 OUTCOME_XCOM_KEY = "outcome"
 NOT_ATTEMPTED = "not_attempted"
@@ -161,15 +183,34 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
     def perform(self, context: Any) -> dict[str, Any]:
         stack, step = self.stack_config, PlanStep.from_dict(self.step)
         self.kubernetes_conn_id = stack.connection
-        self._guard(context, stack, step)
+        # A canary already on (the record says so) is carried on whatever the window: decide() pauses
+        # or aborts it as the stack says; skipping it would leave its share set and forgotten.
+        running = step.canary and canary_steps.unfinished_canary(
+            record_store_for(Settings.from_env()), stack.name, step.service) is not None
+        self._guard(context, stack, step, check_window=not running)
         started = utc_now()
         canary: dict[str, Any] | None = None
         try:
-            if step.canary:
+            if step.canary and step.from_version is None:
+                # nothing runs yet: there is no stable track to take a share from
+                status, reason, digest, revision = self._upgrade_and_test(context, stack, step)
+                reason += " (first install: no stable release to run a canary against)"
+            elif step.canary:
                 status, reason, digest, revision, canary = self._canary(context, stack, step)
             else:
                 status, reason, digest, revision = self._upgrade_and_test(context, stack, step)
+        except AirflowRescheduleException:
+            raise  # a canary waiting for its next step: its history is on record already
         except Exception as exc:  # recorded, then re-raised: the attempt must be on record whatever broke
+            if step.canary and canary_steps.unfinished_canary(
+                    record_store_for(Settings.from_env()), stack.name, step.service) is not None:
+                # the canary_running record must stay the newest: it names the share still set, which
+                # the next run (or a retry) finishes from; a "failed" record on top would hide it
+                notify.send(notify.rollout_failed(
+                    stack.name, step.service, step.to_version, from_version=step.from_version,
+                    reason=f"canary stopped with its share on record: {error_line(exc)}; the next run "
+                           "resumes or aborts it", dag_id=stack.dag_id, run_id=context["run_id"], owner=stack.owner))
+                raise
             self._record(context, stack, step, RolloutStatus.FAILED, started, reason=f"unexpected error: {exc}")
             raise
         record = self._record(context, stack, step, status, started, values_digest=digest, revision=revision,
@@ -179,7 +220,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
         return record
 
     # -- one service ---------------------------------------------------------------------------
-    def _guard(self, context: Any, stack: Stack, step: PlanStep) -> None:
+    def _guard(self, context: Any, stack: Stack, step: PlanStep, *, check_window: bool = True) -> None:
         """One service at a time, in plan order, whatever order the instances are scheduled in:
         wait (reschedule) while an earlier service is unfinished; skip once one did not succeed."""
         ti = context["ti"]
@@ -189,7 +230,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
             self.log.info("%s waits: an earlier service of this run is not finished", step.service)
             raise AirflowRescheduleException(utc_now() + timedelta(seconds=WAIT_SECONDS))
         why = failed_before(earlier)
-        if why is None:
+        if why is None and check_window:
             decision = window_decision(stack.windows, utc_now())
             why = None if decision.open else f"the window closed during the run: {decision.reason}"
         if why:
@@ -244,49 +285,149 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
 
     # -- canary first ----------------------------------------------------------------------------
     def _canary(self, context: Any, stack: Stack, step: PlanStep):
-        """Canary release → tests + check → promote (stable upgraded, canary removed) or abort."""
-        state, name = CanaryState.PENDING, canary_release(step.release)
-        info: dict[str, Any] = {"release": name, "weight": stack.canary.weight, "check": stack.canary.check.type}
-        chart_ref = f"{step.service}:{step.to_version}"
+        """Canary release → stepwise weights through the traffic provider, analysis between steps →
+        promote (stable upgraded, weight back to stable, canary removed) or abort (weight 0, canary
+        removed, stable untouched). Waits between steps are reschedules: the history (written ahead
+        into the rollout record) carries the canary from one execution, retry or run to the next."""
+        policy = stack.canary_for(step.service)
+        name = canary_release(step.release)
+        records = record_store_for(Settings.from_env())
+        run_id = f"{context['run_id']}#{context['ti'].try_number}"
+        prior = canary_steps.unfinished_canary(records, stack.name, step.service)
+        info = {"release": name, "weight": 0, "check": _checks_named(policy), "provider": policy.traffic.provider}
 
-        def abort(why: str):
-            nonlocal state
-            state = advance(state, "failed")
+        def saver(for_step: PlanStep):
+            def save(history: list[CanaryRecord]) -> None:  # the write-ahead line, in the rollout record
+                state = canary_progress(policy.plan, history)
+                records.write(rollout_record(
+                    stack=stack, step=for_step, run_id=context["run_id"], started=history[0].time, finished=utc_now(),
+                    status=RolloutStatus.CANARY_ABORTED if state.finished == "aborted" and for_step is not step
+                    else RolloutStatus.CANARY_RUNNING, triggered_by=_triggered_by(context), reason=history[-1].reason,
+                    canary={**info, "weight": state.weight, "state": state.finished or "running",
+                            "history": [line.to_dict() for line in history]}))
+            return save
+
+        self._promotion = None
+        run = self._canary_run(context, stack, step, policy, name, run_id, saver(step))
+        if prior is not None and prior.to_version != step.to_version:
+            # a canary of another version was left running: end it (weight 0, removed) first
+            old = PlanStep.from_dict({**step.to_dict(), "to_version": prior.to_version,
+                                      "from_version": prior.from_version})
+            stale = self._canary_run(context, stack, old, policy, name, run_id, saver(old))
+            stale.history = canary_steps.history_of(prior.canary)
+            stale.abort(f"superseded by {step.to_version}")
+            prior = None
+        if prior is not None:
+            run.history = canary_steps.history_of(prior.canary)
+            print(f"canary of {step.service} {step.to_version}: continuing from the record "
+                  f"(weight {canary_progress(policy.plan, run.history).weight}, last written by "
+                  f"{run.history[-1].run_id})")
             with self.helm_hook.helm() as helm:
-                helm.uninstall(name, namespace=stack.namespace)
-            info["state"] = state.value
-            self.log.error("canary of %s aborted: %s", step.service, why)
-            return RolloutStatus.CANARY_ABORTED, f"{why}; canary removed, stable release untouched", None, None, info
-
+                gone = steps.latest_revision(helm, name, stack.namespace) is None
+            if gone and canary_progress(policy.plan, run.history).pending is None:
+                # the canary release was removed behind stackyard's back: no share may point at it
+                run.abort(f"the canary release {name} is gone (removed outside stackyard)")
+        if not run.history:
+            failure = self._deploy_canary(context, stack, step, policy, name)
+            if failure:
+                return self._canary_ended(step, info, run, RolloutStatus.CANARY_ABORTED,
+                                          f"{failure}; canary removed, stable release untouched")
         try:
-            self._deploy(context, stack, name, chart_ref, overrides=canary_values(stack.canary.weight))
+            action = run.advance() if run.outcome is None else None
         except StackyardError as exc:
-            return abort(f"canary deploy failed: {error_line(exc)}")
-        state = advance(state, "deployed")
+            # the provider or the cluster refused mid-canary: take the share away now (abort), on record
+            print(f"canary of {step.service}: {error_line(exc)}; aborting")
+            run.abort(f"error mid-canary: {error_line(exc)}")
+            action = None
+        if action is not None and action.name == "wait":
+            until = action.until or utc_now() + timedelta(seconds=min(policy.plan.interval, 60))
+            print(f"canary of {step.service}: {action.reason}; next look at {until:%H:%M:%S} UTC")
+            raise AirflowRescheduleException(until)
+        return self._canary_outcome(stack, step, info, run)
+
+    def _canary_run(self, context: Any, stack: Stack, step: PlanStep, policy: Any, name: str, run_id: str,
+                    save: Any) -> "canary_steps.CanaryRun":
+        from airflow.providers.cncf.kubernetes.hooks.kubernetes import KubernetesHook
+
+        def kube_api() -> Any:
+            return KubernetesHook(conn_id=stack.connection).api_client
+
+        settings = Settings.from_env()
+        provider = canary_steps.traffic_provider(
+            policy.traffic, namespace=stack.namespace, stable_release=step.release, canary_release=name,
+            kube_api=kube_api, aws_client=lambda service: aws_client(settings.aws_conn_id, service))
+        checks = canary_steps.analysis_checks(
+            policy.analysis, aws_client=lambda service: aws_client(settings.aws_conn_id, service),
+            chart_tests=lambda check: self._chart_tests(stack, name, check))
+        check_context = canary_context(service=step.service, release=name, namespace=stack.namespace,
+                                       stack=stack.name, interval_seconds=policy.plan.interval)
+
+        def promote() -> tuple[bool, str]:
+            status, reason, digest, revision = self._upgrade_and_test(context, stack, step)
+            self._promotion = (status, reason, digest, revision)
+            return status is RolloutStatus.SUCCEEDED, reason
+
+        return canary_steps.CanaryRun(
+            plan=policy.plan, provider=provider, checks=checks, context=check_context, run_id=run_id, save=save,
+            promote_stable=promote, remove=lambda: self._remove_release(stack, name), window=lambda: window_decision(stack.windows, utc_now()),
+            clock=utc_now)
+
+    def _deploy_canary(self, context: Any, stack: Stack, step: PlanStep, policy: Any, name: str) -> str | None:
+        """Deploy the canary release and run its chart tests once; the failure in words, or None."""
+        try:
+            self._deploy(context, stack, name, f"{step.service}:{step.to_version}",
+                         overrides=canary_values(policy.plan.steps[0]))
+        except StackyardError as exc:
+            self._remove_release(stack, name)
+            return f"canary deploy failed: {error_line(exc)}"
         with self.helm_hook.helm() as helm:
             test = helm.test(name, namespace=stack.namespace, timeout=self.timeout)
         if not test.passed:
             self.log.error("helm test of %s failed:\n%s", name, test.output)
-            return abort("canary chart tests failed")
-        check = stack.canary.check
-        url = check_url(check.url, service=step.service, release=name, namespace=stack.namespace,
-                        stack=stack.name) if check.url else None
-        result = steps.run_check(check, url)
-        info["check_detail"] = result.detail
-        print(f"canary check: {result.detail}")
-        if not result.passed:
-            return abort(f"canary check failed: {result.detail}")
-        state = advance(state, "verified")
-        status, reason, digest, revision = self._upgrade_and_test(context, stack, step)
+            self._remove_release(stack, name)
+            return "canary chart tests failed"
+        return None
+
+    def _remove_release(self, stack: Stack, name: str) -> None:
         with self.helm_hook.helm() as helm:
-            helm.uninstall(name, namespace=stack.namespace)
-        if status is not RolloutStatus.SUCCEEDED:
-            state = advance(state, "failed")
-            info["state"] = state.value
-            return status, f"promotion: {reason}; canary removed", digest, revision, info
-        state = advance(state, "promoted")
-        info["state"] = state.value
-        return status, f"canary verified ({result.detail}), promoted; canary removed", digest, revision, info
+            if steps.latest_revision(helm, name, stack.namespace) is not None:
+                helm.uninstall(name, namespace=stack.namespace)
+
+    def _chart_tests(self, stack: Stack, name: str, check: str) -> CheckResult:
+        with self.helm_hook.helm() as helm:
+            test = helm.test(name, namespace=stack.namespace, timeout=self.timeout)
+        if not test.passed:
+            self.log.error("helm test of %s failed:\n%s", name, test.output)
+        return CheckResult(check, test.passed, None, None, f"helm test {name} {'passed' if test.passed else 'failed'}")
+
+    def _canary_outcome(self, stack: Stack, step: PlanStep, info: dict[str, Any], run: Any):
+        promotion = getattr(self, "_promotion", None)
+        if run.outcome == "promoted":
+            if promotion is None:  # promoted by an earlier execution that stopped before its record
+                return self._canary_ended(step, info, run, RolloutStatus.SUCCEEDED,
+                                          "canary promoted (finished from the record); canary removed")
+            status, reason, digest, revision = promotion
+            if status is RolloutStatus.SUCCEEDED:
+                reason = f"canary passed {len(run.plan.steps)} step(s) ({_weights(run.plan)}), promoted; canary removed"
+            else:
+                reason = f"promotion: {reason}; canary removed"
+            return self._canary_ended(step, info, run, status, reason, digest, revision)
+        failing = run.failing
+        why = run.history[-2].reason if len(run.history) >= 2 else "aborted"
+        if failing and "failed check" in why:
+            why = "canary check failed: " + describe_checks(failing)
+        return self._canary_ended(step, info, run, RolloutStatus.CANARY_ABORTED,
+                                  f"{why}; weight 0, canary removed, stable release untouched")
+
+    def _canary_ended(self, step: PlanStep, info: dict[str, Any], run: Any, status: RolloutStatus,
+                      reason: str, digest: str | None = None, revision: int | None = None):
+        if status is RolloutStatus.CANARY_ABORTED:
+            self.log.error("canary of %s aborted: %s", step.service, reason)
+        state = canary_progress(run.plan, run.history)
+        canary = {**info, "weight": state.weight, "state": state.finished or "aborted",
+                  "history": [line.to_dict() for line in run.history],
+                  "check_detail": "; ".join(f"{c.name}: {c.message}" for line in run.history[-3:] for c in line.checks) or None}
+        return status, reason, digest, revision, canary
 
     # -- record --------------------------------------------------------------------------------
     def _record(self, context: Any, stack: Stack, step: PlanStep, status: RolloutStatus, started: datetime,
