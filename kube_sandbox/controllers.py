@@ -11,6 +11,7 @@ pods; Services get Endpoints and EndpointSlices of their ready pods; the steps a
 from __future__ import annotations
 
 import copy
+import hashlib
 import heapq
 import itertools
 import json
@@ -984,8 +985,23 @@ class Controllers:
 def _cstatus(ns: str, name: str, c: dict, state: dict, ready: bool) -> dict:
     cname = c.get("name")
     cid = f"sandbox://{_fnv32a(f'{ns}/{name}/{cname}'.encode()):08x}"
-    return {"name": c.get("name"), "image": c.get("image", ""), "imageID": f"sandbox://{c.get('image', '')}",
+    return {"name": c.get("name"), "image": c.get("image", ""), "imageID": image_id(c.get("image", "")),
             "containerID": cid, "ready": ready, "started": "running" in state, "restartCount": 0, "state": state}
+
+
+def image_id(image: str) -> str:
+    """``status.containerStatuses[].imageID`` as containerd reports it: the normalized repository
+    at the digest that runs (``docker.io/library/nginx@sha256:…``). A reference with a digest runs
+    that digest; a tag runs a digest made from the reference (the sandbox pulls nothing)."""
+    name, _, digest = image.partition("@")
+    if name.rfind(":") > name.rfind("/"):
+        name = name[:name.rfind(":")]
+    first, _, rest = name.partition("/")
+    if not rest or not ("." in first or ":" in first or first == "localhost"):
+        name = f"docker.io/{name if rest else 'library/' + name}"
+    elif first == "index.docker.io":
+        name = f"docker.io/{rest}"
+    return f"{name}@{digest or 'sha256:' + hashlib.sha256(image.encode()).hexdigest()}"
 
 
 def _pod_conditions(status: dict, initialized: bool, done: bool = False) -> list[dict]:
