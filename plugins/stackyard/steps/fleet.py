@@ -359,7 +359,8 @@ class Fleet:
         detail = views.stack_detail(
             status, namespace=namespace, objects=cluster.objects.get(namespace, ()) if cluster and cluster.objects is not None else None,
             warnings=cluster.warnings.get(namespace, ()) if cluster else (), deployed=deployed,
-            releases=releases, live=live, compared_kinds=set(NAMESPACED_KINDS))
+            releases=releases, live=live, compared_kinds=set(NAMESPACED_KINDS),
+            pinned=views.pinned_images(deployed, [*(snap.history or []), *(snap.candidates or [])]))
         return {"sources": snap.sources_dict(), **detail, "namespace": namespace, "details": ephemeral or persistent}
 
     def drift(self, snap: Snapshot) -> dict[str, dict[str, str]]:
