@@ -504,6 +504,7 @@ def fleet_matrix(
                 "note": here.get("unknown") if here else None,
                 "health": status.health.value if status else None,
                 "health_reason": status.reason if status and status.health is not Health.HEALTHY else None,
+                "image_mismatch": _cell_image_mismatch(health, column.name, service) if here else None,
                 "status": here["status"] if here and here["status"] != "deployed" else None,
                 "run": _cell_run(column, here, record, namespace_rows),
                 "last_rollout": record,
@@ -531,6 +532,12 @@ def _cell_health(health: Mapping[str, Mapping[str, ServiceHealth]] | None, stack
         return Status(Health.UNKNOWN, "live objects not read")
     found = health.get(stack, {}).get(service)
     return found.status if found else Status(Health.UNKNOWN, "not assessed")
+
+
+def _cell_image_mismatch(health: Mapping[str, Mapping[str, ServiceHealth]] | None, stack: str, service: str) -> int | None:
+    """How many of the service's containers run another digest than L3 pinned (None: none)."""
+    found = (health or {}).get(stack, {}).get(service)
+    return len(found.image_mismatch) if found and found.image_mismatch else None
 
 
 def _last_rollout_per_service(records: Sequence[Stored[RolloutRecord]]) -> dict[str, dict[str, Any]]:
