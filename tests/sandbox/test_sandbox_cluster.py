@@ -214,3 +214,35 @@ def test_running_pods_report_the_image_id_of_what_runs(kube_client):
     status = core.read_namespaced_pod("pinned", "default").status
     assert [s.image_id for s in status.container_statuses] == [f"registry.example.com/shop/orders@{D}"]
     assert [s.image_id for s in status.init_container_statuses] == [f"docker.io/library/busybox@{D}"]
+
+
+def test_a_tag_runs_the_digest_image_digest_says_a_runtime_would_pull():
+    import time
+
+    from kubernetes import client, config
+
+    from kube_sandbox import Sandbox
+
+    asked = []
+
+    def pulled(reference):
+        asked.append(reference)
+        if reference == "broken:1":
+            raise OSError("registry down")
+        return D if reference == "registry.example.com/shop/orders:1.0.0" else None
+
+    with Sandbox(ready_delay=0.05, image_digest=pulled) as sb:
+        core = client.CoreV1Api(config.new_client_from_config(config_file=str(sb.kubeconfig_path)))
+        core.create_namespaced_pod("default", {"metadata": {"name": "tagged"}, "spec": {"containers": [
+            {"name": "a", "image": "registry.example.com/shop/orders:1.0.0"}, {"name": "b", "image": "nginx:1.25"},
+            {"name": "c", "image": "broken:1"}]}})
+        deadline = time.monotonic() + 20
+        while not (core.read_namespaced_pod("tagged", "default").status.container_statuses or []):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ids = {s.name: s.image_id for s in core.read_namespaced_pod("tagged", "default").status.container_statuses}
+    from kube_sandbox.controllers import image_id
+
+    assert ids == {"a": f"registry.example.com/shop/orders@{D}", "b": image_id("nginx:1.25"),
+                   "c": image_id("broken:1")}  # no answer or a failing one: the made-up digest
+    assert sorted(asked) == ["broken:1", "nginx:1.25", "registry.example.com/shop/orders:1.0.0"]
