@@ -76,3 +76,13 @@ def test_pinned_images_come_from_the_manifest_pinning_the_deployed_version():
     assert pinned_images(deployed, [v1, v2]) == {"orders": {"busybox:1.36": A}}
     assert image_rows({"busybox:1.36": A}) == [{"reference": "busybox:1.36", "digest": A, "short": "a" * 12}]
     assert image_rows({}) is None
+
+
+def test_the_persistent_view_says_which_stacks_run_pinned_digests():
+    from datetime import datetime, timezone
+
+    from stackyard.core.fleet import StackSpec, persistent_view
+
+    specs = [StackSpec("production", "production", declared=True, pin_images=True), StackSpec("qa1", declared=True)]
+    rows = {r["name"]: r for r in persistent_view(specs, None, {}, datetime.now(timezone.utc))}
+    assert rows["production"]["pin_images"] is True and rows["qa1"]["pin_images"] is False

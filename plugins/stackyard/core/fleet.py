@@ -124,6 +124,7 @@ class StackSpec:
     namespace: str | None = None  # when it differs from the name
     windows: Any = field(default=None, compare=False)  # the stack registry's Windows (None: always open)
     declared: bool = False  # in the stack registry (else only seen on the cluster or in records)
+    pin_images: bool = False  # the registry's switch: pods run the locked image digests
 
 
 @dataclass(frozen=True)
@@ -753,6 +754,7 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
             "type": spec.type,
             "owner": spec.owner,
             "profile": spec.profile,
+            "pin_images": spec.pin_images if spec.declared else None,
             "cadence": spec.cadence or "manual",
             "next_rollout": _iso(upcoming),
             "paused": is_paused,

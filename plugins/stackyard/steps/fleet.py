@@ -224,7 +224,8 @@ class Fleet:
         for problem in registry.errors.values():
             log.warning("%s: %s (skipped)", self.stacks_file, problem)
         return [StackSpec(name=s.name, type=s.kind.value, owner=s.owner, profile=s.profile, cadence=s.schedule,
-                          window=_describe_windows(s.windows), namespace=s.namespace, windows=s.windows, declared=True)
+                          window=_describe_windows(s.windows), namespace=s.namespace, windows=s.windows, declared=True,
+                          pin_images=s.pin_images)
                 for s in registry.stacks.values()]
 
     def _stack_names(self, snap: Snapshot) -> set[str]:
