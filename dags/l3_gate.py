@@ -4,13 +4,18 @@
 A new service chart version becomes part of the **L3 manifest** only if the whole stack, with
 that one change, deploys and passes its system tests.
 
-`validate` → `build_candidate` and `create_stack` (side by side) → `deploy` → `system_tests` (every
-service's test hooks side by side, the changed service's first) → `system_test_suite` (the pod of
+Changes queue (a **speculative queue**, like Zuul's dependent pipeline): `validate` refuses a bad
+request, queues the change and waits until it is inside the window (`STACKYARD_GATE_WINDOW`
+changes tested at once); its candidate is L3 + the changes ahead of it + this one. Then
+`build_candidate` and `create_stack` (side by side) → `deploy` → `system_tests` (every service's
+test hooks side by side, the changed service's first) → `system_test_suite` (the pod of
 `include/gate.yaml`, when configured) → `promote`, with `reject` when the candidate failed to
-deploy or its tests failed, `teardown` always, and `summary` last: it records the outcome
-(`promoted`, `rejected`, `requeued`, or `error` when infrastructure failed) and fails the run
-unless the candidate was promoted. If L3 moved while this run tested, promote skips itself and
-`requeue` queues a new run on the new L3: an untested combination is never promoted.
+deploy or its tests failed. Both wait until every change ahead has left the queue and decide only
+on the exact combination tested (L3 + this change); when what it was tested with is no longer
+what L3 will be, `requeue` tests it again in a new run that keeps its place. `teardown` always;
+`summary` last records the outcome (`promoted`, `rejected`, `requeued`, `superseded` by a newer
+version of the service, or `error` when infrastructure failed) and fails the run unless the
+candidate was promoted. An untested combination is never promoted.
 
 The graph, edge by edge (`?`: only when configured; tests/test_dags.py holds the DAG to it):
 
@@ -18,19 +23,17 @@ The graph, edge by edge (`?`: only when configured; tests/test_dags.py holds the
 validate → build_candidate, create_stack → deploy → system_tests → system_test_suite? → promote
 validate → promote, reject, summary
 deploy, system_tests, system_test_suite? → reject
-promote → requeue
-promote, reject, requeue → teardown → summary
+promote, reject → requeue, teardown → summary
 ```
 
-Runs are serialized (one at a time, in order). Trigger it from the form, from CI with
-`stackyard gate --service S --version V --wait`, or through the REST API.
+Trigger it from the form, from CI with `stackyard gate --service S --version V --wait` (it shows
+the queue position while it waits), or through the REST API.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Param, dag
 
 from stackyard.airflow.params import only_declared_conf
@@ -49,6 +52,7 @@ RELEASE = "{{ ti.xcom_pull(task_ids='create_stack')['release'] }}"
 MANIFEST_VERSION = "{{ ti.xcom_pull(task_ids='validate')['version'] }}"
 CHANGED = "{{ ti.xcom_pull(task_ids='validate')['change']['service'] }}"
 SETTINGS = Settings.from_env()
+MAX_QUEUED_RUNS = 256
 SUITE = system_test_suite(SETTINGS.gate_config)  # include/gate.yaml: optional
 # The form's proposals: what the registry has, read cheaply at parse time (never an enum: CI and
 # the REST API may ask for any value; validate refuses what is not published).
@@ -77,7 +81,9 @@ PARAMS = {
     dag_id="l3_gate",
     schedule=None,
     catchup=False,
-    max_active_runs=1,  # serialized: each candidate is tested against the L3 its predecessor left
+    # The queue bounds what is tested at once (the window); queued runs wait in `validate` holding
+    # no worker, so Airflow's own cap only has to stay above the longest queue.
+    max_active_runs=MAX_QUEUED_RUNS,
     doc_md=__doc__,
     tags=["stackyard", "l3"],
     default_args={"pre_execute": only_declared_conf(PARAMS), "retries": 2, "retry_delay": timedelta(seconds=10)},
@@ -97,12 +103,7 @@ def l3_gate():
     )
     promoted = gate.promote.override(outlets=[L3_MANIFEST])(candidate)
     rejected = gate.reject(candidate)
-    # Only when promote skipped itself because L3 moved (its compare-and-swap lost); decided by the
-    # scheduler, so no task process is spent on the question.
-    requeue = TriggerDagRunOperator(
-        task_id="requeue", trigger_dag_id="l3_gate", conf="{{ dag_run.conf | tojson }}", retries=0,
-        trigger_rule="all_skipped",
-    )
+    requeue = gate.RequeueOperator(task_id="requeue")  # only when promote or reject handed the change over
     torn_down = gate.teardown()
     report = gate.summary(candidate)
 
@@ -114,8 +115,9 @@ def l3_gate():
         earlier >> later
     checks[-1] >> promoted
     [deploy, *checks] >> rejected
-    promoted >> requeue
-    [promoted, rejected, requeue] >> torn_down >> report
+    [promoted, rejected] >> requeue
+    [promoted, rejected] >> torn_down
+    [requeue, torn_down] >> report
 
 
 l3_gate()

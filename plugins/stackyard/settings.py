@@ -16,6 +16,7 @@ from stackyard.exceptions import InputError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 GATE_TEST_PARALLELISM = 64
+GATE_WINDOW = 3
 
 
 def _store(env: Mapping[str, str], home: Path, name: str) -> str:
@@ -45,6 +46,7 @@ class Settings:
     image_plain_http: tuple[str, ...] = ()  # STACKYARD_IMAGE_PLAIN_HTTP: registry hosts without TLS
     image_registry_conn_id: str = "stackyard_images"  # credentials of private image registries
     gate_test_parallelism_raw: str | None = None  # STACKYARD_GATE_TEST_PARALLELISM (property below)
+    gate_window_raw: str | None = None  # STACKYARD_GATE_WINDOW (property below)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -67,6 +69,7 @@ class Settings:
             image_plain_http=tuple(h.strip() for h in env.get("STACKYARD_IMAGE_PLAIN_HTTP", "").split(",") if h.strip()),
             image_registry_conn_id=env.get("STACKYARD_IMAGE_CONN_ID", cls.image_registry_conn_id),
             gate_test_parallelism_raw=env.get("STACKYARD_GATE_TEST_PARALLELISM") or None,
+            gate_window_raw=env.get("STACKYARD_GATE_WINDOW") or None,
         )
 
     @property
@@ -99,6 +102,15 @@ class Settings:
 
         return parse_parallelism(self.gate_test_parallelism_raw, GATE_TEST_PARALLELISM,
                                  source="STACKYARD_GATE_TEST_PARALLELISM")
+
+    @property
+    def gate_window(self) -> int:
+        """How many queued changes the gate tests at once, each on L3 plus the changes ahead of it
+        (``STACKYARD_GATE_WINDOW``, default 3; 1 tests one change at a time)."""
+        from stackyard.core.system_tests import parse_parallelism
+
+        return parse_parallelism(self.gate_window_raw, GATE_WINDOW, source="STACKYARD_GATE_WINDOW",
+                                 what="changes to test at once")
 
     @property
     def cache_dir(self) -> Path:

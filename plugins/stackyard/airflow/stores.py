@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 
 from stackyard.settings import Settings
+from stackyard.adapters.gate_queue_store import GateQueueStore
 from stackyard.adapters.manifest_store import ManifestStore, open_manifest_store
 from stackyard.adapters.record_store import RecordStore, open_record_store
 from stackyard.adapters.chart_registry import ChartRegistry, open_registry
@@ -44,6 +45,11 @@ def manifest_store_for(settings: Settings) -> ManifestStore:
     return open_manifest_store(
         settings.manifest_store_url, s3_client_factory=lambda: _aws_client(settings.aws_conn_id, "s3")
     )
+
+
+def gate_queue_for(settings: Settings) -> GateQueueStore:
+    """The gate queue's log, on the manifest store's backend."""
+    return GateQueueStore(manifest_store_for(settings).backend)
 
 
 def image_resolver_for(settings: Settings) -> ImageResolver:

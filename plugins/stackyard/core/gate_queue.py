@@ -19,12 +19,22 @@ L3 will be in if everything ahead is promoted. The rules, each enforced in one p
 Nothing here runs tests; the caller cancels what :meth:`GateQueue.to_cancel` returns, starts what
 :meth:`GateQueue.to_start` returns (never more than the window at once) and reports back with
 :meth:`GateQueue.finish`. Not modelled: Zuul's window that grows on success and shrinks on failure.
+
+**The live queue** (the ``l3_gate`` DAG, one Airflow run per test attempt) reads the same rules
+from its stored log instead of holding a :class:`GateQueue`: :class:`Entry` is one queued change
+as the log tells it (its latest :class:`Attempt` and, once it left the queue, its
+:class:`Settlement`); :func:`lineup` is :meth:`GateQueue.lineup` over entries (one
+:func:`speculate` for both); :func:`place` says whether a change may start testing (the
+window), and :func:`turn` what its run does once tested: wait for the changes ahead, decide
+(promote or reject: it is the head and was tested exactly as L3 plus itself), test again (what it
+was tested with is no longer what L3 will be), or stop (superseded).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from types import MappingProxyType
 
 from stackyard.exceptions import InputError
@@ -80,6 +90,22 @@ def _combination(services: Mapping[str, str]) -> Combination:
     return frozenset(services.items())
 
 
+def speculate(l3: Mapping[str, str], items: Iterable[QueueItem],
+              failing: Callable[[QueueItem, Combination], bool]) -> list[tuple[QueueItem, tuple[QueueItem, ...], Combination]]:
+    """Each queued change with the changes it is tested behind and the pins it is tested with:
+    L3, then every change ahead that is not failing (nearest non-failing item), then its own."""
+    services = dict(l3)
+    ahead: list[QueueItem] = []
+    out = []
+    for item in items:
+        combination = _combination({**services, item.service: item.version})
+        out.append((item, tuple(ahead), combination))
+        if not failing(item, combination):
+            ahead.append(item)
+            services[item.service] = item.version
+    return out
+
+
 @dataclass
 class GateQueue:
     """The queue over one L3 history. ``window`` = candidates tested at once (at least 1)."""
@@ -120,17 +146,11 @@ class GateQueue:
     # -- what to test ---------------------------------------------------------------------------
     def lineup(self) -> list[tuple[Candidate, bool | None]]:
         """Every queued change's current candidate and its result so far (None: not yet known)."""
-        services = dict(self.latest.services)
-        ahead: list[QueueItem] = []
-        lineup = []
-        for item in self.queue:
-            combination = _combination({**services, item.service: item.version})
-            result = self.results.get((combination, item.seq))
-            lineup.append((Candidate(item, tuple(ahead), self.latest.version, combination), result))
-            if result is not False:  # nearest non-failing item: behind it, a failing change is left out
-                ahead.append(item)
-                services[item.service] = item.version
-        return lineup
+        def failing(item: QueueItem, combination: Combination) -> bool:
+            return self.results.get((combination, item.seq)) is False
+
+        return [(Candidate(item, ahead, self.latest.version, combination), self.results.get((combination, item.seq)))
+                for item, ahead, combination in speculate(self.latest.services, self.queue, failing)]
 
     def to_cancel(self) -> list[RunKey]:
         """Runs no longer worth finishing (their change was superseded or settled, or what is
@@ -185,3 +205,99 @@ class GateQueue:
                      else "testing" if candidate.key in self.running else "waiting")
             out.append(Position(candidate.item, place, place <= self.window, candidate.ahead, state))
         return out
+
+
+# -- the live queue ------------------------------------------------------------------------------
+
+
+class Settlement(str, Enum):
+    """Why a change left the queue (closed set)."""
+
+    PROMOTED = "promoted"      # it is in L3
+    REJECTED = "rejected"      # its exact combination (L3 + itself) failed
+    SUPERSEDED = "superseded"  # a newer version of the same service was queued
+    ABANDONED = "abandoned"    # its run ended without a verdict (an error, or it was stopped)
+
+
+class Turn(str, Enum):
+    """What a tested change's run does next (:func:`turn`)."""
+
+    WAIT = "wait"              # changes ahead of it are still in the queue
+    DECIDE = "decide"          # it is the head and was tested exactly as L3 + itself: promote or reject
+    RETEST = "retest"          # what it was tested with is no longer what L3 will be: test again
+    SUPERSEDED = "superseded"  # a newer version of its service replaced it: stop
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One test run of a queued change: the pins it tests and, once known, whether they passed."""
+
+    number: int
+    run_id: str
+    base_version: int            # the L3 version it is built on
+    ahead: tuple[int, ...]       # seqs of the changes it is tested behind, in queue order
+    services: Mapping[str, str]  # every pin it tests (service → chart version)
+    result: bool | None = None
+
+    @property
+    def combination(self) -> Combination:
+        return _combination(self.services)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One queued change as the queue's log tells it."""
+
+    item: QueueItem
+    attempt: Attempt | None = None
+    settled: Settlement | None = None
+
+
+def open_entries(entries: Iterable[Entry]) -> list[Entry]:
+    """The changes still queued, in the order they were requested."""
+    return sorted((entry for entry in entries if entry.settled is None), key=lambda entry: entry.item.seq)
+
+
+def lineup(l3: Mapping[str, str], entries: Iterable[Entry]) -> list[tuple[Entry, tuple[QueueItem, ...], Combination]]:
+    """Every queued change, the changes it is to be tested behind and its pins now
+    (:meth:`GateQueue.lineup` over stored entries: a change is failing when its latest attempt
+    failed on exactly the combination it would be tested with now)."""
+    queued = open_entries(entries)
+    by_seq = {entry.item.seq: entry for entry in queued}
+
+    def failing(item: QueueItem, combination: Combination) -> bool:
+        attempt = by_seq[item.seq].attempt
+        return attempt is not None and attempt.result is False and attempt.combination == combination
+
+    return [(by_seq[item.seq], ahead, combination)
+            for item, ahead, combination in speculate(l3, [entry.item for entry in queued], failing)]
+
+
+def place(entries: Iterable[Entry], seq: int) -> int:
+    """A queued change's place (1 = head); 0 when it is no longer queued."""
+    for number, entry in enumerate(open_entries(entries), start=1):
+        if entry.item.seq == seq:
+            return number
+    return 0
+
+
+def turn(l3: Mapping[str, str], entries: Sequence[Entry], seq: int) -> Turn:
+    """What the run that tested change ``seq`` (its latest attempt) does now; ``l3`` is L3's pins.
+
+    The same rules as :meth:`GateQueue.to_cancel` and :meth:`GateQueue.settle`: a change whose
+    tested pins differ from those :func:`lineup` gives it now tests again at once; one that was
+    tested as lined up waits while anything is ahead of it; the head decides, and its lineup is
+    L3 plus itself, so what it promotes is exactly what it tested."""
+    entry = next((entry for entry in entries if entry.item.seq == seq), None)
+    if entry is None:
+        raise InputError(f"queue: there is no queued change #{seq}")
+    if entry.settled is Settlement.SUPERSEDED:
+        return Turn.SUPERSEDED
+    if entry.settled is not None or entry.attempt is None:
+        raise InputError(f"queue: change #{seq} is {entry.settled.value if entry.settled else 'not tested yet'}")
+    for queued, ahead, combination in lineup(l3, entries):
+        if queued.item.seq == seq:
+            if combination != entry.attempt.combination:
+                return Turn.RETEST
+            return Turn.WAIT if place(entries, seq) > 1 else Turn.DECIDE
+    raise AssertionError("unreachable: an open entry is in its own lineup")

@@ -318,7 +318,8 @@ class GateOutcome(str, Enum):
 
     PROMOTED = "promoted"  # the candidate is the new L3
     REJECTED = "rejected"  # the candidate failed to deploy or its tests failed: a verdict on the chart
-    REQUEUED = "requeued"  # L3 moved while this run tested; a new run tests on the new L3
+    REQUEUED = "requeued"  # what it was tested with is no longer what L3 will be; a new run tests it again
+    SUPERSEDED = "superseded"  # a newer version of the same service was queued: it replaces this one
     ERROR = "error"        # infrastructure failed (store, registry, cluster, KMS): no verdict
 
 

@@ -215,13 +215,13 @@ def go_duration_seconds(text: str) -> float:
     return sum(float(n) * _UNITS[unit] for n, unit in _GO_DURATION.findall(value))
 
 
-def parse_parallelism(raw: str | None, default: int, *, source: str) -> int:
-    """A positive whole number of concurrent tests; ``source`` names where it came from."""
+def parse_parallelism(raw: str | None, default: int, *, source: str, what: str = "tests to run at once") -> int:
+    """A positive whole number of concurrent tests (or ``what``); ``source`` names where it came from."""
     if raw is None or not str(raw).strip():
         return default
     text = str(raw).strip()
     if not text.isdigit() or int(text) < 1:
-        raise InputError(f"{source}: {raw!r} is not a positive whole number of tests to run at once")
+        raise InputError(f"{source}: {raw!r} is not a positive whole number of {what}")
     return int(text)
 
 

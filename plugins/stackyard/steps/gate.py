@@ -26,7 +26,7 @@ from stackyard.core import names
 from stackyard.core.charts import Profile, contract_files, load_chart_bytes
 from stackyard.core.deploy_errors import classify, describe
 from stackyard.core.gate_config import SystemTestSuite, load_gate_config
-from stackyard.core.manifest import Manifest, Provenance, check_candidate, propose, validate_service_name
+from stackyard.core.manifest import Manifest, Provenance, ServicePin, check_candidate, propose, validate_service_name
 from stackyard.core.records import DeployFailure, FailureKind, GateOutcome, RejectionReport
 from stackyard.core.umbrella import UmbrellaTemplate
 from stackyard.core.versions import is_semver
@@ -87,7 +87,23 @@ class GateRequest:
 def validate(request: GateRequest, *, store: ManifestStore, registry: ChartRegistry, now: datetime,
              run_id: str | None, stacks: Iterable[Stack] = (),
              decrypt: Callable[[Profile], Any] | None = None) -> Manifest:
-    """The candidate (current L3 + this one change), or an InputError naming what is wrong.
+    """The candidate (current L3 + this one change), or an InputError naming what is wrong
+    (:func:`check_request`)."""
+    current, pin = check_request(request, store=store, registry=registry, stacks=stacks, decrypt=decrypt)
+    candidate = propose(current, request.service, request.chart_version, pin.digest, created=now,
+                        provenance=provenance_of(request, run_id), images=pin.images)
+    check_candidate(current, candidate)
+    return candidate
+
+
+def provenance_of(request: GateRequest, run_id: str | None) -> Provenance:
+    return Provenance(dag_run_id=run_id, requested_by=request.requested_by, ci_url=request.ci_url)
+
+
+def check_request(request: GateRequest, *, store: ManifestStore, registry: ChartRegistry,
+                  stacks: Iterable[Stack] = (), decrypt: Callable[[Profile], Any] | None = None,
+                  ) -> tuple[Manifest, ServicePin]:
+    """Current L3 and the requested change's pin, or an InputError naming what is wrong.
 
     The chart must keep the chart contract for ``stacks`` (it may have been published by an
     older stackyard), and with ``decrypt`` its ephemeral secrets must open with the keys the
@@ -114,13 +130,11 @@ def validate(request: GateRequest, *, store: ManifestStore, registry: ChartRegis
         except UnavailableError as exc:  # the key service is down: not the chart's fault; deploy retries
             log.warning("could not check that %s decrypts (the key service is unavailable): %s",
                         profile.secrets_source, exc)
-    candidate = propose(
-        current, request.service, request.chart_version, ref.digest, created=now,
-        provenance=Provenance(dag_run_id=run_id, requested_by=request.requested_by, ci_url=request.ci_url),
-        images=pin_of(registry, ref).images,
-    )
-    check_candidate(current, candidate)
-    return candidate
+    pin = ServicePin(request.chart_version, ref.digest, pin_of(registry, ref).images)
+    # The version must differ from L3's (propose's rule), refused here before the change is queued.
+    propose(current, request.service, request.chart_version, pin.digest, created=current.created,
+            provenance=Provenance(), images=pin.images)
+    return current, pin
 
 
 def build_candidate(candidate: Manifest, *, registry: ChartRegistry, template: UmbrellaTemplate) -> dict[str, str]:
@@ -176,10 +190,12 @@ def rejection(*, deploy_failure: DeployFailure | None, test_run: Mapping[str, An
 
 
 def outcome(*, promoted: bool, conflict: str | None, rejected: str | None,
-            errors: Mapping[str, str]) -> tuple[GateOutcome, str | None]:
+            errors: Mapping[str, str], superseded: str | None = None) -> tuple[GateOutcome, str | None]:
     """How the run ended and why. ``errors`` maps a failed step to its error line."""
     if promoted:
         return GateOutcome.PROMOTED, None
+    if superseded:
+        return GateOutcome.SUPERSEDED, superseded
     if conflict:
         return GateOutcome.REQUEUED, conflict
     if rejected:

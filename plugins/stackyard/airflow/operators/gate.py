@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+from datetime import timedelta
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import PokeReturnValue, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from airflow.sdk import get_current_context, task
 
 from stackyard.steps import gate as gate_steps
+from stackyard.steps import gate_queue as queue_steps
+from stackyard.core.gate_queue import Settlement, Turn
 from stackyard.adapters import metrics
 from stackyard.airflow import notify
 from stackyard.core.cluster_objects import stack_release
@@ -27,7 +33,7 @@ from stackyard.core.ephemeral import (
 from stackyard.exceptions import ConflictError, ToolError
 from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
-from stackyard.airflow.stores import manifest_store_for, registry_for
+from stackyard.airflow.stores import gate_queue_for, manifest_store_for, registry_for
 from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY, HelmUpgradeOperator
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.steps.publishing import load_umbrella_template, registry_stacks
@@ -38,26 +44,55 @@ from stackyard.airflow.operators._base import (
 from stackyard.airflow.operators._context import pulled, record_event, utc_now
 
 PROFILE = gate_steps.PROFILE
+DAG_ID = "l3_gate"
+QUEUE_XCOM_KEY = "queue"               # {"seq": the queued change, "attempt": this run's test of it}
+POSITION_XCOM_KEY = "queue_position"   # where it stands (stackyard gate --wait shows it)
+REQUEUE_XCOM_KEY = "requeue"           # the run id of the run that tests it again
+SUPERSEDED_XCOM_KEY = "superseded"
+WINDOW_POKE_SECONDS = 5                # how often a change beyond the window looks again
+QUEUE_TIMEOUT_SECONDS = 6 * 3600       # how long a change may wait in the queue
 KEEP_ON_FAILURE_TTL = "1d"
 FAILURE_XCOM_KEY = "failure"
 
 
-@task(retries=0)
+@task.sensor(retries=0, mode="reschedule", poke_interval=WINDOW_POKE_SECONDS, exponential_backoff=True,
+             max_wait=timedelta(minutes=1), timeout=QUEUE_TIMEOUT_SECONDS)
 @noting_failure
-def validate() -> dict[str, Any]:
-    """Refuses bad requests before anything exists: the error names the field."""
+def validate() -> PokeReturnValue:
+    """Refuses bad requests before anything exists (the error names the field), queues the
+    change, and waits (rescheduled, holding no worker) until it is inside the queue's window;
+    then returns its candidate: L3 + the changes ahead of it + this one."""
     context = get_current_context()
     settings = Settings.from_env()
+    queue, store, run_id = gate_queue_for(settings), manifest_store_for(settings), context["run_id"]
     with non_retryable():
         request = gate_steps.GateRequest.from_params(context["params"])
-        with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
-            candidate = gate_steps.validate(
-                request, store=manifest_store_for(settings), registry=registry_for(settings, helm),
-                now=utc_now(), run_id=context["run_id"], stacks=registry_stacks(settings.stacks_file),
-                decrypt=SopsHook(settings.sops_conn_id, settings.aws_conn_id).decrypt_profile,
-            )
+        item = queue_steps.taken_up(queue, run_id=run_id, service=request.service, version=request.chart_version)
+        if item is None:
+            with HelmHook(None, plain_http=settings.registry_plain_http).helm() as helm:
+                _, pin = gate_steps.check_request(
+                    request, store=store, registry=registry_for(settings, helm),
+                    stacks=registry_stacks(settings.stacks_file),
+                    decrypt=SopsHook(settings.sops_conn_id, settings.aws_conn_id).decrypt_profile,
+                )
+            item = queue_steps.join(queue, service=request.service, version=request.chart_version, pin=pin,
+                                    run_id=run_id, requested_by=request.requested_by)
+        context["ti"].xcom_push(key=QUEUE_XCOM_KEY, value={"seq": item.seq, "attempt": None})
+        started = queue_steps.start(queue, store, item, window=settings.gate_window, run_id=run_id, now=utc_now(),
+                                    provenance=gate_steps.provenance_of(request, run_id))
+    if isinstance(started, queue_steps.Position):
+        print(started)
+        context["ti"].xcom_push(key=POSITION_XCOM_KEY, value=started.to_dict())
+        if started.place == 0:  # superseded while it waited
+            context["ti"].xcom_push(key=SUPERSEDED_XCOM_KEY, value=started.state)
+            raise AirflowFailException(f"not tested: {started.state}")
+        return PokeReturnValue(is_done=False)
+    candidate = started.candidate
+    print(started.position)
+    context["ti"].xcom_push(key=POSITION_XCOM_KEY, value=started.position.to_dict())
+    context["ti"].xcom_push(key=QUEUE_XCOM_KEY, value={"seq": item.seq, "attempt": started.attempt})
     print(f"candidate L3 v{candidate.version} = L3 v{candidate.parent} + {candidate.change} (id {candidate.candidate_id})")
-    return candidate.to_dict()
+    return PokeReturnValue(is_done=True, xcom_value=candidate.to_dict())
 
 
 @task
@@ -92,19 +127,87 @@ def create_stack(candidate: dict[str, Any]) -> dict[str, str]:
     return {"namespace": name, "release": stack_release(name)}
 
 
+def _turn(passed: bool, context: Any) -> Turn:
+    """Record this attempt's result, then wait until the queue lets it be decided on."""
+    settings = Settings.from_env()
+    queue, queued = gate_queue_for(settings), pulled("validate", QUEUE_XCOM_KEY)
+    queue.record_result(queued["seq"], queued["attempt"], passed=passed, run_id=context["run_id"])
+
+    def report(position: queue_steps.Position) -> None:
+        print(position)
+        context["ti"].xcom_push(key=POSITION_XCOM_KEY, value=position.to_dict())
+
+    decision = queue_steps.wait_turn(queue, manifest_store_for(settings), queued["seq"], window=settings.gate_window,
+                                     alive=_run_alive, deadline=time.monotonic() + QUEUE_TIMEOUT_SECONDS,
+                                     report=report)
+    if decision is Turn.SUPERSEDED:
+        detail = (queue.settled(queued["seq"]) or None)
+        reason = detail.detail if detail and detail.detail else "a newer version of this service was queued"
+        context["ti"].xcom_push(key=SUPERSEDED_XCOM_KEY, value=reason)
+        raise AirflowFailException(f"not decided: {reason}")
+    if decision is Turn.RETEST:
+        _requeue(context, queue_steps.retest_reason(queue, manifest_store_for(settings), queued["seq"]))
+    return decision
+
+
+def _requeue(context: Any, reason: str) -> None:
+    """Hand the change over to a new run (``requeue`` triggers it), then skip."""
+    queued = pulled("validate", QUEUE_XCOM_KEY)
+    run_id = queue_steps.requeue_run_id(queued["seq"], queued["attempt"], utc_now().strftime("%Y%m%dT%H%M%S"))
+    gate_queue_for(Settings.from_env()).hand_over(queued["seq"], queued["attempt"], run_id=run_id)
+    context["ti"].xcom_push(key="conflict", value=reason)
+    context["ti"].xcom_push(key=REQUEUE_XCOM_KEY, value=run_id)
+    raise AirflowSkipException(f"not decided: {reason}; {run_id} tests it again")
+
+
+def _run_alive(run_id: str) -> bool:
+    """Whether the gate run ``run_id`` is still queued or running (a missing run is not)."""
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    try:
+        return RuntimeTaskInstance.get_dagrun_state(DAG_ID, run_id) in ("queued", "running")
+    except Exception:  # noqa: BLE001 - no such run (it was deleted, or never triggered)
+        return False
+
+
 @task
 @noting_failure
 def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
-    """Compare-and-swap onto L3; if L3 moved meanwhile, skip, which starts ``requeue``."""
+    """Once every change ahead has left the queue, compare-and-swap exactly what was tested onto
+    L3; if the queue or L3 moved meanwhile, skip, which starts ``requeue``."""
     manifest = Manifest.from_dict(candidate)
+    _turn(True, context)
     try:
         promoted = manifest_store_for(Settings.from_env()).promote(manifest)
     except ConflictError as exc:
-        context["ti"].xcom_push(key="conflict", value=str(exc))
-        raise AirflowSkipException(f"not promoted: {exc}; a new gate run will test on the new L3") from None
+        _requeue(context, str(exc))
+    queued = pulled("validate", QUEUE_XCOM_KEY)
+    gate_queue_for(Settings.from_env()).settle(queued["seq"], Settlement.PROMOTED, run_id=context["run_id"],
+                                               l3_version=promoted.version)
     context["outlet_events"][context["task"].outlets[0]].extra = {"version": promoted.version}
     print(f"promoted: L3 is now v{promoted.version} ({promoted.change})")
     return {"version": promoted.version}
+
+
+class RequeueOperator(TriggerDagRunOperator):
+    """``requeue``: a new gate run for the same request when ``promote`` or ``reject`` handed the
+    change over (its run id names the queued change, which keeps its place); otherwise skipped."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            trigger_dag_id=DAG_ID, conf="{{ dag_run.conf | tojson }}", retries=0, trigger_rule="all_done",
+            # Just before this run's own place in Airflow's queue of runs (ordered by run_after):
+            # a change tested again keeps its place ahead of the changes queued after it.
+            logical_date="{{ (dag_run.run_after - macros.timedelta(milliseconds=1)).isoformat() }}",
+            trigger_run_id=("{{ ti.xcom_pull(task_ids='promote', key='%s') or ti.xcom_pull(task_ids='reject', "
+                            "key='%s') or '' }}" % (REQUEUE_XCOM_KEY, REQUEUE_XCOM_KEY)),
+            **kwargs,
+        )
+
+    def execute(self, context: Any) -> Any:
+        if not self.trigger_run_id:
+            raise AirflowSkipException("nothing to test again")
+        return super().execute(context)
 
 
 class CandidateDeployOperator(HelmUpgradeOperator):
@@ -151,9 +254,10 @@ def system_test_suite(suite: gate_steps.SystemTestSuite, *, namespace: str, mani
 
 @task(trigger_rule="one_failed")
 @noting_failure
-def reject(candidate: dict[str, Any]) -> dict[str, Any]:
+def reject(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
     """Records the rejected candidate, when the deploy or the tests failed for the candidate's
-    own reasons; L3 is untouched. An infrastructure failure is no verdict: nothing is recorded."""
+    own reasons and the queue says it is the head, tested exactly as L3 plus itself; L3 is
+    untouched. An infrastructure failure is no verdict: nothing is recorded."""
     if pulled("build_candidate") is None:
         raise AirflowSkipException("nothing was built, so nothing to reject")
     manifest = Manifest.from_dict(candidate)
@@ -165,11 +269,15 @@ def reject(candidate: dict[str, Any]) -> dict[str, Any]:
     )
     if verdict is None:
         raise AirflowSkipException("not a verdict on the candidate (infrastructure failed): nothing is rejected")
+    _turn(False, context)
     reason, report = verdict
     manifest_store_for(Settings.from_env()).record_rejection(manifest, reason, report)
+    queued = pulled("validate", QUEUE_XCOM_KEY)
+    gate_queue_for(Settings.from_env()).settle(queued["seq"], Settlement.REJECTED, run_id=context["run_id"],
+                                               detail=reason)
     print(f"rejected {manifest.change}: {reason}; L3 stays v{manifest.parent}")
     # Best effort: a webhook outage never fails the gate (send logs and returns False).
-    notify.send(notify.gate_rejected(manifest, reason, report.failed_tests, run_id=get_current_context()["run_id"]))
+    notify.send(notify.gate_rejected(manifest, reason, report.failed_tests, run_id=context["run_id"]))
     return {"reason": reason, "failed_tests": report.failed_tests}
 
 
@@ -182,7 +290,8 @@ def teardown(**context: Any) -> dict[str, Any]:
         return {"action": "none", "reason": "no stack was created"}
     name = stack["namespace"]
     hook = StackHook(Settings.from_env().kubernetes_conn_id)
-    rejected = pulled("promote") is None and pulled("promote", "conflict") is None  # a requeue is no failure
+    requeued = pulled("promote", REQUEUE_XCOM_KEY) or pulled("reject", REQUEUE_XCOM_KEY)
+    rejected = pulled("promote") is None and not requeued  # a requeue is no failure
     if context["params"].get("keep_stack_on_failure") and rejected:
         hook.annotate(name, {ANNOTATION_TTL: KEEP_ON_FAILURE_TTL, ANNOTATION_LAST_ACTIVITY: timestamp(utc_now())})
         print(f"kept stack {name} for inspection; the reaper removes it after {KEEP_ON_FAILURE_TTL}")
@@ -196,6 +305,19 @@ def teardown(**context: Any) -> dict[str, Any]:
     return {"action": "deleted", "namespace": name}
 
 
+def _leave_queue_unless_decided(context: Any) -> None:
+    """A run that ends without a verdict or a hand-over takes its change out of the queue, so the
+    changes behind it need not wait for it (a settled change is left as it is)."""
+    queued = pulled("validate", QUEUE_XCOM_KEY)
+    if not queued or pulled("promote", REQUEUE_XCOM_KEY) or pulled("reject", REQUEUE_XCOM_KEY):
+        return
+    try:
+        queue_steps.abandon(gate_queue_for(Settings.from_env()), queued["seq"], run_id=context["run_id"],
+                            reason=f"gate run {context['run_id']} ended without a verdict")
+    except Exception as exc:  # noqa: BLE001 - the waiting runs also notice a dead run themselves
+        print(f"could not take change #{queued['seq']} out of the queue: {error_line(exc)}")
+
+
 def _errors() -> dict[str, str]:
     """What each failed step noted, by step."""
     noted = {step: pulled(step, ERROR_XCOM_KEY) for step in gate_steps.STEPS}
@@ -206,7 +328,12 @@ def _errors() -> dict[str, str]:
 def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str, Any]:
     """The report kept with the manifest history; fails the run unless the candidate was promoted."""
     params = context["params"]
+    _leave_queue_unless_decided(context)
     if candidate is None:
+        superseded = pulled("validate", SUPERSEDED_XCOM_KEY)
+        if superseded:  # replaced by a newer version before it was tested: no verdict, no alert
+            metrics.gate_finished(GateOutcome.SUPERSEDED.value, None)
+            raise AirflowFailException(f"L3 gate {GateOutcome.SUPERSEDED.value}: {superseded}")
         refusal = pulled("validate", ERROR_XCOM_KEY) or {}
         if refusal.get("refused"):
             raise AirflowFailException(f"the request was refused: {refusal['reason']}")
@@ -216,12 +343,14 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
         raise AirflowFailException(f"L3 gate error: {reason}")
     manifest = Manifest.from_dict(candidate)
     promoted, rejected = pulled("promote"), pulled("reject")
-    conflict = pulled("promote", "conflict")
+    conflict = pulled("promote", "conflict") or pulled("reject", "conflict")
+    superseded = pulled("promote", SUPERSEDED_XCOM_KEY) or pulled("reject", SUPERSEDED_XCOM_KEY)
     test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
     failure = pulled("deploy", FAILURE_XCOM_KEY)
     started = context["dag_run"].start_date
     outcome, reason = gate_steps.outcome(promoted=bool(promoted), conflict=conflict,
-                                         rejected=(rejected or {}).get("reason"), errors=_errors())
+                                         rejected=(rejected or {}).get("reason"), errors=_errors(),
+                                         superseded=superseded)
     report = GateReport(
         outcome=outcome,
         change=manifest.change.to_dict() if manifest.change else None,
