@@ -137,3 +137,11 @@ def test_chart_chain_and_at_digest():
 def test_digests_round_trip_as_json():
     digests = ChartDigests("l3", {"l3": None, "orders": {"redis:7": A}})
     assert ChartDigests.from_json(digests.to_json()) == digests
+
+
+def test_an_anchored_image_used_by_two_containers_is_spliced_once():
+    text = ("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n"
+            "  - {name: a, image: &img busybox:1.36}\n  - {name: b, image: *img}\n  - {name: c, image: !!str busybox:1.36}\n")
+    result = pin_rendered(text, ChartDigests("orders", {"orders": LOCK}))
+    assert [i.reference for i in images_in(yaml.safe_load_all(result.text))] == ["busybox@" + B] * 3
+    assert "&img " in result.text and "!!str " in result.text

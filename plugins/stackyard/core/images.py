@@ -439,9 +439,10 @@ def pin_rendered(text: str, digests: ChartDigests) -> PinnedRender:
                     unpinnable.append(Unpinnable(deployed, why))
                     continue
                 new = at_digest(image.value, digest)
-                edits.append((image.start_mark.index, image.end_mark.index, json_string(new)))
+                edits.append((_value_start(chunk, image.start_mark.index), image.end_mark.index, json_string(new)))
                 pinned.append((deployed, new))
-        for start, end, replacement in sorted(edits, reverse=True):
+        # set(): an alias (``image: *img``) is the anchored node itself, spliced once
+        for start, end, replacement in sorted(set(edits), reverse=True):
             chunk = chunk[:start] + replacement + chunk[end:]
         out.append(chunk)
     return PinnedRender("---".join(out), tuple(pinned), tuple(unpinnable))
@@ -450,6 +451,13 @@ def pin_rendered(text: str, digests: ChartDigests) -> PinnedRender:
 def json_string(text: str) -> str:
     """A YAML double-quoted scalar (JSON's string syntax is valid YAML)."""
     return json.dumps(text)
+
+
+def _value_start(text: str, start: int) -> int:
+    """Where a scalar's value begins: after its anchor (``&img``) and tag (``!!str``), which stay."""
+    while text[start:start + 1] in ("&", "!"):
+        start = re.compile(r"\S*\s*").match(text, start).end()
+    return start
 
 
 class _MarkedLoader(yaml.SafeLoader):
