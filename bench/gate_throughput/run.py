@@ -10,8 +10,12 @@ after 2 s (``--ready-delay``), in one run:
     largest size exceeds the default bound (``STACKYARD_GATE_TEST_PARALLELISM``, 64), it is
     measured at that bound too. For scale,
     ``helm test`` of the same release (one hook after another) at the smallest size.
-(b) **Queue**: 5 queued changes with one failing — ``null`` with the reason: the speculative queue
-    is a model only (``stackyard.core.gate_queue``), not wired into the gate.
+(b) **Queue**: 5 single-service changes (3 example services moved on, 2 new ones) triggered at
+    once through the REST API under ``airflow standalone``, the second failing its test, with the
+    window at 5 (``STACKYARD_GATE_WINDOW``), against one gate's time on the same server. Reports
+    the time until every change is decided (promoted or rejected), the L3 history, and
+    ``untested_promotions``: promoted versions whose exact pins no passing attempt in the queue's
+    log tested. Goal: within 2x one gate.
 (c) **Scheduler**: one gate under ``airflow standalone`` (LocalExecutor, REST trigger; the second
     run after boot, the first is reported as cold) against the same helm/sops/kubectl commands by
     hand (``bench/gate_overhead``'s definition of "by hand": its ``helm test`` runs the tests one
@@ -38,8 +42,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = ROOT / ".stackyard" / "bench" / "gate_throughput.json"
-QUEUE_NOT_BUILT = ("the speculative gate queue exists as a pure model with a property test "
-                   "(stackyard.core.gate_queue), not wired into the l3_gate DAG: there is no queue to measure")
+QUEUE_WINDOW = 5
+QUEUE_CHANGES = [("orders", "1.1.0", False), ("catalog", "1.1.0", True), ("storefront", "1.1.0", False),
+                 ("billing", "1.0.0", False), ("payments", "1.0.0", False)]  # (service, version, failing test)
 
 DEPLOYMENT = """apiVersion: apps/v1
 kind: Deployment
@@ -191,12 +196,20 @@ def scheduler(delay: float) -> dict:
     from dev.local import AirflowServer, free_port
     from stackyard.cli.gate import AirflowApi
 
+    import contextlib
+
+    from dev.image_mirror import serve
+
     overhead = load_gate_overhead()
-    with tempfile.TemporaryDirectory(prefix="bench-sched-") as tmp, Sandbox(ready_delay=delay) as sandbox:
+    with tempfile.TemporaryDirectory(prefix="bench-sched-") as tmp, Sandbox(ready_delay=delay) as sandbox, \
+            contextlib.ExitStack() as stack:
         bench = overhead.Bench(Path(tmp), sandbox)
         bench.seed(["1.1.0", "1.2.0", "1.3.0", "1.4.0"])
         hand = [bench.by_hand(v, i) for i, v in enumerate(["1.2.0", "1.3.0"])]
-        server = AirflowServer(home=Path(tmp) / "airflow", env=bench.env, port=free_port(), parallelism=2)
+        mirror = stack.enter_context(serve(Path(tmp) / "image-mirror"))  # the gate checks images before deploying
+        # local mode's own executor settings (make up: 4 task processes at once)
+        server = AirflowServer(home=Path(tmp) / "airflow", env={**bench.env, "STACKYARD_IMAGE_MIRRORS": mirror},
+                               port=free_port())
         booted = time.perf_counter()
         with server:
             boot = time.perf_counter() - booted
@@ -218,6 +231,90 @@ def scheduler(delay: float) -> dict:
             "by_hand_steps": sorted(hand, key=lambda r: r["wall_seconds"])[0]["steps"]}
 
 
+def _wait(api, run_id: str) -> dict:
+    while (run := api.run(run_id))["state"] not in ("success", "failed"):
+        time.sleep(0.2)
+    return run
+
+
+def queue(delay: float) -> dict:
+    """5 changes queued at once, the second failing, under airflow standalone; one gate as the baseline."""
+    import shutil
+
+    import yaml
+
+    from kube_sandbox import Sandbox
+    from dev.demo import chart_variant
+    from dev.image_mirror import serve
+    from dev.local import AirflowServer, free_port
+    from stackyard.adapters.gate_queue_store import GateQueueStore
+    from stackyard.adapters.image_registry import ImageResolver
+    from stackyard.cli.gate import AirflowApi
+    from stackyard.core.images import parse_mirrors
+    from stackyard.steps.publishing import publish_chart
+
+    overhead = load_gate_overhead()
+    charts = ROOT / "include" / "charts"
+    from dev.demo import SANDBOX_RULES
+
+    # local mode's sandbox rules: a test pod's outcome is decided from what the service answers
+    with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp, \
+            Sandbox(ready_delay=delay, rules=str(SANDBOX_RULES)) as sandbox:
+        tmp = Path(tmp)
+        bench = overhead.Bench(tmp, sandbox)
+        bench.seed(["1.0.1"])  # orders 1.0.1: the warm-up gate's change
+        with serve(tmp / "image-mirror") as mirrors:  # the gate checks every image before it deploys
+            images = ImageResolver(mirrors=parse_mirrors(mirrors))
+            changes = [*QUEUE_CHANGES, ("storefront", "1.2.0", False)]  # 1.1.0 is the baseline gate's
+            for service, version, failing in changes:
+                source = charts / service
+                if not source.is_dir():  # a new service: a renamed copy of orders (its templates use .Chart.Name)
+                    source = tmp / "new" / service
+                    shutil.copytree(charts / "orders", source)
+                    chart = yaml.safe_load((source / "Chart.yaml").read_text())
+                    (source / "Chart.yaml").write_text(yaml.safe_dump({**chart, "name": service}, sort_keys=False))
+                variant = chart_variant(source, tmp / "variants" / f"{service}-{version}", version=version,
+                                        failing_test=failing)
+                publish_chart(variant, registry=bench.registry, helm=bench.helm, images=images)
+            changes = [(s, "1.2.0" if s == "storefront" else v, f) for s, v, f in QUEUE_CHANGES]
+            env = {**bench.env, "STACKYARD_GATE_WINDOW": str(QUEUE_WINDOW), "STACKYARD_IMAGE_MIRRORS": mirrors}
+            server = AirflowServer(home=tmp / "airflow", env=env, port=free_port(), parallelism=16)
+            with server:
+                api = AirflowApi(server.url, server.user, server.password)
+                _wait(api, api.trigger({"service": "orders", "chart_version": "1.0.1"})["dag_run_id"])  # warm-up
+                started = time.perf_counter()  # one gate alone: the baseline
+                alone = _wait(api, api.trigger({"service": "storefront", "chart_version": "1.1.0"})["dag_run_id"])
+                one_gate = time.perf_counter() - started
+                if alone["state"] != "success":
+                    raise RuntimeError(f"the baseline gate did not promote: {alone}")
+                before = bench.store.latest().version
+                started = time.perf_counter()
+                run_ids = [api.trigger({"service": s, "chart_version": v})["dag_run_id"] for s, v, _ in changes]
+                queue_log = GateQueueStore(bench.store.backend)
+                while queue_log.entries() or len(queue_log.seqs()) < 2 + len(changes):  # all queued and decided
+                    time.sleep(0.5)
+                seconds = time.perf_counter() - started
+                for run_id in run_ids:  # the original runs end too (their summaries)
+                    _wait(api, run_id)
+            # read before the temporary state goes
+            history = [m for m in reversed(bench.store.history()) if m.version > before]
+            settled = {}
+            for seq in queue_log.seqs():
+                item, done = queue_log.queued(seq), queue_log.settled(seq)
+                settled[f"#{seq} {item.service} {item.version}"] = (
+                    f"{done.settlement.value}{': ' + done.detail if done.detail else ''}" if done else "open")
+            tested = {frozenset(attempt.services.items()) for seq in queue_log.seqs() for attempt in queue_log.attempts(seq)
+                      if queue_log.result(seq, attempt.number)}
+            untested = sum(frozenset((n, p.chart_version) for n, p in m.services.items()) not in tested for m in history)
+    failing = {f"{s} {v}" for s, v, f in changes if f}
+    if not any(key.split(" ", 1)[1] in failing and how.startswith("rejected") for key, how in settled.items()):
+        raise RuntimeError(f"the failing change was not rejected, so this is no measurement of the queue: {settled}")
+    return {"changes": len(changes), "failing": sum(f for *_, f in changes), "window": QUEUE_WINDOW,
+            "seconds": seconds, "one_gate_seconds": one_gate, "ratio": seconds / one_gate,
+            "untested_promotions": untested, "promoted": [str(m.change) for m in history],
+            "settled": settled}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="sizes 4,16: the smallest useful form")
@@ -225,6 +322,7 @@ def main() -> int:
     parser.add_argument("--parallelism", type=int, help="tests at once (default: one per service)")
     parser.add_argument("--ready-delay", type=float, default=2.0, help="sandbox readiness (s)")
     parser.add_argument("--no-standalone", action="store_true", help="skip (c), the gate under airflow standalone")
+    parser.add_argument("--parts", default="a,b,c", help="which of (a) test phase, (b) queue, (c) scheduler to run")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
@@ -237,19 +335,25 @@ def main() -> int:
     sizes = [int(n) for n in (args.sizes or ("4,16" if args.quick else "4,16,64")).split(",")]
     results: dict = {"machine": {"cpus": os.cpu_count()}, "ready_delay": args.ready_delay, "quick": args.quick}
 
-    say(f"== (a) the system-test phase, sandbox readiness {args.ready_delay:g} s")
-    results["test_phase"] = test_phase(sizes, args.parallelism, args.ready_delay, GATE_TEST_PARALLELISM)
-    last = results["test_phase"][-1]
-    say(f"   goal: {last['services']} services within 1.5x the slowest single test: {last['ratio']:.2f}x")
-
-    say("\n== (b) the queue")
-    results["queue"] = None
-    results["queue_reason"] = QUEUE_NOT_BUILT
-    say(f"   not measured: {QUEUE_NOT_BUILT}")
+    parts = set(args.parts.split(","))
+    results["test_phase"] = results["queue"] = results["scheduler"] = None
+    if "a" in parts:
+        say(f"== (a) the system-test phase, sandbox readiness {args.ready_delay:g} s")
+        results["test_phase"] = test_phase(sizes, args.parallelism, args.ready_delay, GATE_TEST_PARALLELISM)
+        last = results["test_phase"][-1]
+        say(f"   goal: {last['services']} services within 1.5x the slowest single test: {last['ratio']:.2f}x")
 
     if args.no_standalone:
-        results["scheduler"] = None
-    else:
+        parts -= {"b", "c"}
+    if "b" in parts:
+        say(f"\n== (b) {len(QUEUE_CHANGES)} changes queued at once, the 2nd failing, window {QUEUE_WINDOW}, "
+            f"under airflow standalone")
+        results["queue"] = q = queue(args.ready_delay)
+        say(f"   all decided in {q['seconds']:.1f} s, one gate {q['one_gate_seconds']:.1f} s: {q['ratio']:.2f}x "
+            f"(goal <= 2x); promoted {', '.join(q['promoted'])}; untested promotions {q['untested_promotions']}")
+        for change, how in q["settled"].items():
+            say(f"     {change}: {how}")
+    if "c" in parts:
         say(f"\n== (c) one gate under airflow standalone vs the same commands by hand, readiness {args.ready_delay:g} s")
         results["scheduler"] = scheduler(args.ready_delay)
         s = results["scheduler"]

@@ -37,10 +37,26 @@ def test_package_and_namespace_are_made_side_by_side(gate_dag):
     assert gate_dag.get_task("deploy").upstream_task_ids == {"build_candidate", "create_stack"}
 
 
-def test_requeue_follows_a_skipped_promote_without_a_task_of_its_own(gate_dag):
+def test_requeue_follows_promote_and_reject_and_the_report_does_not_wait_for_it(gate_dag):
+    from stackyard.airflow.operators.gate import RequeueOperator
+
     requeue = gate_dag.get_task("requeue")
-    assert requeue.upstream_task_ids == {"promote"} and requeue.trigger_rule == "all_skipped"
+    assert isinstance(requeue, RequeueOperator) and requeue.upstream_task_ids == {"promote", "reject"}
+    assert requeue.downstream_task_ids == set() and requeue.trigger_rule == "all_done"
     assert "needs_retest" not in gate_dag.task_ids
+
+
+@pytest.mark.parametrize("raw, expected", [(None, 3), ("1", 1), ("5", 5)])
+def test_the_window_setting(raw, expected):
+    env = {"STACKYARD_GATE_WINDOW": raw} if raw else {}
+    assert Settings.from_env(env).gate_window == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "lots", "-2"])
+def test_a_bad_window_fails_when_used_naming_the_variable(raw):
+    settings = Settings.from_env({"STACKYARD_GATE_WINDOW": raw})
+    with pytest.raises(InputError, match=rf"STACKYARD_GATE_WINDOW: '{raw}' is not a positive whole number of changes"):
+        settings.gate_window
 
 
 @pytest.mark.parametrize("raw, expected", [(None, 64), ("8", 8)])

@@ -1,12 +1,13 @@
-"""The one-at-a-time rules hold under a real scheduler with several executor slots.
+"""The gate queue and the one-at-a-time rules hold under a real scheduler with several executor slots.
 
-The gate's "one run at a time" (``max_active_runs=1``) and the rollouts' "one service at a time"
+The gate tests queued changes at once (its speculative queue) and decides them in queue order,
+each on exactly the combination it was tested with; the rollouts' "one service at a time"
 (``max_active_tis_per_dagrun=1``, plus one run per stack) are DAG-level limits that Airflow's
 scheduler enforces whatever the executor and however many workers it has (Celery workers in
-compose, pods under the KubernetesExecutor). ``dag.test()`` does not apply them, so this runs
+compose, pods under the KubernetesExecutor). ``dag.test()`` runs one run at a time, so this runs
 ``airflow standalone`` with LocalExecutor parallelism 4 — four task slots, as four single-slot
-workers would give — triggers several runs at once through the REST API, and checks from the
-recorded start and end times that no two runs (and no two upgrades) ever overlapped.
+workers would give — triggers several runs at once through the REST API, and checks the
+recorded start and end times and the queue's log.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ def assert_no_overlap(named: dict[str, tuple[datetime, datetime]]) -> None:
         assert a_end <= b_start, f"{a} (until {a_end}) overlapped {b} (from {b_start})"
 
 
-def test_gate_runs_triggered_together_run_one_at_a_time(busy_server):
+def test_gate_runs_triggered_together_are_tested_at_once_and_promoted_in_queue_order(busy_server):
+    from stackyard.adapters.gate_queue_store import GateQueueStore
+
     api, stack = Api(busy_server), busy_server.stack
     before = stack.store.latest()
     bumps = {"orders": "1.1.0", "catalog": "1.1.0", "storefront": "1.1.0"}
@@ -105,12 +108,19 @@ def test_gate_runs_triggered_together_run_one_at_a_time(busy_server):
     runs = api.wait("l3_gate", run_ids)
 
     assert {rid: run["state"] for rid, run in runs.items()} == dict.fromkeys(run_ids, "success")
-    # Every task of a run, not just the run's own timestamps: nothing of two runs interleaved.
-    assert_no_overlap({rid: interval(api.task_instances("l3_gate", rid)) for rid in run_ids})
-    assert_no_overlap({rid: interval([run]) for rid, run in runs.items()})
-    after = stack.store.latest()
-    assert after.version == before.version + 3  # each candidate tested on its predecessor's L3
-    assert {s: after.services[s].chart_version for s in bumps} == bumps
+    tests = {rid: interval([ti for ti in api.task_instances("l3_gate", rid) if ti["task_id"] == "system_tests"])
+             for rid in run_ids}
+    spans = sorted(tests.values())
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans  # tested at once
+    queue = GateQueueStore(stack.store.backend)
+    queued = [queue.queued(seq) for seq in queue.seqs()]
+    history = [m for m in reversed(stack.store.history()) if m.version > before.version]
+    assert [m.change.service for m in history] == [q.service for q in queued]  # promoted in queue order
+    for parent, child in zip([before, *history], history):  # one change each, exactly as tested
+        assert child.parent == parent.version
+        tested = [a.services for q in queued for a in queue.attempts(q.seq) if queue.result(q.seq, a.number)]
+        assert {n: p.chart_version for n, p in child.services.items()} in tested
+    assert {s: history[-1].services[s].chart_version for s in bumps} == bumps
 
 
 def test_rollout_upgrades_one_service_at_a_time_and_one_run_per_stack(busy_server):

@@ -182,3 +182,31 @@ def test_rest_refuses_bad_values_with_400_and_undeclared_keys_at_the_first_task(
     error = api.task_error(run["dag_run_id"], "validate") or ""
     assert "l3_gate: unknown conf key(s) servce; it takes" in error and "nothing was done" in error
     assert airflow_server.stack.store.latest() == before
+
+
+def test_queued_changes_are_tested_at_once_and_one_behind_a_failure_is_tested_again(airflow_server):
+    """The speculative queue end to end: a failing change and one behind it, queued at once. The
+    one behind is tested on L3 + the failing one, so it fails too; once the failing one is rejected
+    at the head, the one behind is tested again on L3 alone (a requeued run) and promoted."""
+    stack = airflow_server.stack
+    stack.publish("catalog", "1.5.0", failing_test=True)
+    stack.publish("storefront", "1.5.0")
+    before = stack.store.latest()
+    args = ("--wait", "--timeout", "600")
+    first = subprocess.Popen([STACKYARD, "gate", "--service", "catalog", "--version", "1.5.0", *args],
+                             env=airflow_server.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    line = first.stdout.readline()  # "l3_gate run … queued": the first is queued before the second asks
+    assert "queued" in line, line
+    second = subprocess.run([STACKYARD, "gate", "--service", "storefront", "--version", "1.5.0", *args],
+                            env=airflow_server.cli_env(), capture_output=True, text=True, timeout=900)
+    first_out = line + first.communicate(timeout=600)[0]
+
+    assert first.returncode == 1 and "REJECTED: system tests failed" in first_out, first_out
+    out = second.stdout + second.stderr
+    assert second.returncode == 0, out
+    assert re.search(r"queue: 2 of 2 \(window \d+\): testing behind catalog 1\.5\.0", out), out
+    assert "NOT DECIDED: catalog 1.5.0 (#" in out and "left the queue: rejected" in out, out
+    assert "following the new run requeue__" in out and "PROMOTED: " in out, out
+    after = stack.store.latest()
+    assert after.version == before.version + 1 and after.change.service == "storefront"
+    assert after.services["catalog"] == before.services["catalog"]  # the failing change never got in

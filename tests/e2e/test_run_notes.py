@@ -36,3 +36,17 @@ def test_stack_runs_say_what_they_did(local_stack, dagbag):
     assert note_of(destroyed) == "note-dev destroyed (releases: note-dev)"
     refused = fresh_dag(dagbag, "stack_destroy").test(run_conf={"name": "note-dev"})
     assert refused.state == "failed" and note_of(refused) == "failed at check"
+
+
+def test_gate_runs_say_what_they_gated_and_how_they_ended(local_stack, dagbag):
+    seeded = local_stack.seed()
+    local_stack.publish("orders", "1.1.0")
+    local_stack.publish("catalog", "1.1.0", failing_test=True)
+    promoted = fresh_dag(dagbag, "l3_gate").test(run_conf={"service": "orders", "chart_version": "1.1.0"})
+    assert promoted.state == "success"
+    assert note_of(promoted) == f"orders 1.1.0 → promoted, L3 v{seeded.version + 1}"
+    rejected = fresh_dag(dagbag, "l3_gate").test(run_conf={"service": "catalog", "chart_version": "1.1.0"})
+    assert rejected.state == "failed"
+    assert note_of(rejected).startswith("catalog 1.1.0 → rejected: system tests failed: ")
+    refused = fresh_dag(dagbag, "l3_gate").test(run_conf={"service": "orders", "chart_version": "9.9.9"})
+    assert note_of(refused).startswith("orders 9.9.9 → refused: chart_version: orders 9.9.9 is not in the registry")

@@ -19,14 +19,16 @@ DAG_SCRIPT = DAGS / "sandbox_kpo.py"
 
 @pytest.fixture(scope="session")
 def airflow_home(tmp_path_factory) -> dict:
-    """A throwaway AIRFLOW_HOME, migrated once per session; returns the env to run Airflow with."""
-    home = tmp_path_factory.mktemp("airflow-home")
-    env = {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS), "AIRFLOW__CORE__UNIT_TEST_MODE": "False"}
-    proc = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return env
+    """A throwaway AIRFLOW_HOME with its own migrated DB; returns the env to run Airflow with.
+
+    Its own DB, never the session's: a second Airflow process writing the session's SQLite file
+    while this one holds it open corrupted it ("database disk image is malformed")."""
+    from tests.conftest import ROOT, _local_env_module
+
+    home = _local_env_module().fresh_airflow_home(ROOT, tmp_path_factory.mktemp("kpo") / "airflow")
+    return {**os.environ, "AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS), "AIRFLOW__CORE__UNIT_TEST_MODE": "False"}
 
 
 @pytest.fixture(scope="module")

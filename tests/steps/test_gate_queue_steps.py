@@ -124,6 +124,21 @@ def test_a_run_behind_a_dead_one_does_not_wait_forever(tmp_path):
     assert seen and seen[0].ahead == ["orders 1.1.0"]
 
 
+def test_a_head_that_stood_still_for_hours_is_taken_out_even_if_its_run_looks_alive(tmp_path):
+    from datetime import timedelta
+
+    queue, store = stores(tmp_path)
+    queue_ = GateQueueStore(store.backend, clock=lambda: datetime.now(timezone.utc) - q.STALE_AFTER - timedelta(minutes=1))
+    a = queue_change(queue_, "orders", "1.1.0", "run-a")  # a killed `airflow dags test`: "running" for ever
+    start(queue_, store, a, "run-a")
+    b = queue_change(queue, "catalog", "1.1.0", "run-b")
+    second = start(queue, store, b, "run-b")
+    queue.record_result(b.seq, second.attempt, passed=True, run_id="run-b")
+    decision = q.wait_turn(queue, store, b.seq, window=3, alive=lambda run: True, deadline=float("inf"),
+                           report=lambda _: None, sleep=lambda _: None)
+    assert decision is Turn.RETEST and queue.settled(a.seq).settlement is Settlement.ABANDONED
+
+
 def test_a_dead_run_that_promoted_counts_as_promoted(tmp_path):
     queue, store = stores(tmp_path)
     a = queue_change(queue, "orders", "1.1.0", "run-a")
@@ -148,6 +163,23 @@ def test_a_handed_over_change_is_waited_for_while_its_new_run_is_queued(tmp_path
         q.wait_turn(queue, store, b.seq, window=3, alive=lambda run: run == "requeue__1__2__t", deadline=0,
                     report=lambda _: None, sleep=lambda _: None)
     assert queue.settled(a.seq) is None
+
+
+def test_the_stacks_view_shows_the_queue_in_order_with_what_each_change_is_tested_behind(tmp_path):
+    queue, store = stores(tmp_path)
+    a = queue_change(queue, "orders", "1.1.0", "run-a")
+    b = queue_change(queue, "catalog", "1.1.0", "run-b")
+    queue_change(queue, "storefront", "1.1.0", "run-c")
+    first = start(queue, store, a, "run-a", window=2)
+    start(queue, store, b, "run-b", window=2)
+    queue.record_result(a.seq, first.attempt, passed=True, run_id="run-a")
+    view = q.queue_view(queue, store, window=2)
+    assert view["window"] == 2
+    assert [(c["place"], c["service"], c["state"], c["ahead"], c["in_window"]) for c in view["changes"]] == [
+        (1, "orders", "passed, waiting for its turn", [], True),
+        (2, "catalog", "testing", ["orders 1.1.0"], True),
+        (3, "storefront", "waiting for the window", ["orders 1.1.0", "catalog 1.1.0"], False)]
+    assert view["changes"][1]["run"] == {"dag_id": "l3_gate", "run_id": "run-b"}
 
 
 def test_facts_are_written_once(tmp_path):

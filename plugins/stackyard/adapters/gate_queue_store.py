@@ -120,6 +120,22 @@ class GateQueueStore:
         except NotFoundError:
             return None
 
+    def seqs(self) -> list[int]:
+        """Every change ever queued, settled or not, in order."""
+        return sorted(int(m[1]) for m in map(_SEQ.fullmatch, self._names("items")) if m)
+
+    def attempts(self, seq: int) -> list[AttemptRecord]:
+        """Change ``seq``'s test runs, first to last."""
+        numbers = sorted(int(m[2]) for m in map(_ATTEMPT.fullmatch, self._names("attempts")) if m and int(m[1]) == seq)
+        return [self.attempt(seq, number) for number in numbers]
+
+    def result(self, seq: int, number: int) -> bool | None:
+        """Whether attempt ``number`` of change ``seq`` passed (None: no result recorded)."""
+        try:
+            return self._load(ResultRecord, _key("results", seq, number)).passed
+        except NotFoundError:
+            return None
+
     def entries(self, *, include: tuple[int, ...] = ()) -> list[Entry]:
         """Every queued change (and the changes ``include`` names, settled or not), folded."""
         settled = {int(m[1]) for m in map(_SEQ.fullmatch, self._names("settled")) if m}

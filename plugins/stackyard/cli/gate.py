@@ -1,6 +1,7 @@
 """``stackyard gate``: trigger the L3 gate through Airflow's REST API (v2) and, with ``--wait``,
-follow it to its outcome. Meant for CI: exit 0 promoted, 1 rejected or refused (the verdict was
-no, or the request itself is invalid), 2 could not ask (no credentials, API unreachable or refusing
+follow it to its outcome, showing its place in the gate queue while it waits. Meant for CI: exit 0
+promoted, 1 rejected, refused or superseded (the verdict was no, the request itself is invalid, or
+a newer version of the service replaced it in the queue), 2 could not ask (no credentials, API unreachable or refusing
 them, time-out).
 
 Credentials come from the environment only (a password on a command line ends up in shell
@@ -29,6 +30,8 @@ DAG_ID = "l3_gate"
 DEFAULT_API = "http://localhost:8080"
 POLL_SECONDS = 2.0
 TERMINAL = {"success", "failed"}
+#: The tasks that wait in the gate queue, and publish where their change stands (XCom queue_position).
+QUEUE_TASKS = ("validate", "promote", "reject")
 
 PROMOTED, REJECTED, ERROR = 0, 1, 2
 
@@ -157,8 +160,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "gate", help="trigger the L3 gate for a published chart version (CI)",
         description="Trigger the l3_gate DAG through Airflow's REST API. Credentials: STACKYARD_API_USER "
-                    "and STACKYARD_API_PASSWORD. Exit codes: 0 promoted (queued, without --wait), 1 rejected "
-                    "or refused, 2 could not ask (credentials, API, time-out).",
+                    "and STACKYARD_API_PASSWORD. With --wait it shows the run's place in the gate queue. Exit "
+                    "codes: 0 promoted (queued, without --wait), 1 rejected, refused or superseded by a newer "
+                    "version, 2 could not ask (credentials, API, time-out).",
     )
     parser.add_argument("--service", required=True, help="service chart name")
     parser.add_argument("--version", required=True, dest="chart_version", help="published chart version (semver)")
@@ -220,13 +224,27 @@ def follow(api: AirflowApi, run_id: str, deadline: float) -> str | None:
             last_state = run_state
             _say(f"  [{time.monotonic() - started:6.1f}s] run: {run_state}")
         for task_id, state in api.task_states(run_id).items():
-            if state and seen.get(task_id) != state:
+            changed = bool(state) and seen.get(task_id) != state
+            if changed:
                 seen[task_id] = state
                 _say(f"  [{time.monotonic() - started:6.1f}s] {task_id}: {state}")
+            # Where the change stands in the queue, as the task waiting in it last said.
+            if api.dag_id == DAG_ID and task_id in QUEUE_TASKS and (changed or state in ("running", "up_for_reschedule")):
+                position = api.xcom(run_id, task_id, "queue_position")
+                if position and position != seen.get("queue_position"):
+                    seen["queue_position"] = position
+                    _say(f"  [{time.monotonic() - started:6.1f}s] {queue_line(position)}")
         if run_state in TERMINAL:
             return run_state
         time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
     return None
+
+
+def queue_line(position: dict[str, Any]) -> str:
+    """``queue: 2 of 5 (window 3): testing behind orders 1.4.0``."""
+    ahead = position.get("ahead") or []
+    return (f"queue: {position.get('place')} of {position.get('queued')} (window {position.get('window')}): "
+            f"{position.get('state')}{' behind ' + ', '.join(ahead) if ahead else ''}")
 
 
 def outcome(api: AirflowApi, run_id: str, state: str) -> tuple[int, str | None]:
@@ -237,6 +255,11 @@ def outcome(api: AirflowApi, run_id: str, state: str) -> tuple[int, str | None]:
              f" ({_change(report)})")
         return PROMOTED, None
     states = api.task_states(run_id)
+    superseded = next((note for task in QUEUE_TASKS if states.get(task) == "failed"
+                       for note in [api.xcom(run_id, task, "superseded")] if note), None)
+    if superseded:
+        _say(f"SUPERSEDED: {superseded}")
+        return REJECTED, None
     if states.get("validate") == "failed":
         note = api.xcom(run_id, "validate", "error") or {}
         if note and not note.get("refused"):  # the store or the registry failed: no verdict on the request
@@ -246,8 +269,8 @@ def outcome(api: AirflowApi, run_id: str, state: str) -> tuple[int, str | None]:
         return REJECTED, None
     if states.get("requeue") == "success":
         next_run = api.xcom(run_id, "requeue", "trigger_run_id")
-        conflict = api.xcom(run_id, "promote", "conflict")
-        _say(f"NOT PROMOTED: {conflict or 'L3 moved while this candidate was tested'}; re-tested on the new L3")
+        conflict = api.xcom(run_id, "promote", "conflict") or api.xcom(run_id, "reject", "conflict")
+        _say(f"NOT DECIDED: {conflict or 'L3 moved while this candidate was tested'}; tested again, keeping its place")
         if next_run:
             return ERROR, next_run
         _say("could not find the requeued run; see the requeue task log")

@@ -52,6 +52,17 @@ def stack_note(action: str, stack: str, *, manifest_version: int | None = None,
     return bounded(f"{stack} {action}{detail}")
 
 
+def gate_note(service: str | None, version: str | None, outcome: str, *, reason: str | None = None,
+              l3_version: int | None = None) -> str:
+    """``orders 1.1.0 → promoted, L3 v2``; ``catalog 1.1.0 → rejected: system tests failed: …``;
+    ``orders 1.1.0 → error: deploy: registry unreachable`` — the outcome first word after the arrow,
+    so a rejection and an infrastructure failure read apart in the run list."""
+    change = f"{service or '?'} {version or '?'}"
+    if outcome == "promoted":
+        return bounded(f"{change} → promoted, L3 v{l3_version}")
+    return bounded(f"{change} → {outcome}{': ' + reason if reason else ''}")
+
+
 def failed_note(prefix: str | None, failed_tasks: Iterable[str]) -> str:
     """A failed run with no note of its own: which tasks failed (after what it was about, if known)."""
     tasks = ", ".join(sorted(failed_tasks)) or "the run"

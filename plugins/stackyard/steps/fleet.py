@@ -34,7 +34,9 @@ from stackyard.core.rollout import describe_window
 from stackyard.core.stack_registry import dag_id_for, load_registry
 from stackyard.core.ephemeral import LABEL_MANAGED_BY, MANAGED_BY, timestamp
 from stackyard.core.times import utc_now
+from stackyard.adapters.gate_queue_store import GateQueueStore
 from stackyard.adapters.manifest_store import ManifestStore
+from stackyard.steps import gate_queue
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +159,10 @@ class Fleet:
     def __init__(self, *, manifest_store: ManifestStore, record_store: Any | None,
                  cluster: ClusterReader | None, stacks_file: Path | None,
                  clock: Callable[[], datetime] = utc_now, dag_states: DagStateReader | None = None,
-                 namespace_reader: Callable[[str], NamespaceRead] | None = None) -> None:
+                 namespace_reader: Callable[[str], NamespaceRead] | None = None,
+                 gate_window: int | None = None) -> None:
         self.manifest_store = manifest_store
+        self.gate_window = gate_window  # the gate queue's window (None: the queue is not shown)
         self.dag_states = dag_states
         self.namespace_reader = namespace_reader
         self._lock = threading.Lock()
@@ -285,7 +289,11 @@ class Fleet:
             reports = self._read(snap, "gate_reports", lambda: self._gate_reports(newest)) or {}
             rejections = self._read(snap, "rejections", lambda: self._rejections(limit)) or []
             entries = views.l3_history(newest, reports, rejections)[:limit]
-        return {"sources": snap.sources_dict(), "entries": entries}
+        queue = None
+        if self.gate_window is not None:
+            queue = self._read(snap, "gate_queue", lambda: gate_queue.queue_view(
+                GateQueueStore(self.manifest_store.backend), self.manifest_store, window=self.gate_window))
+        return {"sources": snap.sources_dict(), "entries": entries, "queue": queue}
 
     def _gate_reports(self, manifests: list[Manifest]) -> dict[int, GateReport]:
         out = {}

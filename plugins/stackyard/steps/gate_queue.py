@@ -22,16 +22,19 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
 from stackyard.adapters.gate_queue_store import GateQueueStore
 from stackyard.adapters.manifest_store import ManifestStore
+from stackyard.core.fleet import GATE_DAG_ID, run_link
 from stackyard.core.gate_queue import Entry, QueueItem, Settlement, Turn, lineup, open_entries, place, turn
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
 from stackyard.exceptions import InputError, NotFoundError
 
 _REQUEUED = re.compile(r"requeue__([0-9]+)__([0-9]+)(?:__.*)?")
 POLL_SECONDS = 1.0
+#: Longer than any gate run takes (deploy and tests have 10 minute timeouts, tasks 2 retries).
+STALE_AFTER = timedelta(hours=6)
 
 
 def requeue_run_id(seq: int, attempt: int, stamp: str) -> str:
@@ -143,7 +146,9 @@ def wait_turn(queue: GateQueueStore, store: ManifestStore, seq: int, *, window: 
     """Wait until change ``seq``'s tested attempt may be decided on (or must be tested again).
 
     ``alive(run_id)`` says whether a run is still going: a change ahead whose run ended without
-    settling it is taken out of the queue (abandoned), so that no run waits for a dead one."""
+    settling it is taken out of the queue (abandoned), so that no run waits for a dead one. So is
+    the head when its run has not moved for :data:`STALE_AFTER` (a run nothing watches, like a killed
+    ``airflow dags test``, stays "running" in the metadata DB for ever)."""
     last = None
     while True:
         entries = queue.entries(include=(seq,))
@@ -152,10 +157,12 @@ def wait_turn(queue: GateQueueStore, store: ManifestStore, seq: int, *, window: 
         decision = turn(l3, entries, seq)
         if decision is not Turn.WAIT:
             return decision
-        for entry in open_entries(entries):
+        for number, entry in enumerate(open_entries(entries), start=1):
             if entry.item.seq >= seq:
                 break
-            if _ended_unsettled(queue, store, entry, alive):
+            # Only the head waits for nobody: it alone can be judged stale by the time it stood still.
+            now = datetime.now(timezone.utc) if number == 1 else None
+            if _ended_unsettled(queue, store, entry, alive, now=now):
                 queue.settle(entry.item.seq, Settlement.ABANDONED,
                              detail="its gate run ended without a verdict")
         ahead = tuple(entry.item for entry in open_entries(entries) if entry.item.seq < seq)
@@ -188,12 +195,16 @@ def retest_reason(queue: GateQueueStore, store: ManifestStore, seq: int) -> str:
             f"change #{seq} was tested on v{attempt.base_version if attempt else '?'} and the changes ahead of it")
 
 
-def _ended_unsettled(queue: GateQueueStore, store: ManifestStore, entry: Entry, alive: Callable[[str], bool]) -> bool:
-    """Whether ``entry``'s run has ended without settling it (a promotion it made still counts)."""
+def _ended_unsettled(queue: GateQueueStore, store: ManifestStore, entry: Entry, alive: Callable[[str], bool],
+                     now: datetime | None = None) -> bool:
+    """Whether ``entry``'s run has ended (or gone stale) without settling it (a promotion it made
+    still counts)."""
     number = entry.attempt.number if entry.attempt else 0
     run_id = (queue.handover(entry.item.seq, number)
               or (entry.attempt.run_id if entry.attempt else queue.queued(entry.item.seq).run_id))
-    if alive(run_id):
+    moved = queue.attempt(entry.item.seq, number).started if entry.attempt else queue.queued(entry.item.seq).queued
+    stale = now is not None and now - moved > STALE_AFTER
+    if alive(run_id) and not stale:
         return False
     if entry.attempt is not None:  # it may have promoted and died before saying so
         record = queue.attempt(entry.item.seq, entry.attempt.number)
@@ -212,3 +223,27 @@ def _ended_unsettled(queue: GateQueueStore, store: ManifestStore, entry: Entry, 
 def abandon(queue: GateQueueStore, seq: int, *, run_id: str, reason: str) -> None:
     """Take the change out of the queue when its run ends without a verdict (an error)."""
     queue.settle(seq, Settlement.ABANDONED, run_id=run_id, detail=reason)
+
+
+def queue_view(queue: GateQueueStore, store: ManifestStore, *, window: int) -> dict:
+    """The gate queue as the Stacks view shows it: every queued change in order, where it stands
+    and what it is tested behind."""
+    entries = queue.entries()
+    current = store.latest()
+    l3 = {name: pin.chart_version for name, pin in current.services.items()} if current else {}
+    changes = []
+    for number, (entry, ahead, _) in enumerate(lineup(l3, entries), start=1):
+        record = queue.queued(entry.item.seq)
+        attempt = entry.attempt
+        if attempt is None:
+            state = "waiting for the window" if number > window else "starting"
+        elif attempt.result is None:
+            state = "testing" if attempt.number == 1 else f"testing again (attempt {attempt.number})"
+        else:
+            state = f"{'passed' if attempt.result else 'failed'}, waiting for its turn"
+        changes.append({"place": number, "seq": entry.item.seq, "service": entry.item.service,
+                        "version": entry.item.version, "state": state, "in_window": number <= window,
+                        "ahead": [f"{item.service} {item.version}" for item in ahead],
+                        "run": run_link(GATE_DAG_ID, attempt.run_id if attempt else record.run_id),
+                        "requested_by": record.requested_by, "queued": record.queued.isoformat()})
+    return {"window": window, "changes": changes}

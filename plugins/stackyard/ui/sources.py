@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
+from stackyard.exceptions import InputError
 from stackyard.steps.fleet import CachedClusterReader, Fleet, kube_cluster_reader, kube_namespace_reader
 from stackyard.core.fleet import GATE_DAG_ID
 from stackyard.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Cluster reads are reused this long (seconds); the page shows when they were made.
 CLUSTER_CACHE_SECONDS = 15.0
@@ -26,7 +31,16 @@ def airflow_fleet(settings: Settings | None = None) -> Fleet:
         stacks_file=settings.stacks_file,
         dag_states=paused_dags,
         namespace_reader=kube_namespace_reader(lambda: StackHook(conn_id).core),
+        gate_window=_gate_window(settings),
     )
+
+
+def _gate_window(settings: Settings) -> int | None:
+    try:
+        return settings.gate_window
+    except InputError as exc:  # the gate refuses to run with it too; the page still shows the rest
+        log.warning("stacks view: the gate queue is not shown: %s", exc)
+        return None
 
 
 def paused_dags(dag_ids: list[str]) -> dict[str, bool]:

@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import PokeReturnValue, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowRescheduleException, AirflowSkipException
 
 from stackyard.steps import gate as gate_steps
 from stackyard.steps import gate_queue as queue_steps
@@ -42,6 +42,8 @@ from stackyard.airflow.operators._base import (
     ERROR_XCOM_KEY, NON_RETRYABLE, error_line, non_retryable, noting_failure,
 )
 from stackyard.airflow.operators._context import pulled, record_event, utc_now
+from stackyard.airflow.run_notes import record_note
+from stackyard.core.run_notes import gate_note
 
 PROFILE = gate_steps.PROFILE
 DAG_ID = "l3_gate"
@@ -50,7 +52,9 @@ POSITION_XCOM_KEY = "queue_position"   # where it stands (stackyard gate --wait 
 REQUEUE_XCOM_KEY = "requeue"           # the run id of the run that tests it again
 SUPERSEDED_XCOM_KEY = "superseded"
 WINDOW_POKE_SECONDS = 5                # how often a change beyond the window looks again
-QUEUE_TIMEOUT_SECONDS = 6 * 3600       # how long a change may wait in the queue
+QUEUE_TIMEOUT_SECONDS = 6 * 3600       # how long a change may wait for the window
+TURN_WAIT_IN_TASK_SECONDS = 20         # promote/reject wait for their turn this long in the task...
+TURN_RESCHEDULE_SECONDS = 3            # ...then look again this much later, holding no worker slot
 KEEP_ON_FAILURE_TTL = "1d"
 FAILURE_XCOM_KEY = "failure"
 
@@ -137,9 +141,12 @@ def _turn(passed: bool, context: Any) -> Turn:
         print(position)
         context["ti"].xcom_push(key=POSITION_XCOM_KEY, value=position.to_dict())
 
-    decision = queue_steps.wait_turn(queue, manifest_store_for(settings), queued["seq"], window=settings.gate_window,
-                                     alive=_run_alive, deadline=time.monotonic() + QUEUE_TIMEOUT_SECONDS,
-                                     report=report)
+    try:
+        decision = queue_steps.wait_turn(queue, manifest_store_for(settings), queued["seq"],
+                                         window=settings.gate_window, alive=_run_alive,
+                                         deadline=time.monotonic() + TURN_WAIT_IN_TASK_SECONDS, report=report)
+    except TimeoutError:  # still behind others: look again later without holding a worker slot
+        raise AirflowRescheduleException(utc_now() + timedelta(seconds=TURN_RESCHEDULE_SECONDS)) from None
     if decision is Turn.SUPERSEDED:
         detail = (queue.settled(queued["seq"]) or None)
         reason = detail.detail if detail and detail.detail else "a newer version of this service was queued"
@@ -331,13 +338,17 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
     _leave_queue_unless_decided(context)
     if candidate is None:
         superseded = pulled("validate", SUPERSEDED_XCOM_KEY)
+        asked = (params.get("service"), params.get("chart_version"))
         if superseded:  # replaced by a newer version before it was tested: no verdict, no alert
+            record_note(context, gate_note(*asked, GateOutcome.SUPERSEDED.value, reason=superseded))
             metrics.gate_finished(GateOutcome.SUPERSEDED.value, None)
             raise AirflowFailException(f"L3 gate {GateOutcome.SUPERSEDED.value}: {superseded}")
         refusal = pulled("validate", ERROR_XCOM_KEY) or {}
         if refusal.get("refused"):
+            record_note(context, gate_note(*asked, "refused", reason=refusal["reason"]))
             raise AirflowFailException(f"the request was refused: {refusal['reason']}")
         reason = f"validate: {refusal.get('reason') or 'failed (see its log)'}"
+        record_note(context, gate_note(*asked, GateOutcome.ERROR.value, reason=reason))
         metrics.gate_finished(GateOutcome.ERROR.value, None)
         notify.send(notify.gate_error(params.get("service"), params.get("chart_version"), reason, run_id=context["run_id"]))
         raise AirflowFailException(f"L3 gate error: {reason}")
@@ -367,6 +378,9 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
     )
     print(f"L3 gate: {outcome.value} {manifest.change} — L3 v{report.before.version} → v{report.after.version}"
           f"{': ' + reason if reason else ''}")
+    record_note(context, gate_note(manifest.change.service if manifest.change else None,
+                                   manifest.change.to_version if manifest.change else None, outcome.value,
+                                   reason=reason, l3_version=report.after.version))
     metrics.gate_finished(outcome.value, report.duration_seconds)
     if outcome is GateOutcome.ERROR:
         # Alert first: the store that failed may be the one the report goes to.
