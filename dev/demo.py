@@ -92,13 +92,14 @@ def run_demo(settings: Settings) -> int:
     store = open_manifest_store(demo.manifest_store_url)
     logging.getLogger("kube_sandbox").setLevel(logging.WARNING)
 
-    from dev.image_mirror import serve as image_mirror
+    from dev.image_mirror import pulled_digest, serve as image_mirror
     from stackyard.adapters.image_registry import ImageResolver
     from stackyard.core.images import parse_mirrors
 
     with Sandbox(ready_delay=0.2, kubeconfig=demo_home / "kubeconfig", rules=str(SANDBOX_RULES)) as sandbox, \
             image_mirror(settings.home) as mirrors:
         images = ImageResolver(mirrors=parse_mirrors(mirrors))
+        sandbox.image_digest = pulled_digest(mirrors)  # pods' imageID: what the mirror holds
         env = {
             **os.environ,
             "STACKYARD_IMAGE_MIRRORS": mirrors,

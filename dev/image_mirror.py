@@ -116,6 +116,25 @@ def push_images(mirrors: str, references: Iterable[str]) -> int:
     return pushed
 
 
+def pulled_digest(mirrors: str):
+    """For the kube sandbox (``Sandbox(image_digest=...)``): the digest a runtime pulling a tag
+    through these mirrors gets now, so pods' ``imageID`` is the mirror's content (None when the
+    mirror does not have it). Not cached: a tag pushed again shows in the next pod that starts."""
+    from stackyard.adapters.image_registry import ImageResolver
+
+    located = parse_mirrors(mirrors)
+
+    def digest(reference: str) -> str | None:
+        try:
+            if parse_image(reference).domain not in located:
+                return None  # only the mirror is asked: the tests' made-up registries do not exist
+            return ImageResolver(mirrors=located, timeout=2.0).resolve(reference).digest
+        except Exception:  # noqa: BLE001 - not in the mirror: the sandbox makes one up
+            return None
+
+    return digest
+
+
 @contextlib.contextmanager
 def serve(home: Path, images: Iterable[str] | None = None) -> Iterator[str]:
     """Serve the mirror; yields the ``STACKYARD_IMAGE_MIRRORS`` value for the processes that use it."""

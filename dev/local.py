@@ -374,6 +374,7 @@ def up(settings: Settings, *, port: int = 8080, sandbox_port: int = 6443, stop: 
         os.environ["STACKYARD_IMAGE_MIRRORS"] = mirror.enter_context(image_mirror.serve(settings.home))
         settings = dataclasses.replace(settings, image_mirrors=os.environ["STACKYARD_IMAGE_MIRRORS"])
         print(f"image mirror: {settings.image_mirrors}", flush=True)
+        sandbox.image_digest = image_mirror.pulled_digest(settings.image_mirrors)  # pods' imageID: the mirror's
         seed_examples(settings, say=lambda text: print(text, flush=True))
         if stop.is_set():
             return 0

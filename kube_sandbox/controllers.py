@@ -11,6 +11,7 @@ pods; Services get Endpoints and EndpointSlices of their ready pods; the steps a
 from __future__ import annotations
 
 import copy
+import hashlib
 import heapq
 import itertools
 import json
@@ -126,9 +127,12 @@ def _max_unavailable(spec: dict, n: int) -> int:
 
 
 class Controllers:
-    def __init__(self, api: Api, registry: Registry, ready_delay: float, rules: Rules | None = None):
+    def __init__(self, api: Api, registry: Registry, ready_delay: float, rules: Rules | None = None,
+                 image_digest=None):
         self.api, self.registry, self.ready_delay = api, registry, ready_delay
         self.rules = rules or Rules()
+        # reference -> the digest a runtime pulling it would get (a registry mirror), or None
+        self.image_digest = image_digest or (lambda reference: None)
         self._heap: list = []
         self._seq = itertools.count()
         self._cv = threading.Condition()
@@ -188,6 +192,13 @@ class Controllers:
         return self.api._rt_for_key(key)
 
     # ------------------------------------------------------------------ dispatch (store lock held)
+    def _pulled(self, image: str) -> str | None:
+        try:
+            return self.image_digest(image)
+        except Exception:  # noqa: BLE001 - a registry that cannot answer: the made-up digest
+            log.debug("image_digest(%s) failed", image, exc_info=True)
+            return None
+
     def on_event(self, type_: str, key, obj: dict, old: dict | None) -> None:
         handler = self.HANDLERS.get(key)
         if handler is not None:
@@ -380,6 +391,10 @@ class Controllers:
                             if (self.rules.resolve(pod, c).finite("Never").exit_code or 0) != 0), None)
         ip = self._alloc_ip()
         events = []
+        # asked before the update: image_digest may ask a registry, never under the store's lock
+        pulled = {image: image_id(image, None if "@" in image else self._pulled(image))
+                  for c in [*(spec.get("initContainers") or ()), *(spec.get("containers") or ())]
+                  for image in [str(c.get("image") or "")]}
 
         def mutate(o: dict) -> None:
             st = o.get("status") or {}
@@ -389,7 +404,7 @@ class Controllers:
             inits = []
             for c in spec.get("initContainers") or ():
                 code = self.rules.resolve(pod, c).finite("Never").exit_code or 0
-                inits.append(_cstatus(ns, name, c, {"terminated": {
+                inits.append(_cstatus(ns, name, c, pulled[str(c.get("image") or "")], {"terminated": {
                     "exitCode": code, "reason": "Completed" if code == 0 else "Error", "startedAt": t,
                     "finishedAt": t}}, ready=code == 0))
             statuses = []
@@ -408,7 +423,8 @@ class Controllers:
                                    ("Normal", "Started", f"Started container {c.get('name')}")])
                 # a container that exits at once under restartPolicy Always crash-loops: never ready
                 crashing = out.exit_code is not None and not out.duration and spec.get("restartPolicy") == "Always"
-                statuses.append(_cstatus(ns, name, c, state, ready="running" in state and out.ready and not crashing))
+                statuses.append(_cstatus(ns, name, c, pulled[str(c.get("image") or "")], state,
+                                         ready="running" in state and out.ready and not crashing))
             status = {**st, "hostIP": "10.0.0.1", "hostIPs": [{"ip": "10.0.0.1"}], "podIP": ip,
                       "podIPs": [{"ip": ip}], "startTime": t, "containerStatuses": statuses}
             if inits:
@@ -981,11 +997,28 @@ class Controllers:
 
 
 # ---------------------------------------------------------------------------- pod lifecycle as data
-def _cstatus(ns: str, name: str, c: dict, state: dict, ready: bool) -> dict:
+def _cstatus(ns: str, name: str, c: dict, image: str, state: dict, ready: bool) -> dict:
     cname = c.get("name")
     cid = f"sandbox://{_fnv32a(f'{ns}/{name}/{cname}'.encode()):08x}"
-    return {"name": c.get("name"), "image": c.get("image", ""), "imageID": f"sandbox://{c.get('image', '')}",
+    return {"name": c.get("name"), "image": c.get("image", ""), "imageID": image,
             "containerID": cid, "ready": ready, "started": "running" in state, "restartCount": 0, "state": state}
+
+
+def image_id(image: str, pulled: str | None = None) -> str:
+    """``status.containerStatuses[].imageID`` as containerd reports it: the normalized repository
+    at the digest that runs (``docker.io/library/nginx@sha256:…``). A reference with a digest runs
+    that digest; a tag runs ``pulled`` (what the sandbox's ``image_digest`` found, e.g. in a
+    registry mirror), else a digest made from the reference (the sandbox pulls nothing)."""
+    name, _, digest = image.partition("@")
+    digest = digest or pulled
+    if name.rfind(":") > name.rfind("/"):
+        name = name[:name.rfind(":")]
+    first, _, rest = name.partition("/")
+    if not rest or not ("." in first or ":" in first or first == "localhost"):
+        name = f"docker.io/{name if rest else 'library/' + name}"
+    elif first == "index.docker.io":
+        name = f"docker.io/{rest}"
+    return f"{name}@{digest or 'sha256:' + hashlib.sha256(image.encode()).hexdigest()}"
 
 
 def _pod_conditions(status: dict, initialized: bool, done: bool = False) -> list[dict]:

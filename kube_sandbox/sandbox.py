@@ -48,8 +48,12 @@ class Sandbox:
 
     def __init__(self, ready_delay: float = 0.5, snapshot: str | os.PathLike | None = None,
                  host: str = "127.0.0.1", port: int = 0, kubeconfig: str | os.PathLike | None = None,
-                 verbose: bool = False, rules=None, tls: bool = False, require_token: bool = False):
+                 verbose: bool = False, rules=None, tls: bool = False, require_token: bool = False,
+                 image_digest=None):
         self.ready_delay = ready_delay
+        #: reference -> the digest a runtime pulling that tag would run (e.g. asked of a registry
+        #: mirror), or None; what pods' ``imageID`` reports. Settable until pods start.
+        self.image_digest = image_digest
         self.snapshot = Path(snapshot) if snapshot else None
         self.host, self.port = host, port
         self._kubeconfig_arg = Path(kubeconfig) if kubeconfig else None
@@ -101,7 +105,8 @@ class Sandbox:
         return Path(self._tmpdir.name)
 
     def start(self) -> "Sandbox":
-        self.controllers = Controllers(self.api, self.registry, self.ready_delay, self.rules)
+        self.controllers = Controllers(self.api, self.registry, self.ready_delay, self.rules,
+                                       image_digest=lambda ref: self.image_digest(ref) if self.image_digest else None)
         if self.snapshot and self.snapshot.exists():
             self.store.load(json.loads(self.snapshot.read_text()))
             with self.store.lock:  # let controllers resume unfinished work (CRDs, pods, namespaces)

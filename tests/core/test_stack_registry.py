@@ -31,6 +31,7 @@ def test_the_shipped_registry_is_valid_and_complete():
     assert production.kind is StackKind.PRODUCTION and production.profile == "production"
     assert production.source == HealthySource("stage", 24.0)
     assert production.canary_services == {"orders"}
+    assert production.pin_images and not any(s.pin_images for n, s in loaded.stacks.items() if n != "production")
     assert all(stack.connection == "stackyard_kube" for stack in loaded.stacks.values())
 
 
@@ -41,6 +42,12 @@ def test_defaults_of_a_minimal_entry():
     assert stack.windows is None and stack.canary.plan.steps == (5, 25, 50)
     assert stack.canary.traffic.provider == "replicas" and stack.canary.analysis == () and not stack.canary.migrated
     assert stack.dag_id == "rollout_qa9"
+    assert stack.pin_images is False  # an entry written before the switch keeps deploying tags
+
+
+def test_pin_images_is_a_per_stack_switch():
+    assert parse_stack("qa9", {**MINIMAL, "pin_images": True}).pin_images is True
+    assert parse_stack("prod", {**PRODUCTION, "pin_images": False}).pin_images is False
 
 
 def test_production_defaults_to_the_production_profile():
@@ -205,6 +212,8 @@ MALFORMED = [
      "production", "stack production: services[1]: 'orders\\n' is not a service name"),
     ("role with a trailing newline", production(triggerers='{roles: ["admins\\n"]}'),
      "production", "stack production: triggerers.roles[0]: 'admins\\n' is not a role or user name"),
+    ("pin_images that is no boolean", production(pin_images="'yes'"),
+     "production", "stack production: pin_images: expected true or false, got 'yes'"),
     ("canary URL that is no http(s)", production(canary="{check: {type: http, url: 'javascript:alert(1)'}}"),
      "production", "stack production: canary.check.url: expected an http(s) URL"),
 ]

@@ -35,18 +35,20 @@ class RealCluster:
 
 
 @pytest.fixture(scope="session")
-def sandbox():
+def sandbox(image_mirror):
     """A kube sandbox for the session, or the real cluster under `make test-cluster`.
 
     Tests marked ``cluster`` use only what a real cluster offers; the others may use the
-    sandbox's fault injection and run only on the sandbox.
+    sandbox's fault injection and run only on the sandbox. Pods report the image mirror's
+    digest of their tags as ``imageID``, as a runtime pulling through it would.
     """
     if os.environ.get("STACKYARD_TEST_CLUSTER"):
         yield RealCluster(Path(os.environ["KUBECONFIG"]))
         return
+    from dev.image_mirror import pulled_digest
     from kube_sandbox import Sandbox
 
-    with Sandbox(ready_delay=0.05, rules=str(SANDBOX_RULES)) as sb:
+    with Sandbox(ready_delay=0.05, rules=str(SANDBOX_RULES), image_digest=pulled_digest(image_mirror)) as sb:
         yield sb
 
 

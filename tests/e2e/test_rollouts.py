@@ -387,6 +387,40 @@ def test_production_canary_promotes_then_aborts_leaving_stable_untouched(local_s
     assert "stable release untouched" in capfd.readouterr().out
 
 
+def test_production_pods_run_the_pinned_digests_while_stage_runs_tags(local_stack, rollouts, production_charts):
+    """pin_images (on for production): every container of the release's pods, init containers
+    included, runs ``repository@digest`` from its chart's image lock; stage (off) runs the tags."""
+    from stackyard.core.charts import load_chart_bytes
+
+    prod, stage = rollouts.name("prod"), rollouts.name("stage")
+    bag = rollouts.dagbag(**{
+        stage: qa(stage, profile="stage", services=["catalog", "orders"]),
+        prod: production(prod, stage, services=["catalog", "orders"], pin_images=True),
+    })
+    assert run(bag, f"rollout_{stage}")[0] == "success"
+    state, tasks, upgrades = run(bag, f"rollout_{prod}")
+    assert state == "success", (tasks, upgrades)
+
+    locked = {}
+    for service in ("catalog", "orders"):
+        package = local_stack.registry.fetch(service, "1.0.0").read_bytes()
+        locked.update(load_chart_bytes(package, service).images.digests())
+    digests = set(locked.values())
+
+    def images(namespace):
+        pods = local_stack.core_v1().list_namespaced_pod(namespace).items
+        specs = [c for p in pods for c in [*(p.spec.init_containers or []), *p.spec.containers]]
+        ids = [s.image_id for p in pods for s in [*(p.status.init_container_statuses or []),
+                                                  *(p.status.container_statuses or [])]]
+        return [c.image for c in specs], ids
+
+    running, ids = images(prod)
+    assert running and all("@sha256:" in image and image.rsplit("@", 1)[1] in digests for image in running), running
+    assert sorted(image.rsplit("@", 1)[1] for image in running) == sorted(i.rsplit("@", 1)[1] for i in ids)
+    tagged, _ = images(stage)
+    assert tagged and not any("@" in image for image in tagged)
+
+
 # --- the registry --------------------------------------------------------------------------------------
 
 

@@ -174,3 +174,75 @@ def test_missing_secret_volume_gives_failed_mount_events(cli, tmp_path):
     assert _json(cli, "get", "pod", "m")["status"]["phase"] == "Pending"
     cli.kubectl("create", "secret", "generic", "later", "--from-literal=a=b")
     _wait(lambda: _json(cli, "get", "pod", "m")["status"]["phase"] == "Running")
+
+
+D = "sha256:" + "d" * 64
+
+
+@pytest.mark.parametrize("image, expected", [
+    (f"registry.example.com:5000/shop/orders@{D}", f"registry.example.com:5000/shop/orders@{D}"),
+    (f"nginx:1.25@{D}", f"docker.io/library/nginx@{D}"),
+    (f"bitnami/redis@{D}", f"docker.io/bitnami/redis@{D}"),
+    (f"index.docker.io/bitnami/redis@{D}", f"docker.io/bitnami/redis@{D}"),
+    (f"localhost/app@{D}", f"localhost/app@{D}"),
+])
+def test_image_id_is_the_repository_at_the_digest_of_the_reference(image, expected):
+    from kube_sandbox.controllers import image_id
+
+    assert image_id(image) == expected
+
+
+def test_image_id_of_a_tag_is_a_digest_fixed_by_the_reference():
+    from kube_sandbox.controllers import image_id
+
+    assert image_id("nginx:1.25").startswith("docker.io/library/nginx@sha256:")
+    assert image_id("nginx:1.25") == image_id("nginx:1.25") != image_id("nginx:1.26")
+
+
+def test_running_pods_report_the_image_id_of_what_runs(kube_client):
+    import time
+
+    from kubernetes import client
+    core = client.CoreV1Api(kube_client)
+    core.create_namespaced_pod("default", {"metadata": {"name": "pinned"}, "spec": {
+        "initContainers": [{"name": "init", "image": f"busybox@{D}"}],
+        "containers": [{"name": "c", "image": f"registry.example.com/shop/orders@{D}"}]}})
+    deadline = time.monotonic() + 20
+    while not (core.read_namespaced_pod("pinned", "default").status.container_statuses or []):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    status = core.read_namespaced_pod("pinned", "default").status
+    assert [s.image_id for s in status.container_statuses] == [f"registry.example.com/shop/orders@{D}"]
+    assert [s.image_id for s in status.init_container_statuses] == [f"docker.io/library/busybox@{D}"]
+
+
+def test_a_tag_runs_the_digest_image_digest_says_a_runtime_would_pull():
+    import time
+
+    from kubernetes import client, config
+
+    from kube_sandbox import Sandbox
+
+    asked = []
+
+    def pulled(reference):
+        asked.append(reference)
+        if reference == "broken:1":
+            raise OSError("registry down")
+        return D if reference == "registry.example.com/shop/orders:1.0.0" else None
+
+    with Sandbox(ready_delay=0.05, image_digest=pulled) as sb:
+        core = client.CoreV1Api(config.new_client_from_config(config_file=str(sb.kubeconfig_path)))
+        core.create_namespaced_pod("default", {"metadata": {"name": "tagged"}, "spec": {"containers": [
+            {"name": "a", "image": "registry.example.com/shop/orders:1.0.0"}, {"name": "b", "image": "nginx:1.25"},
+            {"name": "c", "image": "broken:1"}]}})
+        deadline = time.monotonic() + 20
+        while not (core.read_namespaced_pod("tagged", "default").status.container_statuses or []):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        ids = {s.name: s.image_id for s in core.read_namespaced_pod("tagged", "default").status.container_statuses}
+    from kube_sandbox.controllers import image_id
+
+    assert ids == {"a": f"registry.example.com/shop/orders@{D}", "b": image_id("nginx:1.25"),
+                   "c": image_id("broken:1")}  # no answer or a failing one: the made-up digest
+    assert sorted(asked) == ["broken:1", "nginx:1.25", "registry.example.com/shop/orders:1.0.0"]

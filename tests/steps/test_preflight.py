@@ -31,6 +31,10 @@ def sandbox():
 
 @pytest.fixture
 def env(sandbox, tmp_path, helm_bin):
+    return _env(sandbox, tmp_path, helm_bin)
+
+
+def _env(sandbox, tmp_path, helm_bin):
     from kubernetes import config
 
     helm = Helm(HelmConfig(home=tmp_path / "helm", binary=helm_bin, kubeconfig=str(sandbox.kubeconfig_path),
@@ -119,3 +123,53 @@ def test_a_crd_upgrade_goes_through_the_gate_and_a_downgrade_or_removed_version_
     with pytest.raises(InputError, match=r"drops version\(s\) v1"):
         deploy(helm, cluster, package(helm, cluster, tmp, "1.2.0", certificateVersions=["v2"]), "crd-drop")
     assert [v["name"] for v in cluster.get_crd(CERTS)["spec"]["versions"]] == ["v1", "v2"]
+
+
+D = "sha256:" + "d" * 64
+BUSYBOX = "docker.io/library/busybox:1.36"
+
+
+@pytest.fixture
+def own_env(tmp_path, helm_bin):
+    """A sandbox of the test's own: the module's holds CRDs of newer certpilot versions."""
+    from kube_sandbox import Sandbox
+
+    with Sandbox(ready_delay=0.01) as sb:
+        yield _env(sb, tmp_path, helm_bin)
+
+
+def test_pin_images_runs_the_locked_digest_hooks_included_and_refuses_what_it_cannot_pin(own_env):
+    """helm 4's post-renderer (stackyard-post-render) pins every container, the test hook
+    included, and still drops CRDs; an image that cannot be pinned is refused by the preflight
+    render before anything changes, and by the post-renderer itself with its reason."""
+    from stackyard.core.images import ChartDigests, images_in
+
+    helm, cluster, tmp = own_env
+    pkg = package(helm, cluster, tmp)
+    digests = ChartDigests("certpilot", {"certpilot": {BUSYBOX: D}})
+    release = stack_release("pin-a")
+    done = preflight.prepare(helm, cluster, pkg, release=release, namespace="pin-a", may_upgrade_crds=True,
+                             log=lambda _: None, image_digests=digests)
+    assert done["pinned_images"] == [f"docker.io/library/busybox@{D}"]
+    helm.upgrade_install(release, pkg, namespace="pin-a", create_namespace=True, timeout="60s", without_crds=True,
+                         image_digests=digests)
+    docs = [d for d in yaml.safe_load_all(helm._run(["get", "manifest", release, "--namespace", "pin-a"], kube=True,
+                                                    stdout_is_data=True).stdout) if d]
+    assert "CustomResourceDefinition" not in [d["kind"] for d in docs]
+    hooks = [yaml.safe_load(h["manifest"]) for h in helm.release_hooks(release, namespace="pin-a")]
+    images = [i.reference for i in images_in([*docs, *hooks])]
+    assert len(images) >= 2 and set(images) == {f"docker.io/library/busybox@{D}"}, images
+    assert any(h.get("metadata", {}).get("annotations", {}).get("helm.sh/hook") == "test" for h in hooks)
+    assert not any("postrender" in str(d.get("metadata", {}).get("annotations", {})) for d in docs)
+
+    with pytest.raises(InputError, match=r"(?s)release pin-b in pin-b \(pin_images\): 2 image\(s\) cannot be run at a pinned "
+                                         r"digest.*chart certpilot: .* image docker.io/library/busybox:1.36: has no "
+                                         r"image lock"):
+        preflight.prepare(helm, cluster, pkg, release="pin-b", namespace="pin-b", may_upgrade_crds=True,
+                          log=lambda _: None, image_digests=ChartDigests("certpilot", {"certpilot": None}))
+    with pytest.raises(InputError, match=r"(?s)helm post-render: .*container .*: image docker.io/library/busybox:1.36: "
+                                         r"not in its image lock"):
+        helm.upgrade_install("pin-b", pkg, namespace="pin-b", create_namespace=True, timeout="60s", without_crds=True,
+                             image_digests=ChartDigests("certpilot", {"certpilot": {"other:1": D}}))
+    assert [r.name for r in helm.list(namespace="pin-b")] == []
+    assert not list((tmp / "helm").glob("image-digests-*"))  # the digests file lived for the command only

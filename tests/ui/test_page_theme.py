@@ -24,16 +24,21 @@ from tests.ui.test_browser import LAUNCH_ARGS, require_chromium
 
 pytestmark = pytest.mark.slow
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=timezone.utc)
+ORDERS_IMAGE = "registry.example.com/orders:1.0.0"
+PINNED = "sha256:" + "ab12" * 16
+MOVED = "sha256:" + "cd34" * 16
 
 
 def documents() -> dict[str, object]:
-    seed = Manifest.initial({"orders": ServicePin("1.0.0"), "catalog": ServicePin("1.0.0")}, NOW, Provenance(None, "t", None))
+    seed = Manifest.initial({"orders": ServicePin("1.0.0", images={ORDERS_IMAGE: PINNED}), "catalog": ServicePin("1.0.0")},
+                            NOW, Provenance(None, "t", None))
     history = [seed, propose(seed, "orders", "1.1.0", None, NOW, Provenance("g2", "bob", None))]
     managed = {"app.kubernetes.io/managed-by": "stackyard", "stackyard.io/stack-type": "persistent"}
     pod = {"kind": "Pod", "metadata": {"name": "orders-1", "namespace": "qa1", "labels": {"app.kubernetes.io/name": "orders"}},
-           "spec": {}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
-                                  "containerStatuses": [{"name": "orders", "restartCount": 5,
-                                                         "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
+           "spec": {"containers": [{"name": "orders", "image": ORDERS_IMAGE}]},
+           "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+                      "containerStatuses": [{"name": "orders", "restartCount": 5, "imageID": f"registry.example.com/orders@{MOVED}",
+                                             "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
     cluster = ClusterState((NamespaceRow("qa1", managed),), (ReleaseRow("orders", "qa1", "deployed", "orders-1.0.0"),), NOW,
                            objects={"qa1": [pod]})
     matrix = views.fleet_matrix(history=history, cluster=cluster, rollouts={})
@@ -41,9 +46,9 @@ def documents() -> dict[str, object]:
     overview = {"sources": {"cluster": ok}, "now": "2026-03-04T10:00:00Z", "matrix": matrix,
                 "ephemeral": views.ephemeral_view(cluster, {}, [], NOW), "persistent": views.persistent_view([], cluster, {}, NOW)}
     status = views.stack_status("qa1", matrix, [], [])
-    page = views.stack_detail(status, namespace="qa1", objects=[pod], warnings=[],
-                              deployed={"orders": {"version": "1.0.0", "status": "deployed", "release": "orders"}},
-                              releases=[], live={}, compared_kinds=set())
+    deployed = {"orders": {"version": "1.0.0", "status": "deployed", "release": "orders"}}
+    page = views.stack_detail(status, namespace="qa1", objects=[pod], warnings=[], deployed=deployed,
+                              releases=[], live={}, compared_kinds=set(), pinned=views.pinned_images(deployed, history))
     return {"/stacks/api/overview": overview, "/stacks/api/history?limit=30": {"sources": {}, "entries": []},
             "/stacks/api/stacks/qa1": {"sources": {}, **page, "namespace": "qa1"}}
 
@@ -124,6 +129,10 @@ def test_the_page_follows_airflows_light_and_dark_theme_and_type(site, tmp_path)
             frame.locator("body[data-stack=qa1]").wait_for(timeout=30_000)
             row = frame.locator('#stack-services tr[data-service="orders"]')
             assert row.get_attribute("data-health") == "degraded" and "CrashLoopBackOff" in row.inner_text()
+            images = row.locator("td[data-images]")  # the pinned digest, short; full on hover; the mismatch flagged
+            assert images.get_attribute("data-images") == "mismatch" and PINNED[7:19] in images.inner_text()
+            assert images.locator("span[title]").first.get_attribute("title") == f"{ORDERS_IMAGE}@{PINNED}"
+            assert "not the pinned digest" in images.inner_text()
             page.screenshot(path=str(tmp_path / "stack-page-dark.png"), full_page=True)
             # Toggling Airflow's theme recolours the open page without a reload.
             page.evaluate("document.documentElement.className = 'light'")

@@ -10,9 +10,10 @@ With a ``guard`` (see :class:`stackyard.adapters.leases.ReleaseGuard`) every upg
 and uninstall holds the release's lease, and an operation interrupted earlier is recovered first.
 
 A stack's release never owns a CRD (docs/chart-contract.md): ``--skip-crds`` leaves the charts'
-``crds/`` folders out and the post-renderer plugin ``stackyard-crd-filter`` (helm 4 takes
+``crds/`` folders out and the post-renderer plugin ``stackyard-post-render`` (helm 4 takes
 post-renderers as plugins; this one is written into the task's private helm home) drops CRD
-templates; stackyard applies CRDs itself.
+templates; stackyard applies CRDs itself. The same plugin runs every container at its pinned
+digest when asked (``image_digests``, docs/images.md): helm allows one post-renderer per command.
 """
 
 from __future__ import annotations
@@ -31,15 +32,33 @@ from typing import Any
 
 import stackyard
 from stackyard.core.charts import split_chart
-from stackyard.exceptions import NotFoundError, ToolError
+from stackyard.core.images import ChartDigests
+from stackyard.exceptions import InputError, NotFoundError, ToolError
 from stackyard.adapters.runner import ToolResult, ToolRunner, process_alive
 
 DEFAULT_TIMEOUT = "5m0s"
-CRD_FILTER_PLUGIN = "stackyard-crd-filter"
-_CRD_FILTER_SCRIPT = """import sys
+POST_RENDER_PLUGIN = "stackyard-post-render"
+#: The plugin's program: the rules are core's; it only reads its arguments and files.
+_POST_RENDER_SCRIPT = """import json, sys
 sys.path.insert(0, {path!r})
 from stackyard.core.cluster_objects import without_crds
-sys.stdout.write(without_crds(sys.stdin.read()))
+from stackyard.core.images import ChartDigests, pin_rendered
+args = sys.argv[1:]
+text = sys.stdin.read()
+if "--without-crds" in args:
+    text = without_crds(text)
+if "--pin-images" in args:
+    pins = args[args.index("--pin-images") + 1]
+    with open(pins) as f:
+        result = pin_rendered(text, ChartDigests.from_json(json.load(f)))
+    if result.unpinnable:
+        message = result.report("helm post-render")
+        with open(pins + ".error", "w") as f:
+            f.write(message)  # helm 4 does not show a post-renderer's stderr
+        sys.stderr.write(message)
+        sys.exit(1)
+    text = result.text
+sys.stdout.write(text)
 """
 _PUSH_DIGEST = re.compile(r"Digest:\s*(sha256:[0-9a-f]{64})")
 #: What older stackyard versions named the private directory of a values file.
@@ -155,6 +174,17 @@ class Release:
 
 
 @dataclass(frozen=True)
+class _PostRender:
+    argv: list[str]
+    error_file: Path | None = None
+
+    def raise_reported(self) -> None:
+        """The post-renderer's own report (helm 4 only says the plugin failed), if it wrote one."""
+        if self.error_file is not None and self.error_file.is_file():
+            raise InputError(self.error_file.read_text()) from None
+
+
+@dataclass(frozen=True)
 class TestRun:
     passed: bool
     output: str
@@ -237,10 +267,14 @@ class Helm:
         rollback_on_failure: bool = True,
         create_namespace: bool = False,
         without_crds: bool = False,
+        image_digests: ChartDigests | None = None,
     ) -> Release:
         """``values`` (composed, secrets included) are applied after ``values_files``, from memory.
-        ``without_crds``: the release gets none of the chart's CRDs (stackyard applies them)."""
-        with self._guarded(release, namespace, "upgrade"), values_fd(values) as (args, fds):
+        ``without_crds``: the release gets none of the chart's CRDs (stackyard applies them).
+        ``image_digests``: every container runs at its chart's locked digest; an image that cannot
+        be pinned fails the upgrade before anything is applied (InputError naming it)."""
+        with (self._guarded(release, namespace, "upgrade"), values_fd(values) as (args, fds),
+              self._post_render(without_crds, image_digests) as post_render):
             argv = [
                 "upgrade", release, str(chart), "--install",
                 "--namespace", namespace,
@@ -255,8 +289,13 @@ class Helm:
             if create_namespace:
                 argv.append("--create-namespace")
             if without_crds:
-                argv += ["--skip-crds", "--post-renderer", self._crd_filter()]
-            self._run(argv, kube=True, pass_fds=fds)
+                argv.append("--skip-crds")
+            argv += post_render.argv
+            try:
+                self._run(argv, kube=True, pass_fds=fds)
+            except ToolError:
+                post_render.raise_reported()
+                raise
         return self.status(release, namespace=namespace)
 
     def uninstall(self, release: str, *, namespace: str, timeout: str = DEFAULT_TIMEOUT) -> bool:
@@ -335,19 +374,43 @@ class Helm:
     def kill(self) -> None:
         self.runner.kill()
 
-    def _crd_filter(self) -> str:
+    @contextmanager
+    def _post_render(self, without_crds: bool, image_digests: ChartDigests | None) -> Iterator[_PostRender]:
+        """The ``--post-renderer`` arguments for one command (none when there is nothing to do);
+        the digests file lives in the private helm home for the command's life only."""
+        if not without_crds and image_digests is None:
+            yield _PostRender([])
+            return
+        argv = ["--post-renderer", self._post_render_plugin()]
+        if without_crds:
+            argv.append("--post-renderer-args=--without-crds")  # "=": the value starts with "--"
+        if image_digests is None:
+            yield _PostRender(argv)
+            return
+        fd, name = tempfile.mkstemp(prefix="image-digests-", suffix=".json", dir=self.config.home)
+        pins = Path(name)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(image_digests.to_json(), f)
+            yield _PostRender([*argv, "--post-renderer-args=--pin-images", f"--post-renderer-args={pins}"],
+                              Path(f"{pins}.error"))
+        finally:
+            pins.unlink(missing_ok=True)
+            Path(f"{pins}.error").unlink(missing_ok=True)
+
+    def _post_render_plugin(self) -> str:
         """The post-renderer plugin, written once into this helm's private plugin directory."""
-        plugin = self.config.home / "data" / "plugins" / CRD_FILTER_PLUGIN
+        plugin = self.config.home / "data" / "plugins" / POST_RENDER_PLUGIN
         if not (plugin / "plugin.yaml").is_file():
             plugin.mkdir(parents=True, exist_ok=True)
             package_root = str(Path(stackyard.__file__).resolve().parent.parent)
-            (plugin / "filter.py").write_text(_CRD_FILTER_SCRIPT.format(path=package_root))
+            (plugin / "post_render.py").write_text(_POST_RENDER_SCRIPT.format(path=package_root))
             (plugin / "plugin.yaml").write_text(json.dumps({
-                "apiVersion": "v1", "type": "postrenderer/v1", "name": CRD_FILTER_PLUGIN, "version": "1.0.0",
+                "apiVersion": "v1", "type": "postrenderer/v1", "name": POST_RENDER_PLUGIN, "version": "1.0.0",
                 "runtime": "subprocess",
-                "runtimeConfig": {"platformCommand": [{"command": sys.executable, "args": [str(plugin / "filter.py")]}]},
+                "runtimeConfig": {"platformCommand": [{"command": sys.executable, "args": [str(plugin / "post_render.py")]}]},
             }))
-        return CRD_FILTER_PLUGIN
+        return POST_RENDER_PLUGIN
 
     def _values_args(self, values_files: Sequence[str | Path]) -> list[str]:
         return [arg for path in values_files for arg in ("--values", str(path))]

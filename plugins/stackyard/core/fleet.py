@@ -124,6 +124,7 @@ class StackSpec:
     namespace: str | None = None  # when it differs from the name
     windows: Any = field(default=None, compare=False)  # the stack registry's Windows (None: always open)
     declared: bool = False  # in the stack registry (else only seen on the cluster or in records)
+    pin_images: bool = False  # the registry's switch: pods run the locked image digests
 
 
 @dataclass(frozen=True)
@@ -422,6 +423,30 @@ def stack_deployed(name: str, *, history: Sequence[Manifest], cluster: ClusterSt
     return column.namespace or column.name, deployed[name]
 
 
+def pinned_images(deployed: Mapping[str, Mapping[str, Any]], manifests: Iterable[Manifest]) -> dict[str, dict[str, str]]:
+    """Per deployed service, the image digests L3 pins for the version it runs (reference →
+    digest, from the newest manifest or candidate pinning that version; none for charts
+    published before image locks)."""
+    wanted = {service: entry.get("version") for service, entry in deployed.items() if entry.get("version")}
+    found: dict[str, dict[str, str]] = {}
+    for manifest in sorted(manifests, key=lambda m: m.version, reverse=True):
+        for service, version in wanted.items():
+            pin = manifest.services.get(service)
+            if service not in found and pin is not None and pin.chart_version == version and pin.images:
+                found[service] = dict(pin.images)
+        if len(found) == len(wanted):
+            break
+    return found
+
+
+def image_rows(pinned: Mapping[str, str] | None) -> list[dict[str, str]] | None:
+    """A service's pinned images for the page: reference, full digest, and the short form shown."""
+    if not pinned:
+        return None
+    return [{"reference": ref, "digest": digest, "short": digest.split(":", 1)[1][:12]}
+            for ref, digest in sorted(pinned.items())]
+
+
 def fleet_health(*, history: Sequence[Manifest], cluster: ClusterState | None,
                  rollouts: Mapping[str, Sequence[Stored[RolloutRecord]]], specs: Sequence[StackSpec] = (),
                  candidates: Iterable[Manifest] = (), events: Mapping[str, Sequence[Stored[StackEvent]]] | None = None,
@@ -432,8 +457,10 @@ def fleet_health(*, history: Sequence[Manifest], cluster: ClusterState | None,
         return None
     columns = _columns(cluster, specs, rollouts.keys())
     deployed = _deployed_per_column(cluster, columns, {m.version: m for m in history}, candidates, events or {})
+    known = [*history, *candidates]
     return {c.name: assess_namespace(cluster.objects.get(c.namespace or c.name, ()), deployed[c.name],
-                                     cluster.warnings.get(c.namespace or c.name, ()))
+                                     cluster.warnings.get(c.namespace or c.name, ()),
+                                     pinned=pinned_images(deployed[c.name], known))
             for c in columns}
 
 
@@ -492,6 +519,7 @@ def fleet_matrix(
                 "note": here.get("unknown") if here else None,
                 "health": status.health.value if status else None,
                 "health_reason": status.reason if status and status.health is not Health.HEALTHY else None,
+                "image_mismatch": _cell_image_mismatch(health, column.name, service) if here else None,
                 "status": here["status"] if here and here["status"] != "deployed" else None,
                 "run": _cell_run(column, here, record, namespace_rows),
                 "last_rollout": record,
@@ -519,6 +547,12 @@ def _cell_health(health: Mapping[str, Mapping[str, ServiceHealth]] | None, stack
         return Status(Health.UNKNOWN, "live objects not read")
     found = health.get(stack, {}).get(service)
     return found.status if found else Status(Health.UNKNOWN, "not assessed")
+
+
+def _cell_image_mismatch(health: Mapping[str, Mapping[str, ServiceHealth]] | None, stack: str, service: str) -> int | None:
+    """How many of the service's containers run another digest than L3 pinned (None: none)."""
+    found = (health or {}).get(stack, {}).get(service)
+    return len(found.image_mismatch) if found and found.image_mismatch else None
 
 
 def _last_rollout_per_service(records: Sequence[Stored[RolloutRecord]]) -> dict[str, dict[str, Any]]:
@@ -734,6 +768,7 @@ def persistent_view(specs: Sequence[StackSpec], cluster: ClusterState | None,
             "type": spec.type,
             "owner": spec.owner,
             "profile": spec.profile,
+            "pin_images": spec.pin_images if spec.declared else None,
             "cadence": spec.cadence or "manual",
             "next_rollout": _iso(upcoming),
             "paused": is_paused,
@@ -800,13 +835,16 @@ def service_drift(deployed: Mapping[str, Mapping[str, Any]], *, namespace: str, 
 def stack_detail(status: Mapping[str, Any], *, namespace: str, objects: Sequence[Mapping[str, Any]] | None,
                  warnings: Sequence[Mapping[str, Any]], deployed: Mapping[str, Mapping[str, Any]],
                  releases: Sequence[ReleaseRecord] | None, live: Mapping[tuple[str, str, str], Mapping[str, Any]] | None,
-                 compared_kinds: frozenset[str] | set[str]) -> dict[str, Any]:
+                 compared_kinds: frozenset[str] | set[str],
+                 pinned: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, Any]:
     """One stack's page: :func:`stack_status` plus, per service, ``name``, ``version``, ``health``
     (with its pods, restarts, failing pods) and ``drift`` (``synced``/``drifted``/``unknown``, with
     the objects and fields that differ); the resource tree, recent warning events and the helm
     revisions of every release. ``releases`` None: the release records could not be read
-    (drift unknown); ``objects`` None: the live objects were not read (health unknown)."""
-    health = assess_namespace(objects, deployed, warnings) if objects is not None else None
+    (drift unknown); ``objects`` None: the live objects were not read (health unknown).
+    ``pinned`` (:func:`pinned_images`): each service's ``images`` (reference, digest) and, in its
+    health, the containers running another digest (``image_mismatch``)."""
+    health = assess_namespace(objects, deployed, warnings, pinned=pinned) if objects is not None else None
     live_releases = release_current(releases) if releases is not None else None
     drift: dict[str, list[dict[str, Any]]] = {}
     if live_releases is not None and live is not None:
@@ -827,6 +865,8 @@ def stack_detail(status: Mapping[str, Any], *, namespace: str, objects: Sequence
             "drift": drift_state(diffs).value if name in deployed else DriftState.UNKNOWN.value,
             "drift_detail": [d for d in diffs or () if "not_compared" not in d] or None,
             "not_compared": sorted({k for d in diffs or () for k in d.get("not_compared", ())}) or None,
+            "images": image_rows((pinned or {}).get(name)),
+            "image_mismatch": (here.image_mismatch or None) if here else None,
         })
     overall = stack_health({s["name"]: Status(Health(s["health"])) for s in services})
     return {

@@ -19,6 +19,10 @@ The closed set, :class:`Health`:
 A service's health is the worst of its helm release's and its objects' (:func:`rollup`); a stack's
 the worst of its services'. Pods are attributed to their workload through ``ownerReferences``
 (Pod → ReplicaSet → Deployment), so public charts that label pods sparsely still roll up right.
+
+Images (:func:`image_mismatches`): each running container's ``imageID`` (the digest the runtime
+pulled) is compared with the digest L3 pinned for its image; a difference is flagged on the service
+(``image_mismatch``), not folded into its health: the pods run, but not what L3 tested.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+
+from stackyard.core.images import parse_image
+from stackyard.exceptions import InputError
 
 
 class Health(str, Enum):
@@ -280,11 +287,14 @@ class ServiceHealth:
     failing: list[dict[str, str]] = field(default_factory=list)  # pod name + why
     release: str | None = None
     events: list[dict[str, Any]] = field(default_factory=list)  # recent warning Events, newest first
+    image_mismatch: list[dict[str, str]] = field(default_factory=list)  # containers not at their pinned digest
 
     def summary(self) -> dict[str, Any]:
         out = {**self.status.to_dict(), "pods": self.pods, "ready": self.pods_ready, "restarts": self.restarts}
         if self.failing:
             out["failing"] = self.failing[:5]
+        if self.image_mismatch:
+            out["image_mismatch"] = self.image_mismatch[:10]
         if self.events:
             out["warnings"] = len(self.events)
         return out
@@ -387,11 +397,14 @@ def _probe_failed(events: Sequence[Mapping[str, Any]]) -> str | None:
 
 
 def assess_namespace(objects: Sequence[Mapping[str, Any]], deployed: Mapping[str, Mapping[str, Any]],
-                     events: Sequence[Mapping[str, Any]] = ()) -> dict[str, ServiceHealth]:
+                     events: Sequence[Mapping[str, Any]] = (),
+                     pinned: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, ServiceHealth]:
     """Per deployed service of one namespace (``deployed``: service → ``{"status", "release"}``, as
     :func:`stackyard.core.fleet.deployed_services` returns), its health from the namespace's
     live ``objects`` (workloads, ReplicaSets, pods; any order) and warning ``events``: a pod
-    running but not ready whose probe a warning Event says failed is degraded, not progressing."""
+    running but not ready whose probe a warning Event says failed is degraded, not progressing.
+    ``pinned``: per service, the image digests L3 pins for its deployed version; its pods'
+    containers that run another digest are listed in ``image_mismatch``."""
     attribute = Attribution(objects, deployed)
     by_ref, service_for = attribute.by_ref, attribute.service_of
     out = {service: ServiceHealth(Status(Health.HEALTHY), release=entry.get("release"))
@@ -415,6 +428,8 @@ def assess_namespace(objects: Sequence[Mapping[str, Any]], deployed: Mapping[str
         if service is None:
             continue
         entry, status = out[service], pod_health(obj)
+        if pinned and pinned.get(service):
+            entry.image_mismatch.extend(image_mismatches(obj, pinned[service]))
         if status.health is Health.PROGRESSING and (status.reason or "").startswith("not ready"):
             probe = _probe_failed(warnings.get(_ref(obj), ()))
             if probe:
@@ -441,6 +456,52 @@ def assess_namespace(objects: Sequence[Mapping[str, Any]], deployed: Mapping[str
         entry.status = worst(statuses[service])
         entry.events.sort(key=lambda e: str(e["at"] or ""), reverse=True)
     return out
+
+
+def running_digest(image_id: str | None) -> str | None:
+    """The digest in a container status's ``imageID`` (``docker-pullable://repo@sha256:…`` from
+    dockershim, ``repo@sha256:…`` from containerd); None when it names none (not pulled yet, or a
+    bare local image ID, which is not a registry digest)."""
+    if not image_id or "@" not in image_id:
+        return None
+    digest = image_id.rsplit("@", 1)[1]
+    return digest if digest.startswith(("sha256:", "sha512:")) else None
+
+
+def _repository(reference: str) -> str | None:
+    try:
+        return parse_image(reference).name
+    except InputError:
+        return None
+
+
+def image_mismatches(pod: Mapping[str, Any], pinned: Mapping[str, str]) -> list[dict[str, str]]:
+    """The containers (init containers included) of ``pod`` whose running digest is not the one
+    ``pinned`` (image reference → digest, as L3 pins them) has for their image. A container runs
+    either the pinned reference itself (a tag) or its repository at a digest (``pin_images``); one
+    whose repository L3 does not pin, or whose digest is not known yet, is not judged."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    images = {c.get("name"): c.get("image") for key in ("initContainers", "containers")
+              for c in spec.get(key) or () if isinstance(c, Mapping)}
+    by_repository: dict[str, set[str]] = {}
+    for reference, digest in pinned.items():
+        repository = _repository(reference)
+        if repository:
+            by_repository.setdefault(repository, set()).add(digest)
+    found = []
+    for cs in [*(status.get("initContainerStatuses") or ()), *(status.get("containerStatuses") or ())]:
+        running = running_digest(cs.get("imageID"))
+        image = images.get(cs.get("name")) or cs.get("image")
+        if running is None or not isinstance(image, str):
+            continue
+        if image in pinned:
+            expected = {pinned[image]}
+        else:
+            expected = by_repository.get(_repository(image) or "", set())
+        if expected and running not in expected:
+            found.append({"pod": _ref(pod)[1], "container": str(cs.get("name")), "image": image,
+                          "running": running, "pinned": ", ".join(sorted(expected))})
+    return found
 
 
 def stack_health(services: Mapping[str, ServiceHealth | Status]) -> Status:

@@ -8,10 +8,13 @@ single-component path gets ``library/``. A reference with neither tag nor digest
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from stackyard.exceptions import InputError
 
@@ -295,3 +298,207 @@ def placeholder_secrets(encrypted: Mapping[str, Any]) -> dict[str, Any]:
         return PLACEHOLDER if isinstance(node, str) else node
 
     return {k: walk(v) for k, v in encrypted.items() if k != "sops"}
+
+
+# --- running the pinned digests: rewriting rendered pod specs ----------------------------------
+# A stack with ``pin_images`` (docs/images.md) runs every container at the digest its chart
+# locked, whatever the chart templates: the rendered objects are rewritten (helm's post-renderer),
+# so the rule works for any chart, without a values convention the chart would have to follow.
+
+#: Where helm 4 tells a post-renderer which template an object came from (removed again after).
+POSTRENDER_FILENAME = "postrenderer.helm.sh/postrender-filename"
+_DOC_SPLIT = re.compile(r"^---[ \t]*$", re.MULTILINE)
+_SOURCE_COMMENT = re.compile(r"^# Source: (\S+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ChartDigests:
+    """Per chart (by name): its lock's reference → digest, or None for a chart without a lock.
+
+    ``top`` is the chart deployed (an umbrella or a service), named when an object's template
+    path is unknown.
+    """
+
+    top: str
+    charts: Mapping[str, Mapping[str, str] | None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"top": self.top, "charts": {k: (dict(v) if v is not None else None) for k, v in self.charts.items()}}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ChartDigests:
+        return cls(str(data["top"]), {str(k): (dict(v) if v is not None else None) for k, v in data["charts"].items()})
+
+    def lookup(self, reference: str, chain: list[str]) -> tuple[str | None, str]:
+        """(digest, "") from the innermost chart of ``chain`` whose lock has the reference, else
+        the one digest the package's locks agree on (an aliased subchart, an object whose template
+        is unknown); (None, "chart <name>: why") when there is none."""
+        for chart in chain:
+            locked = self.charts.get(chart)
+            if locked and reference in locked:
+                return locked[reference], ""
+        found = {locked[reference] for locked in self.charts.values() if locked and reference in locked}
+        if len(found) == 1:
+            return found.pop(), ""
+        known = [c for c in chain if c in self.charts] or [self.top]
+        if found:
+            return None, f"chart {known[0]}: its charts locked it at {len(found)} different digests"
+        if all(self.charts.get(c) is None for c in known):
+            return None, (f"chart {known[0]}: has no image lock (published before stackyard locked images; "
+                          "publish a new version)")
+        return None, f"chart {known[0]}: not in its image lock ({IMAGE_LOCK})"
+
+
+@dataclass(frozen=True)
+class Unpinnable:
+    """An image in the rendered output that cannot be run at a pinned digest, and why."""
+
+    image: DeployedImage
+    reason: str
+
+    def __str__(self) -> str:
+        chart, _, why = self.reason.partition(": ")
+        return f"{chart}: {self.image.kind}/{self.image.name} container {self.image.container}: " \
+               f"image {self.image.reference}: {why}"
+
+
+@dataclass(frozen=True)
+class PinnedRender:
+    """A rendered stream with every container image at its digest, and what could not be pinned."""
+
+    text: str
+    pinned: tuple[tuple[DeployedImage, str], ...]  # (as rendered, the image now run)
+    unpinnable: tuple[Unpinnable, ...]
+
+    def report(self, what: str) -> str:
+        return (f"{what}: {len(self.unpinnable)} image(s) cannot be run at a pinned digest, nothing was deployed:\n  "
+                + "\n  ".join(map(str, self.unpinnable)))
+
+
+def chart_chain(template_path: str | None) -> list[str]:
+    """``l3/charts/orders/charts/redis/templates/x.yaml`` → ``[redis, orders, l3]``: the charts an
+    object belongs to, innermost first (a subchart's images are locked by the chart vendoring it)."""
+    if not template_path:
+        return []
+    parts = template_path.split("/")
+    chain = [parts[0]] + [parts[i + 1] for i in range(len(parts) - 1) if parts[i] == "charts"]
+    return [c for c in reversed(chain) if c]
+
+
+def at_digest(written: str, digest: str) -> str:
+    """``nginx:1.25`` at ``sha256:…`` → ``nginx@sha256:…``: the repository as the chart wrote it
+    (so a runtime's registry mirrors still apply), the tag replaced by the digest."""
+    rest = written.split("@", 1)[0]
+    if rest.rfind(":") > rest.rfind("/"):
+        rest = rest[:rest.rfind(":")]
+    return f"{rest}@{digest}"
+
+
+def pin_rendered(text: str, digests: ChartDigests) -> PinnedRender:
+    """``text`` (a rendered multi-document stream, ``helm template`` output or what helm hands a
+    post-renderer) with the image of every container, init container and ephemeral container of
+    every object — Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs, Pods, hooks,
+    tests, custom resources embedding pod templates, ``List`` items — replaced by
+    ``repository@digest`` from the chart's lock. Everything else is kept byte for byte: only the
+    image scalars are spliced. An image already given by digest is kept as written."""
+    chunks = _DOC_SPLIT.split(text)
+    out: list[str] = []
+    pinned: list[tuple[DeployedImage, str]] = []
+    unpinnable: list[Unpinnable] = []
+    for chunk in chunks:
+        if "image" not in chunk:
+            out.append(chunk)
+            continue
+        try:
+            root = yaml.compose(chunk, Loader=_MarkedLoader)
+        except yaml.YAMLError:
+            out.append(chunk)  # not ours to judge: helm reports it
+            continue
+        source = _SOURCE_COMMENT.search(chunk)
+        edits: list[tuple[int, int, str]] = []
+        for obj in _objects(root):
+            kind = _scalar(obj, "kind") or "?"
+            meta = _child(obj, "metadata")
+            name = (_scalar(meta, "name") if meta else None) or "?"
+            annotations = _child(meta, "annotations") if meta else None
+            template = (_scalar(annotations, POSTRENDER_FILENAME) if annotations else None) or (
+                source.group(1) if source else None)
+            chain = chart_chain(template)
+            for container, image in _container_images(obj):
+                deployed = DeployedImage(image.value, kind, name, container)
+                try:
+                    ref = parse_image(image.value)
+                except InputError as exc:
+                    unpinnable.append(Unpinnable(deployed, f"chart {chain[0] if chain else digests.top}: {exc}"))
+                    continue
+                if ref.digest:
+                    pinned.append((deployed, image.value))
+                    continue
+                digest, why = digests.lookup(image.value, chain)
+                if digest is None:
+                    unpinnable.append(Unpinnable(deployed, why))
+                    continue
+                new = at_digest(image.value, digest)
+                edits.append((_value_start(chunk, image.start_mark.index), image.end_mark.index, json_string(new)))
+                pinned.append((deployed, new))
+        # set(): an alias (``image: *img``) is the anchored node itself, spliced once
+        for start, end, replacement in sorted(set(edits), reverse=True):
+            chunk = chunk[:start] + replacement + chunk[end:]
+        out.append(chunk)
+    return PinnedRender("---".join(out), tuple(pinned), tuple(unpinnable))
+
+
+def json_string(text: str) -> str:
+    """A YAML double-quoted scalar (JSON's string syntax is valid YAML)."""
+    return json.dumps(text)
+
+
+def _value_start(text: str, start: int) -> int:
+    """Where a scalar's value begins: after its anchor (``&img``) and tag (``!!str``), which stay."""
+    while text[start:start + 1] in ("&", "!"):
+        start = re.compile(r"\S*\s*").match(text, start).end()
+    return start
+
+
+class _MarkedLoader(yaml.SafeLoader):
+    """The pure-Python loader: its marks carry character offsets into the text, for splicing."""
+
+
+def _child(node: yaml.Node | None, key: str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return v
+    return None
+
+
+def _scalar(node: yaml.Node | None, key: str) -> str | None:
+    value = _child(node, key)
+    return value.value if isinstance(value, yaml.ScalarNode) else None
+
+
+def _objects(root: yaml.Node | None) -> Iterator[yaml.MappingNode]:
+    """The objects of one document: itself, or the items of a ``List`` kind."""
+    if not isinstance(root, yaml.MappingNode):
+        return
+    items = _child(root, "items")
+    if (_scalar(root, "kind") or "").endswith("List") and isinstance(items, yaml.SequenceNode):
+        yield from (item for item in items.value if isinstance(item, yaml.MappingNode))
+    else:
+        yield root
+
+
+def _container_images(node: yaml.Node) -> Iterator[tuple[str, yaml.ScalarNode]]:
+    """(container name, its image scalar) of every container list anywhere below ``node``."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value in CONTAINER_LISTS and isinstance(value, yaml.SequenceNode):
+                for container in value.value:
+                    image = _child(container, "image")
+                    if isinstance(image, yaml.ScalarNode) and image.tag == "tag:yaml.org,2002:str" and image.value:
+                        yield (_scalar(container, "name") or "?"), image
+            else:
+                yield from _container_images(value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            yield from _container_images(item)

@@ -27,6 +27,9 @@ Fields of an entry (``*`` = required)::
     windows       {timezone: <IANA>, allow: [{days: [mon, …], hours: "HH:MM-HH:MM"}],
                   freeze: ["YYYY-MM-DD" | "YYYY-MM-DD..YYYY-MM-DD"]}; absent = always open
     triggerers    {roles: [...], users: [...]} who may trigger a run by hand
+    pin_images    true: the pods run the digests the charts locked at publish, whatever tag the
+                  chart writes (docs/images.md); default false (the chart's tags, checked
+                  against the lock before each deploy)
     description   free text shown on the DAG page
 
 Production entries must take versions from another stack's health (``source.healthy_on``) and
@@ -169,6 +172,7 @@ class Stack:
     windows: Windows | None
     triggerers: Triggerers
     description: str = ""
+    pin_images: bool = False
     #: services whose list item has a canary mapping of its own: their policy (the stack's,
     #: with that mapping's fields replacing its own)
     service_canary: Mapping[str, CanaryPolicy] = field(default_factory=dict)
@@ -562,6 +566,7 @@ class StackEntrySchema(Schema):
     canary: CanarySchema | None = None
     windows: WindowsSchema | None = None
     triggerers: TriggerersSchema | None = None
+    pin_images: bool = False
     description: Annotated[str, Field(max_length=MAX_DESCRIPTION)] = ""
 
 
@@ -607,6 +612,7 @@ _EXPECTED = {
     "triggerers": "expected {roles: [...], users: [...]}",
     "triggerers.roles": "expected a list of names",
     "triggerers.users": "expected a list of names",
+    "pin_images": "expected true or false",
     "description": f"expected text of at most {MAX_DESCRIPTION} characters",
 }
 # A service's own canary mapping holds the same fields as the stack's.
@@ -672,6 +678,7 @@ def _stack(name: str, entry: StackEntrySchema) -> Stack:
         schedule=entry.schedule, source=source, services=services,
         canary=_canary(entry.canary), windows=_windows(entry.windows), triggerers=triggerers,
         description=entry.description, service_canary=_service_canaries(entry, any_canary),
+        pin_images=entry.pin_images,
     )
 
 

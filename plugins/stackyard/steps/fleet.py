@@ -228,7 +228,8 @@ class Fleet:
         for problem in registry.errors.values():
             log.warning("%s: %s (skipped)", self.stacks_file, problem)
         return [StackSpec(name=s.name, type=s.kind.value, owner=s.owner, profile=s.profile, cadence=s.schedule,
-                          window=_describe_windows(s.windows), namespace=s.namespace, windows=s.windows, declared=True)
+                          window=_describe_windows(s.windows), namespace=s.namespace, windows=s.windows, declared=True,
+                          pin_images=s.pin_images)
                 for s in registry.stacks.values()]
 
     def _stack_names(self, snap: Snapshot) -> set[str]:
@@ -367,7 +368,8 @@ class Fleet:
         detail = views.stack_detail(
             status, namespace=namespace, objects=cluster.objects.get(namespace, ()) if cluster and cluster.objects is not None else None,
             warnings=cluster.warnings.get(namespace, ()) if cluster else (), deployed=deployed,
-            releases=releases, live=live, compared_kinds=set(NAMESPACED_KINDS))
+            releases=releases, live=live, compared_kinds=set(NAMESPACED_KINDS),
+            pinned=views.pinned_images(deployed, [*(snap.history or []), *(snap.candidates or [])]))
         return {"sources": snap.sources_dict(), **detail, "namespace": namespace, "details": ephemeral or persistent}
 
     def drift(self, snap: Snapshot) -> dict[str, dict[str, str]]:

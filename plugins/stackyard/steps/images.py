@@ -18,7 +18,7 @@ from stackyard.adapters.helm import Helm
 from stackyard.adapters.image_registry import ImageResolver, Resolved
 from stackyard.core.charts import Chart, load_chart_bytes, vendored_charts
 from stackyard.core.images import (
-    DeployedImage, ImageLock, ImagePin, Moved, images_in, moved, placeholder_secrets,
+    ChartDigests, DeployedImage, ImageLock, ImagePin, Moved, images_in, moved, placeholder_secrets,
 )
 from stackyard.exceptions import AccessDeniedError, InputError, NotFoundError, ToolError, UnavailableError
 
@@ -112,3 +112,11 @@ def check_package_images(package: bytes, *, profile: str, resolver: ImageResolve
     if pins:
         check_pinned(pins, resolver, what=what)
     return len(pins)
+
+
+def package_digests(package: bytes, *, origin: str) -> ChartDigests:
+    """What a stack with ``pin_images`` runs: per chart of the package (the chart and, for an
+    umbrella, every vendored service chart), its lock's reference → digest (None: no lock)."""
+    top = load_chart_bytes(package, origin)
+    charts = [top, *vendored_charts(package, origin)]
+    return ChartDigests(top.name, {c.name: (c.images.digests() if c.images is not None else None) for c in charts})

@@ -17,6 +17,7 @@ from stackyard.core.charts import load_chart_bytes, vendored_charts
 from stackyard.core.cluster_objects import (
     ANNOTATION_CRD_CHART, cluster_scoped, collisions, crd_plan, parse_render, split_crds,
 )
+from stackyard.core.images import ChartDigests, pin_rendered
 from stackyard.exceptions import InputError
 
 
@@ -29,12 +30,20 @@ def chart_versions(package: bytes, origin: str) -> dict[str, str]:
 def prepare(
     helm: Helm, cluster: Cluster, package: Path, *, release: str, namespace: str,
     values: Mapping[str, Any] | None = None, values_files: Sequence[str | Path] = (), may_upgrade_crds: bool,
-    log: Callable[[str], Any] = print,
+    log: Callable[[str], Any] = print, image_digests: ChartDigests | None = None,
 ) -> dict[str, Any]:
-    """Render ``package`` as it will be deployed, refuse collisions and CRD changes the policy
-    forbids, then install or upgrade its CRDs. Returns what was found and done."""
-    rendered = parse_render(helm.template(release, package, namespace=namespace, values_files=values_files,
-                                          values=values, include_crds=True))
+    """Render ``package`` as it will be deployed, refuse collisions, CRD changes the policy
+    forbids and (with ``image_digests``) images that cannot run at a pinned digest, then install
+    or upgrade its CRDs. Returns what was found and done."""
+    text = helm.template(release, package, namespace=namespace, values_files=values_files,
+                         values=values, include_crds=True)
+    pinned: list[str] = []
+    if image_digests is not None:
+        result = pin_rendered(text, image_digests)
+        if result.unpinnable:
+            raise InputError(result.report(f"release {release} in {namespace} (pin_images)"))
+        pinned = sorted({image for _, image in result.pinned})
+    rendered = parse_render(text)
     crds, objects = split_crds(rendered)
     scoped = cluster_scoped(objects, cluster.scope, crds)
     problems = collisions(scoped, cluster.get_cluster_object, release=release, namespace=namespace)
@@ -56,4 +65,5 @@ def prepare(
     return {
         "cluster_scoped": [str(o) for o in scoped],
         "crds": {a.crd.name: a.action for a in actions},
+        "pinned_images": pinned,
     }

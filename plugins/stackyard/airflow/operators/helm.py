@@ -20,7 +20,7 @@ from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.operators._base import StackyardOperator
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.airflow.stores import image_resolver_for, registry_for
-from stackyard.steps.images import check_package_images
+from stackyard.steps.images import check_package_images, package_digests
 from stackyard.settings import Settings
 from stackyard.steps import preflight
 from stackyard.adapters.helm import DEFAULT_TIMEOUT, Helm, sweep_leftovers
@@ -88,7 +88,9 @@ class HelmUpgradeOperator(_HelmOperator):
     applied after every other layer. Before helm runs, the chart is rendered with the same values:
     cluster-wide objects another stack owns are refused, and its CRDs are installed by stackyard
     (upgraded only if ``crd_upgrades``; docs/chart-contract.md) and left out of the release.
-    Returns ``{release, namespace, revision, chart, status, values_digest, crds}``.
+    With ``pin_images`` every container runs at the digest its chart locked (docs/images.md); an
+    image that cannot be pinned refuses the deploy before anything changes.
+    Returns ``{release, namespace, revision, chart, status, values_digest, crds, pinned_images}``.
     """
 
     template_fields: Sequence[str] = ("release", "chart", "chart_ref", "namespace", "profile", "stack", "timeout")
@@ -107,6 +109,7 @@ class HelmUpgradeOperator(_HelmOperator):
         create_namespace: bool = False,
         values_overrides: dict[str, Any] | None = None,
         crd_upgrades: bool = True,
+        pin_images: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -115,6 +118,7 @@ class HelmUpgradeOperator(_HelmOperator):
         self.wait, self.create_namespace = wait, create_namespace
         self.values_overrides = values_overrides
         self.crd_upgrades = crd_upgrades
+        self.pin_images = pin_images
 
     def perform(self, context: Any) -> dict[str, Any]:
         with self.helm_hook.helm(stack=self.stack) as helm:
@@ -130,19 +134,23 @@ class HelmUpgradeOperator(_HelmOperator):
             values = compose(layers)
             # A collision or a refused CRD change is an InputError: the operator base fails it at
             # once (a retry cannot fix it).
+            digests = package_digests(package.read_bytes(), origin=package.name) if self.pin_images else None
             prepared = preflight.prepare(
                 helm, self.helm_hook.cluster(), package, release=self.release, namespace=self.namespace,
-                values=values, may_upgrade_crds=self.crd_upgrades, log=self.log.info,
+                values=values, may_upgrade_crds=self.crd_upgrades, log=self.log.info, image_digests=digests,
             )
+            for image in prepared["pinned_images"]:
+                self.log.info("runs pinned image %s", image)
             release = helm.upgrade_install(
                 self.release, package, namespace=self.namespace,
                 values=values,
                 wait=self.wait, timeout=self.timeout, create_namespace=self.create_namespace, without_crds=True,
+                image_digests=digests,
             )
         return {
             "release": release.name, "namespace": release.namespace, "revision": release.revision,
             "chart": release.chart, "status": release.status, "values_digest": values_digest(values),
-            "crds": prepared["crds"],
+            "crds": prepared["crds"], "pinned_images": len(prepared["pinned_images"]),
         }
 
 

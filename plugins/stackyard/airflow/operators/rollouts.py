@@ -241,6 +241,7 @@ class ServiceRolloutOperator(HelmUpgradeOperator):
                 overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         self.release, self.chart_ref, self.namespace = release, chart_ref, stack.namespace
         self.profile, self.stack, self.values_overrides = stack.profile, stack.name, overrides
+        self.pin_images = stack.pin_images  # the registry's switch: run the locked digests
         return HelmUpgradeOperator.perform(self, context)
 
     def _upgrade_and_test(self, context: Any, stack: Stack, step: PlanStep):
