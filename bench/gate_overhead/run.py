@@ -31,6 +31,8 @@ No pass/fail: prints a report and writes JSON (``--out``, default ``.stackyard/b
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import base64
 import gzip
 import io
@@ -124,6 +126,8 @@ class Bench:
         from stackyard.adapters.helm import Helm, HelmConfig
 
         self.tmp, self.sandbox = tmp, sandbox
+        self._resources = contextlib.ExitStack()  # the image mirror, closed when the process ends
+        atexit.register(self._resources.close)
         home = tmp / "stackyard"
         kubeconfig = str(sandbox.kubeconfig_path)
         # The by-hand script runs helm and sops only, so the gate runs without the optional
@@ -155,15 +159,17 @@ class Bench:
         from stackyard.core.images import parse_mirrors
 
         pins = {}
-        with serve(self.tmp / "image-mirror") as mirrors:
-            images = ImageResolver(mirrors=parse_mirrors(mirrors))
-            for chart in sorted(p for p in CHARTS.iterdir() if (p / "Chart.yaml").is_file()):
-                ref = publish_chart(chart, registry=self.registry, helm=self.helm, images=images)
-                pins[ref.name] = ServicePin(ref.version, ref.digest)
-            self.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "bench", None)))
-            for version in versions:
-                publish_chart(chart_variant(CHARTS / "orders", self.tmp / "variants" / version, version=version),
-                              registry=self.registry, helm=self.helm, images=images)
+        # Served as long as the bench runs: every gate deploy checks the pinned images first.
+        mirrors = self._resources.enter_context(serve(self.tmp / "image-mirror"))
+        self.env["STACKYARD_IMAGE_MIRRORS"] = mirrors
+        images = ImageResolver(mirrors=parse_mirrors(mirrors))
+        for chart in sorted(p for p in CHARTS.iterdir() if (p / "Chart.yaml").is_file()):
+            ref = publish_chart(chart, registry=self.registry, helm=self.helm, images=images)
+            pins[ref.name] = ServicePin(ref.version, ref.digest)
+        self.store.seed(Manifest.initial(pins, datetime.now(timezone.utc), Provenance(None, "bench", None)))
+        for version in versions:
+            publish_chart(chart_variant(CHARTS / "orders", self.tmp / "variants" / version, version=version),
+                          registry=self.registry, helm=self.helm, images=images)
 
     def gate(self, versions: list[str]) -> dict:
         out = subprocess.run([sys.executable, __file__, "--child", "gate", "--versions", ",".join(versions)],

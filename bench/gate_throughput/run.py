@@ -22,10 +22,10 @@ after 2 s (``--ready-delay``), in one run:
     after another), with where the gate's time goes per task.
 
 No pass/fail: prints a report and writes JSON (``--out``, default
-``.stackyard/bench/gate_throughput.json``). The default (4, 16, 64 services and one gate under
-standalone) takes about 4 minutes; ``--quick`` (4 and 16) about 3.
+``.stackyard/bench/gate_throughput.json``). The default takes about 12 minutes on 2 cores;
+``--quick`` ((a) at 4 and 16 services, then (b) and (c)) about 8; ``--parts`` runs some of them.
 
-    python bench/gate_throughput/run.py [--quick] [--sizes 4,16,64] [--no-standalone] [--out FILE]
+    python bench/gate_throughput/run.py [--quick] [--sizes 4,16,64] [--parts a,b,c] [--no-standalone] [--out FILE]
 """
 
 from __future__ import annotations
