@@ -49,3 +49,17 @@ def test_airflow_unreachable_is_reported_and_claims_no_pause_state(tmp_path):
     assert view["sources"]["airflow"] == {"ok": False, "error": "ConnectionError: database is locked",
                                           "detail": "rollout DAGs paused or not"}
     assert all("paused" not in s and s["next_rollout"] for s in view["stacks"])
+
+
+def test_the_history_shows_the_gate_queue_when_the_window_is_known(tmp_path):
+    from stackyard.adapters.gate_queue_store import GateQueueStore
+
+    view = fleet(tmp_path, None)
+    assert view.history()["queue"] is None  # no window given: the queue is not shown
+    view.gate_window = 2
+    GateQueueStore(view.manifest_store.backend).enqueue("orders", "1.1.0", run_id="run-1",
+                                                        pin=ServicePin("1.1.0").to_dict(), requested_by="ci")
+    queue = view.history()["queue"]
+    assert queue["window"] == 2
+    assert [(c["service"], c["version"], c["state"], c["requested_by"]) for c in queue["changes"]] == [
+        ("orders", "1.1.0", "starting", "ci")]
