@@ -23,8 +23,7 @@ The graph, edge by edge (`?`: only when configured; tests/test_dags.py holds the
 validate → build_candidate, create_stack → deploy → system_tests → system_test_suite? → promote
 validate → promote, reject, summary
 deploy, system_tests, system_test_suite? → reject
-promote, reject → requeue
-promote, reject → teardown → summary
+promote, reject → requeue → teardown → summary
 ```
 
 Trigger it from the form, from CI with `stackyard gate --service S --version V --wait` (it shows
@@ -116,8 +115,8 @@ def l3_gate():
         earlier >> later
     checks[-1] >> promoted
     [deploy, *checks] >> rejected
-    [promoted, rejected] >> requeue  # a leaf: the report need not wait for it (the run does)
-    [promoted, rejected] >> torn_down >> report
+    # One after the other: two tasks ending at once contend for local mode's SQLite DB (seconds).
+    [promoted, rejected] >> requeue >> torn_down >> report
 
 
 l3_gate()

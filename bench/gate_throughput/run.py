@@ -10,8 +10,9 @@ after 2 s (``--ready-delay``), in one run:
     largest size exceeds the default bound (``STACKYARD_GATE_TEST_PARALLELISM``, 64), it is
     measured at that bound too. For scale,
     ``helm test`` of the same release (one hook after another) at the smallest size.
-(b) **Queue**: 5 single-service changes (3 example services moved on, 2 new ones) triggered at
-    once through the REST API under ``airflow standalone``, the second failing its test, with the
+(b) **Queue**: 5 single-service changes (3 example services moved on, 2 new ones) triggered
+    back to back through the REST API (each as soon as the one before is queued, so the queue's
+    order is the list's) under ``airflow standalone``, the second failing its test, with the
     window at 5 (``STACKYARD_GATE_WINDOW``), against one gate's time on the same server. Reports
     the time until every change is decided (promoted or rejected), the L3 history, and
     ``untested_promotions``: promoted versions whose exact pins no passing attempt in the queue's
@@ -288,9 +289,14 @@ def queue(delay: float) -> dict:
                 if alone["state"] != "success":
                     raise RuntimeError(f"the baseline gate did not promote: {alone}")
                 before = bench.store.latest().version
-                started = time.perf_counter()
-                run_ids = [api.trigger({"service": s, "chart_version": v})["dag_run_id"] for s, v, _ in changes]
                 queue_log = GateQueueStore(bench.store.backend)
+                started = time.perf_counter()
+                run_ids = []
+                for service, version, _ in changes:  # queued in this order (a change is queued by validate)
+                    queued = len(queue_log.seqs())
+                    run_ids.append(api.trigger({"service": service, "chart_version": version})["dag_run_id"])
+                    while len(queue_log.seqs()) == queued:
+                        time.sleep(0.1)
                 while queue_log.entries() or len(queue_log.seqs()) < 2 + len(changes):  # all queued and decided
                     time.sleep(0.5)
                 seconds = time.perf_counter() - started

@@ -37,12 +37,12 @@ def test_package_and_namespace_are_made_side_by_side(gate_dag):
     assert gate_dag.get_task("deploy").upstream_task_ids == {"build_candidate", "create_stack"}
 
 
-def test_requeue_follows_promote_and_reject_and_the_report_does_not_wait_for_it(gate_dag):
+def test_requeue_follows_promote_and_reject_and_comes_before_teardown(gate_dag):
     from stackyard.airflow.operators.gate import RequeueOperator
 
     requeue = gate_dag.get_task("requeue")
     assert isinstance(requeue, RequeueOperator) and requeue.upstream_task_ids == {"promote", "reject"}
-    assert requeue.downstream_task_ids == set() and requeue.trigger_rule == "all_done"
+    assert requeue.downstream_task_ids == {"teardown"} and requeue.trigger_rule == "all_done"
     assert "needs_retest" not in gate_dag.task_ids
 
 
