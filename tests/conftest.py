@@ -57,6 +57,18 @@ def moto_endpoint():
         yield endpoint
 
 
+@pytest.fixture
+def aws_connection(monkeypatch, moto_endpoint) -> str:
+    """An Airflow AWS connection (``aws_moto``) to the session's moto_server; yields its id."""
+    import json
+
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOTO", json.dumps({
+        "conn_type": "aws", "login": "testing", "password": "testing",
+        "extra": {"region_name": "us-east-1", "endpoint_url": moto_endpoint},
+    }))
+    return "aws_moto"
+
+
 @pytest.fixture(scope="session")
 def helm_bin() -> str:
     return require_tool("helm")

@@ -20,15 +20,6 @@ def kms_key(moto_endpoint):
     return boto3.client("kms", endpoint_url=moto_endpoint, **FAKE_CREDENTIALS).create_key()["KeyMetadata"]["Arn"]
 
 
-@pytest.fixture
-def aws_connection(monkeypatch, moto_endpoint):
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOTO", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"region_name": "us-east-1", "endpoint_url": moto_endpoint},
-    }))
-    return "aws_moto"
-
-
 def encrypt_with_kms(tmp_path, sops_bin, moto_endpoint, arn, plaintext: bytes) -> bytes:
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": moto_endpoint}

@@ -12,7 +12,7 @@ from stackyard.adapters.traffic import (
     GatewayApiRoute, IngressNginxCanary, ReplicaRatio, Route53Weighted, TrafficProvider,
 )
 from stackyard.exceptions import ConflictError, InputError, NotFoundError
-from tests.support.gateway import install_httproute_crd
+from tests.support.gateway import sandbox_with_httproutes
 
 NS = "default"
 G, V, P = "gateway.networking.k8s.io", "v1", "httproutes"
@@ -20,12 +20,7 @@ G, V, P = "gateway.networking.k8s.io", "v1", "httproutes"
 
 @pytest.fixture(scope="module")
 def kube():
-    from kube_sandbox import Sandbox
-    from kubernetes import config
-
-    with Sandbox(ready_delay=0) as sandbox:
-        api_client = config.new_client_from_config(config_file=str(sandbox.kubeconfig_path))
-        install_httproute_crd(api_client)
+    with sandbox_with_httproutes() as api_client:
         yield api_client
 
 

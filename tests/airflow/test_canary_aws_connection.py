@@ -3,23 +3,13 @@ weights and a CloudWatch alarm through ``airflow.operators.rollouts.aws_client``
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest
 
-from stackyard.airflow.operators.rollouts import aws_client
+from stackyard.airflow.stores import aws_client
 from stackyard.core.canary import CloudWatchAnalysis, Route53Traffic, check_context
 from stackyard.steps.canary import analysis_checks, traffic_provider
-
-
-@pytest.fixture
-def aws_connection(monkeypatch, moto_endpoint):
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_MOTO", json.dumps({
-        "conn_type": "aws", "login": "testing", "password": "testing",
-        "extra": {"region_name": "us-east-1", "endpoint_url": moto_endpoint},
-    }))
-    return "aws_moto"
 
 
 def test_route53_and_cloudwatch_clients_from_the_aws_connection(aws_connection):

@@ -15,7 +15,7 @@ from stackyard.core.canary import CanaryPlan, CanaryRecord, Kind, PrometheusAnal
 from stackyard.core.rollout import WindowDecision
 from stackyard.steps.canary import CanaryRun, analysis_checks
 
-from tests.support.gateway import backend_weights, install_httproute_crd
+from tests.support.gateway import backend_weights, sandbox_with_httproutes
 from tests.support.prometheus import running_prometheus, scraped
 
 NS = "default"
@@ -24,12 +24,7 @@ OPEN = WindowDecision(True, "always open")
 
 @pytest.fixture(scope="module")
 def kube():
-    from kube_sandbox import Sandbox
-    from kubernetes import config
-
-    with Sandbox(ready_delay=0) as sandbox:
-        api_client = config.new_client_from_config(config_file=str(sandbox.kubeconfig_path))
-        install_httproute_crd(api_client)
+    with sandbox_with_httproutes() as api_client:
         yield api_client
 
 

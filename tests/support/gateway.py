@@ -3,7 +3,9 @@ Gateway API has it."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,3 +40,16 @@ def backend_weights(api_client, namespace: str, route: str) -> list[list[tuple[s
 
     body = CustomObjectsApi(api_client).get_namespaced_custom_object(G, V, namespace, P, route)
     return [[(r["name"], r.get("weight")) for r in rule["backendRefs"]] for rule in body["spec"]["rules"]]
+
+
+@contextlib.contextmanager
+def sandbox_with_httproutes() -> Iterator[object]:
+    """A kube sandbox with the HTTPRoute CRD installed; yields a kubernetes ApiClient for it."""
+    from kubernetes import config
+
+    from kube_sandbox import Sandbox
+
+    with Sandbox(ready_delay=0) as sandbox:
+        api_client = config.new_client_from_config(config_file=str(sandbox.kubeconfig_path))
+        install_httproute_crd(api_client)
+        yield api_client

@@ -4,9 +4,7 @@ view code (stackyard.core.fleet) over a rollout record with a stepwise canary th
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -14,8 +12,8 @@ from stackyard.core import fleet as views
 from stackyard.core.fleet import ClusterState, NamespaceRow, ReleaseRow
 from stackyard.core.manifest import Manifest, Provenance, ServicePin
 from stackyard.core.records import RolloutRecord, Stored
-from stackyard.ui.app import PAGE
 
+from tests.support.page_server import serve_page
 from tests.ui.test_browser import LAUNCH_ARGS, require_chromium
 
 pytestmark = pytest.mark.slow
@@ -58,27 +56,8 @@ def site():
                               releases=[], live={}, compared_kinds=set())
     answers = {"/stacks/api/overview": overview, "/stacks/api/history?limit=30": {"sources": {}, "entries": []},
                "/stacks/api/stacks/prod": {"sources": {}, **page, "namespace": "prod"}}
-    answers = {path: json.dumps(doc).encode() for path, doc in answers.items()}
-    html = PAGE.read_text().replace("__AIRFLOW_BASE__", "").encode()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            body, kind = (html, "text/html") if self.path == "/stacks/" else (answers.get(self.path), "application/json")
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}", json.loads(answers["/stacks/api/stacks/prod"])
-    server.shutdown()
+    with serve_page(answers) as url:
+        yield url, json.loads(json.dumps(answers["/stacks/api/stacks/prod"]))
 
 
 def test_the_stack_page_shows_the_canary_weight_history(site, tmp_path):

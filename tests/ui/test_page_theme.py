@@ -8,18 +8,15 @@ Both themes are screenshot; the iframe's background must differ and its text sta
 
 from __future__ import annotations
 
-import json
-import threading
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from stackyard.core import fleet as views
 from stackyard.core.fleet import ClusterState, NamespaceRow, ReleaseRow
 from stackyard.core.manifest import Manifest, Provenance, ServicePin, propose
-from stackyard.ui.app import PAGE
 
+from tests.support.page_server import serve_page
 from tests.ui.test_browser import LAUNCH_ARGS, require_chromium
 
 pytestmark = pytest.mark.slow
@@ -60,33 +57,14 @@ html.dark body{background:#111}</style><script>localStorage.setItem("theme", "%s
 
 @pytest.fixture
 def site():
-    answers = {path: json.dumps(doc).encode() for path, doc in documents().items()}
-    html = PAGE.read_text().replace("__AIRFLOW_BASE__", "").encode()
+    def parent(path: str):
+        if path.startswith("/parent/"):
+            theme = path.rsplit("/", 1)[1]
+            return (PARENT % (theme, theme)).encode(), "text/html"
+        return None
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            if self.path.startswith("/parent/"):
-                theme = self.path.rsplit("/", 1)[1]
-                body, kind = (PARENT % (theme, theme)).encode(), "text/html"
-            elif self.path == "/stacks/":
-                body, kind = html, "text/html"
-            elif self.path in answers:
-                body, kind = answers[self.path], "application/json"
-            else:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with serve_page(documents(), extra=parent) as url:
+        yield url
 
 
 def luminance(css: str) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 from stackyard.settings import Settings
 from stackyard.adapters.gate_queue_store import GateQueueStore
@@ -14,10 +15,11 @@ from stackyard.adapters.image_registry import ImageResolver, chained, ecr_creden
 from stackyard.core.images import parse_mirrors
 
 
-def _aws_client(aws_conn_id: str, client_type: str):
+def aws_client(aws_conn_id: str, service: str) -> Any:
+    """A boto3 client for ``service`` from the AWS connection (its region and endpoint included)."""
     from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
-    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=client_type).get_conn()
+    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service).get_conn()
 
 
 def ecr_login(aws_conn_id: str):
@@ -25,7 +27,7 @@ def ecr_login(aws_conn_id: str):
 
     def token(host: str) -> tuple[str, str]:
         account = host.split(".", 1)[0]
-        data = _aws_client(aws_conn_id, "ecr").get_authorization_token(registryIds=[account])
+        data = aws_client(aws_conn_id, "ecr").get_authorization_token(registryIds=[account])
         user, password = base64.b64decode(data["authorizationData"][0]["authorizationToken"]).decode().split(":", 1)
         return user, password
 
@@ -38,12 +40,12 @@ def registry_for(settings: Settings, helm: Helm | None = None) -> ChartRegistry:
 
 
 def record_store_for(settings: Settings) -> RecordStore:
-    return open_record_store(settings.records_url, s3_client_factory=lambda: _aws_client(settings.aws_conn_id, "s3"))
+    return open_record_store(settings.records_url, s3_client_factory=lambda: aws_client(settings.aws_conn_id, "s3"))
 
 
 def manifest_store_for(settings: Settings) -> ManifestStore:
     return open_manifest_store(
-        settings.manifest_store_url, s3_client_factory=lambda: _aws_client(settings.aws_conn_id, "s3")
+        settings.manifest_store_url, s3_client_factory=lambda: aws_client(settings.aws_conn_id, "s3")
     )
 
 

@@ -37,7 +37,7 @@ from stackyard.steps import canary as canary_steps
 from stackyard.core.stack_registry import HealthySource, Stack
 from stackyard.exceptions import StackyardError
 from stackyard.airflow.hooks.helm import HelmHook
-from stackyard.airflow.stores import manifest_store_for, record_store_for, registry_for
+from stackyard.airflow.stores import aws_client, manifest_store_for, record_store_for, registry_for
 from stackyard.airflow.operators._base import error_line, non_retryable
 from stackyard.airflow.operators.helm import HelmUpgradeOperator
 from stackyard.settings import Settings
@@ -45,13 +45,6 @@ from stackyard.adapters.helm import DEFAULT_TIMEOUT
 from stackyard.airflow.operators._context import past_slot_reason, triggering_user, user_roles
 from stackyard.core.access import refused_trigger
 from stackyard.core.times import utc_now
-
-
-def aws_client(aws_conn_id: str, service: str) -> Any:
-    """A boto3 client for ``service`` from the AWS connection (its region and endpoint included)."""
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    return AwsBaseHook(aws_conn_id=aws_conn_id, client_type=service).get_conn()
 
 
 def _checks_named(policy: Any) -> str:
