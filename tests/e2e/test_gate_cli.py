@@ -195,8 +195,15 @@ def test_queued_changes_are_tested_at_once_and_one_behind_a_failure_is_tested_ag
     args = ("--wait", "--timeout", "600")
     first = subprocess.Popen([STACKYARD, "gate", "--service", "catalog", "--version", "1.5.0", *args],
                              env=airflow_server.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    line = first.stdout.readline()  # "l3_gate run … queued": the first is queued before the second asks
+    line = first.stdout.readline()  # "l3_gate run … queued" (triggered)
     assert "queued" in line, line
+    # The queue's order is the order validate queues changes, not the triggers': wait for the first.
+    from stackyard.adapters.gate_queue_store import GateQueueStore
+
+    queue, deadline = GateQueueStore(stack.store.backend), time.monotonic() + 120
+    while not any(queue.queued(seq).service == "catalog" for seq in queue.seqs()):
+        assert time.monotonic() < deadline, "the first change was never queued"
+        time.sleep(0.2)
     second = subprocess.run([STACKYARD, "gate", "--service", "storefront", "--version", "1.5.0", *args],
                             env=airflow_server.cli_env(), capture_output=True, text=True, timeout=900)
     first_out = line + first.communicate(timeout=600)[0]
