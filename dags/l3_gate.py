@@ -8,11 +8,12 @@ Changes queue (a **speculative queue**, like Zuul's dependent pipeline): `valida
 request, queues the change and waits until it is inside the window (`STACKYARD_GATE_WINDOW`
 changes tested at once); its candidate is L3 + the changes ahead of it + this one. Then
 `build_candidate` and `create_stack` (side by side) → `deploy` → `system_tests` (every service's
-test hooks side by side, the changed service's first) → `system_test_suite` (the pod of
-`include/gate.yaml`, when configured) → `promote`, with `reject` when the candidate failed to
-deploy or its tests failed. Both wait until every change ahead has left the queue and decide only
-on the exact combination tested (L3 + this change); when what it was tested with is no longer
-what L3 will be, `requeue` tests it again in a new run that keeps its place. `teardown` always;
+test hooks side by side, the changed service's first; they stop early when a change tested
+ahead of this one failed) → `system_test_suite` (the pod of `include/gate.yaml`, when
+configured) → `promote`, with `reject` when the candidate failed to deploy or its tests failed.
+Both wait until every change ahead has left the queue and decide only on the exact combination
+tested (L3 + this change); when what it was tested with is no longer what L3 will be, `requeue`
+tests it again in a new run that keeps its place. `teardown` always;
 `summary` last records the outcome (`promoted`, `rejected`, `requeued`, `superseded` by a newer
 version of the service, or `error` when infrastructure failed) and fails the run unless the
 candidate was promoted. An untested combination is never promoted.
@@ -43,7 +44,6 @@ from stackyard.core.versions import SEMVER_PATTERN
 from stackyard.steps.gate import system_test_suite
 from stackyard.steps.gate_form import gate_form_choices
 from stackyard.airflow.operators import gate
-from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator
 from stackyard.settings import Settings
 
 CANDIDATE = "{{ ti.xcom_pull(task_ids='build_candidate')['chart_ref'] }}"
@@ -97,7 +97,7 @@ def l3_gate():
         task_id="deploy", release=RELEASE, chart_ref=CANDIDATE, namespace=NAMESPACE,
         profile=gate.PROFILE, stack=NAMESPACE, timeout="10m0s",
     )
-    system_tests = ParallelHelmTestOperator(
+    system_tests = gate.CandidateTestOperator(
         task_id="system_tests", release=RELEASE, namespace=NAMESPACE, chart_ref=CANDIDATE,
         profile=gate.PROFILE, changed_service=CHANGED, timeout="10m0s", retries=0,
     )

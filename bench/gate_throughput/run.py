@@ -232,6 +232,31 @@ def scheduler(delay: float) -> dict:
             "by_hand_steps": sorted(hand, key=lambda r: r["wall_seconds"])[0]["steps"]}
 
 
+def cpu_seconds() -> float:
+    """Busy CPU time of the whole machine so far (user, nice, system, irq, softirq), in seconds."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields)
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def queue_timeline(api, since: float) -> list[dict]:
+    """Every gate run since ``since`` (perf_counter): when each task ran, in seconds from then."""
+    offset = time.time() - time.perf_counter()
+    answer = api._call("GET", f"/api/v2/dags/{api.dag_id}/dagRuns?limit=100&order_by=start_date")
+    runs = []
+    for run in answer["dag_runs"]:
+        start = _seconds(run.get("start_date"))
+        if start is None or start < since + offset - 1:
+            continue
+        tasks = api._call("GET", f"{api._run_path(run['dag_run_id'])}/taskInstances?limit=100")["task_instances"]
+        spans = {ti["task_id"]: [round(_seconds(ti[k]) - since - offset, 1) if ti.get(k) else None
+                                 for k in ("start_date", "end_date")] + [ti["state"]]
+                 for ti in sorted(tasks, key=lambda t: t.get("start_date") or "~")}
+        runs.append({"run_id": run["dag_run_id"], "conf": f"{run['conf'].get('service')} {run['conf'].get('chart_version')}",
+                     "state": run["state"], "tasks": spans})
+    return runs
+
+
 def _wait(api, run_id: str) -> dict:
     while (run := api.run(run_id))["state"] not in ("success", "failed"):
         time.sleep(0.2)
@@ -283,14 +308,14 @@ def queue(delay: float) -> dict:
             with server:
                 api = AirflowApi(server.url, server.user, server.password)
                 _wait(api, api.trigger({"service": "orders", "chart_version": "1.0.1"})["dag_run_id"])  # warm-up
-                started = time.perf_counter()  # one gate alone: the baseline
+                started, cpu = time.perf_counter(), cpu_seconds()  # one gate alone: the baseline
                 alone = _wait(api, api.trigger({"service": "storefront", "chart_version": "1.1.0"})["dag_run_id"])
-                one_gate = time.perf_counter() - started
+                one_gate, one_gate_cpu = time.perf_counter() - started, cpu_seconds() - cpu
                 if alone["state"] != "success":
                     raise RuntimeError(f"the baseline gate did not promote: {alone}")
                 before = bench.store.latest().version
                 queue_log = GateQueueStore(bench.store.backend)
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), cpu_seconds()
                 run_ids = []
                 for service, version, _ in changes:  # queued in this order (a change is queued by validate)
                     queued = len(queue_log.seqs())
@@ -299,9 +324,10 @@ def queue(delay: float) -> dict:
                         time.sleep(0.1)
                 while queue_log.entries() or len(queue_log.seqs()) < 2 + len(changes):  # all queued and decided
                     time.sleep(0.5)
-                seconds = time.perf_counter() - started
+                seconds, queue_cpu = time.perf_counter() - started, cpu_seconds() - cpu
                 for run_id in run_ids:  # the original runs end too (their summaries)
                     _wait(api, run_id)
+                runs = queue_timeline(api, started)
             # read before the temporary state goes
             history = [m for m in reversed(bench.store.history()) if m.version > before]
             settled = {}
@@ -309,6 +335,16 @@ def queue(delay: float) -> dict:
                 item, done = queue_log.queued(seq), queue_log.settled(seq)
                 settled[f"#{seq} {item.service} {item.version}"] = (
                     f"{done.settlement.value}{': ' + done.detail if done.detail else ''}" if done else "open")
+            wall = time.time() - time.perf_counter()  # perf_counter -> epoch
+            attempts = []
+            for seq in queue_log.seqs():
+                for attempt in queue_log.attempts(seq):
+                    result = queue_log.result_record(seq, attempt.number)
+                    attempts.append({"seq": seq, "attempt": attempt.number, "ahead": attempt.ahead,
+                                     "started": round(attempt.started.timestamp() - wall - started, 1),
+                                     "result": None if result is None else result.passed,
+                                     "finished": None if result is None else
+                                     round(result.finished.timestamp() - wall - started, 1)})
             tested = {frozenset(attempt.services.items()) for seq in queue_log.seqs() for attempt in queue_log.attempts(seq)
                       if queue_log.result(seq, attempt.number)}
             untested = sum(frozenset((n, p.chart_version) for n, p in m.services.items()) not in tested for m in history)
@@ -318,7 +354,8 @@ def queue(delay: float) -> dict:
     return {"changes": len(changes), "failing": sum(f for *_, f in changes), "window": QUEUE_WINDOW,
             "seconds": seconds, "one_gate_seconds": one_gate, "ratio": seconds / one_gate,
             "untested_promotions": untested, "promoted": [str(m.change) for m in history],
-            "settled": settled}
+            "settled": settled, "attempts": attempts, "cpu_seconds": round(queue_cpu, 1), "one_gate_cpu_seconds": round(one_gate_cpu, 1),
+            "cores": os.cpu_count(), "runs": runs}
 
 
 def main() -> int:

@@ -24,10 +24,10 @@ def gate_dag():
 
 
 def test_system_tests_is_the_parallel_runner_told_the_changed_service(gate_dag):
-    from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator
+    from stackyard.airflow.operators.gate import CandidateTestOperator
 
     task = gate_dag.get_task("system_tests")
-    assert isinstance(task, ParallelHelmTestOperator) and task.retries == 0
+    assert isinstance(task, CandidateTestOperator) and task.retries == 0
     assert "validate" in task.changed_service and "change" in task.changed_service
 
 
@@ -44,6 +44,71 @@ def test_requeue_follows_promote_and_reject_and_comes_before_teardown(gate_dag):
     assert isinstance(requeue, RequeueOperator) and requeue.upstream_task_ids == {"promote", "reject"}
     assert requeue.downstream_task_ids == {"teardown"} and requeue.trigger_rule == "all_done"
     assert "needs_retest" not in gate_dag.task_ids
+
+
+def test_requeue_triggers_the_run_any_handing_over_step_named(gate_dag):
+    from stackyard.steps.gate import HANDING_OVER
+
+    template = gate_dag.get_task("requeue").trigger_run_id
+    assert HANDING_OVER == ("system_tests", "promote", "reject")
+    assert all(f"task_ids='{step}', key='requeue'" in template for step in HANDING_OVER)
+
+
+class _TI:
+    def __init__(self):
+        self.pushed = {}
+
+    def xcom_push(self, key, value):
+        self.pushed[key] = value
+
+
+def test_the_candidates_tests_record_a_failure_at_once_and_stop_when_a_change_ahead_failed(tmp_path, monkeypatch):
+    """system_tests as the queue sees it: its first failed test is the attempt's result at once;
+    once a change tested ahead of it failed, it stops and hands the change over (``requeue``)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from stackyard.adapters.gate_queue_store import GateQueueStore
+    from stackyard.adapters.manifest_store import LocalManifestStore
+    from stackyard.airflow.operators import gate
+    from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator
+    from stackyard.core.manifest import Manifest, Provenance, ServicePin
+    from stackyard.core.system_tests import Phase, TestResult
+    from stackyard.steps import gate_queue as q
+    from stackyard.steps.system_tests import Cancelled
+    from tests.steps.test_gate_queue_steps import NOW
+
+    store = LocalManifestStore(tmp_path / "store")
+    store.seed(Manifest.initial({"orders": ServicePin("1.0.0"), "catalog": ServicePin("1.0.0")}, NOW, Provenance()))
+    queue = GateQueueStore(store.backend)
+    items = [q.join(queue, service=s, version="1.1.0", pin=ServicePin("1.1.0"), run_id=f"run-{s}")
+             for s in ("orders", "catalog")]
+    attempts = [q.start(queue, store, item, window=3, run_id=f"run-{item.service}", now=NOW,
+                        provenance=Provenance()).attempt for item in items]
+    current = {}
+    monkeypatch.setattr(gate, "pulled", lambda task_id, key="return_value": current if key == gate.QUEUE_XCOM_KEY else None)
+    monkeypatch.setattr(gate, "gate_queue_for", lambda settings: queue)
+    monkeypatch.setattr(gate, "manifest_store_for", lambda settings: store)
+    task = gate.CandidateTestOperator(task_id="system_tests", release="r", namespace="n")
+    task._looked, task._failure_noted = 0.0, False
+    failed = TestResult("orders-test", "orders", "Pod", 0, Phase.FAILED, 1.0, "exit 1", "")
+
+    current.update(seq=items[1].seq, attempt=attempts[1])  # catalog, tested behind orders
+    assert task.stop_reason({"run_id": "run-catalog"}) is None
+    current.update(seq=items[0].seq, attempt=attempts[0])  # orders' own first failed test
+    task.on_result({"run_id": "run-orders"}, failed)
+    assert queue.result(items[0].seq, attempts[0]) is False
+
+    current.update(seq=items[1].seq, attempt=attempts[1])
+    task._looked = 0.0
+    reason = task.stop_reason({"run_id": "run-catalog"})
+    assert reason == "orders 1.1.0 (#1) ahead of it failed"
+    monkeypatch.setattr(ParallelHelmTestOperator, "perform", lambda self, context: (_ for _ in ()).throw(
+        Cancelled(reason, [])))
+    ti = _TI()
+    with pytest.raises(AirflowSkipException, match="tests it again"):
+        task.perform({"run_id": "run-catalog", "ti": ti})
+    assert ti.pushed["conflict"] == reason and ti.pushed["requeue"].startswith(f"requeue__{items[1].seq}__2__")
+    assert queue.handover(items[1].seq, attempts[1]) == ti.pushed["requeue"]
 
 
 @pytest.mark.parametrize("raw, expected", [(None, 3), ("1", 1), ("5", 5)])

@@ -91,6 +91,28 @@ def test_behind_a_failure_a_change_is_tested_again_without_it(tmp_path):
     assert again.attempt == 2 and again.candidate.parent == 1 and again.position.ahead == []
 
 
+def test_tests_behind_a_failure_learn_at_once_that_their_attempt_no_longer_counts(tmp_path):
+    """While its tests run, a change asks whether its attempt still counts: not once a change
+    tested ahead of it has failed (its tests may stop), nor when one ahead left the queue; a
+    failure behind it, or a promotion ahead of it, changes nothing."""
+    queue, store = stores(tmp_path)
+    a, b, c = (queue_change(queue, s, "1.1.0", f"run-{s}") for s in ("orders", "catalog", "storefront"))
+    first, second, third = (start(queue, store, item, f"run-{item.service}") for item in (a, b, c))
+    assert q.outdated(queue, store, c.seq) is None  # nothing known yet
+    queue.record_result(c.seq, third.attempt, passed=False, run_id="run-storefront")
+    assert q.outdated(queue, store, b.seq) is None  # a failure behind it is no concern of catalog's
+    queue.record_result(a.seq, first.attempt, passed=True, run_id="run-orders")
+    store.promote(first.candidate)
+    queue.settle(a.seq, Settlement.PROMOTED, l3_version=2)
+    assert q.outdated(queue, store, b.seq) is None and q.outdated(queue, store, c.seq) is None
+    queue.record_result(b.seq, second.attempt, passed=False, run_id="run-catalog")  # its first failed test
+    assert q.outdated(queue, store, c.seq) == "catalog 1.1.0 (#2) ahead of it failed"
+    queue.settle(b.seq, Settlement.REJECTED)
+    assert "catalog 1.1.0 (#2), tested ahead of it, left the queue: rejected" == q.outdated(queue, store, c.seq)
+    queue.settle(c.seq, Settlement.ABANDONED)
+    assert q.outdated(queue, store, c.seq) is None  # it left the queue: nothing more to stop for
+
+
 def test_a_requeued_run_must_ask_for_its_change(tmp_path):
     queue, store = stores(tmp_path)
     b = queue_change(queue, "catalog", "1.1.0", "run-b")

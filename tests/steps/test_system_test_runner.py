@@ -8,7 +8,7 @@ import pytest
 from stackyard.core.system_tests import (
     RUNNING, DeletePolicy, HookRejectedError, Observed, Phase, TestHook,
 )
-from stackyard.steps.system_tests import run_tests
+from stackyard.steps.system_tests import Cancelled, run_tests
 
 BHC = DeletePolicy.BEFORE_HOOK_CREATION
 
@@ -92,6 +92,22 @@ def test_every_test_runs_to_its_end_after_a_failure():
     results = go([[hook("a", policies=())], [hook("b", weight=1, policies=()), hook("c", weight=1, policies=())]], cluster)
     assert {r.name: r.phase for r in results} == {"a": Phase.FAILED, "b": Phase.SUCCEEDED, "c": Phase.FAILED}
     assert {r.name: r.reason for r in results}["a"] == "exit 1"
+
+
+def test_a_stopped_run_ends_at_the_next_poll_with_what_finished_and_starts_nothing_more():
+    cluster = Cluster(durations={"quick": 1, "slow": 5, "later": 1})
+    asked = []
+
+    def stop():
+        asked.append(cluster.turn)
+        return "a change ahead failed" if cluster.turn >= 2 else None
+
+    with pytest.raises(Cancelled) as stopped:
+        go([[hook("quick", policies=()), hook("slow", policies=())], [hook("later", weight=1, policies=())]],
+           cluster, stop=stop)
+    assert stopped.value.reason == "a change ahead failed" and "a change ahead failed" in str(stopped.value)
+    assert [r.name for r in stopped.value.results] == ["quick"]  # "slow" was still running
+    assert "later" not in cluster.created and asked == [0, 1, 2]  # asked once per poll; the next group never started
 
 
 def test_the_order_given_is_the_order_started():

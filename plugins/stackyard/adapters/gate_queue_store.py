@@ -131,8 +131,13 @@ class GateQueueStore:
 
     def result(self, seq: int, number: int) -> bool | None:
         """Whether attempt ``number`` of change ``seq`` passed (None: no result recorded)."""
+        record = self.result_record(seq, number)
+        return None if record is None else record.passed
+
+    def result_record(self, seq: int, number: int) -> ResultRecord | None:
+        """Attempt ``number``'s result as recorded (who recorded it and when), if any."""
         try:
-            return self._load(ResultRecord, _key("results", seq, number)).passed
+            return self._load(ResultRecord, _key("results", seq, number))
         except NotFoundError:
             return None
 

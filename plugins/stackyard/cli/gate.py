@@ -23,7 +23,7 @@ import urllib.request
 from typing import Any
 
 from stackyard.exceptions import InputError, StackyardError
-from stackyard.steps.gate import STEPS as GATE_STEPS, GateRequest
+from stackyard.steps.gate import HANDING_OVER, STEPS as GATE_STEPS, GateRequest
 from stackyard.settings import Settings
 
 DAG_ID = "l3_gate"
@@ -269,7 +269,7 @@ def outcome(api: AirflowApi, run_id: str, state: str) -> tuple[int, str | None]:
         return REJECTED, None
     if states.get("requeue") == "success":
         next_run = api.xcom(run_id, "requeue", "trigger_run_id")
-        conflict = api.xcom(run_id, "promote", "conflict") or api.xcom(run_id, "reject", "conflict")
+        conflict = next(filter(None, (api.xcom(run_id, step, "conflict") for step in HANDING_OVER)), None)
         _say(f"NOT DECIDED: {conflict or 'L3 moved while this candidate was tested'}; tested again, keeping its place")
         if next_run:
             return ERROR, next_run

@@ -156,6 +156,10 @@ def failed_tests(helm_test_output: str) -> list[str]:
 #: The gate's steps in pipeline order: the first one that failed is the reason of an ``error``.
 STEPS = ("validate", "build_candidate", "create_stack", "deploy", "system_tests", "system_test_suite", "promote",
          "reject")
+#: The steps that may hand a queued change over to a new run (XCom ``requeue``: its run id;
+#: ``conflict``: why): the tests stop early when a change ahead failed; promote and reject, when
+#: what was tested is no longer what L3 will be.
+HANDING_OVER = ("system_tests", "promote", "reject")
 
 
 def rejection(*, deploy_failure: DeployFailure | None, test_run: Mapping[str, Any] | None,

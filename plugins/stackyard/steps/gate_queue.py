@@ -175,6 +175,18 @@ def wait_turn(queue: GateQueueStore, store: ManifestStore, seq: int, *, window: 
         sleep(POLL_SECONDS)
 
 
+def outdated(queue: GateQueueStore, store: ManifestStore, seq: int) -> str | None:
+    """Why change ``seq``'s attempt under test will be tested again whatever its result (what it
+    is tested with is no longer what L3 will be), or None while it still counts."""
+    entries = queue.entries(include=(seq,))
+    current = store.latest()
+    l3 = {name: pin.chart_version for name, pin in current.services.items()} if current else {}
+    mine = next((entry for entry in entries if entry.item.seq == seq), None)
+    if mine is None or mine.settled is not None or mine.attempt is None:
+        return None
+    return retest_reason(queue, store, seq) if turn(l3, entries, seq) is Turn.RETEST else None
+
+
 def retest_reason(queue: GateQueueStore, store: ManifestStore, seq: int) -> str:
     """Why change ``seq`` must be tested again, in words (for the log, the report and the alert)."""
     entries = queue.entries(include=(seq,))

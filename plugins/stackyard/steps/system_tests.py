@@ -3,7 +3,9 @@ group, each to its end (rules in :mod:`stackyard.core.system_tests`).
 
 One loop drives every test through ``queued → deleting (before-hook-creation) → running →
 finished``; each turn asks the cluster once per kind for the state of everything in flight, so the
-API server sees the same few requests per poll however many tests run.
+API server sees the same few requests per poll however many tests run. ``stop`` ends a run early
+(:class:`Cancelled`) when its result can no longer matter, like a gate candidate that must be
+tested again anyway.
 """
 
 from __future__ import annotations
@@ -17,6 +19,15 @@ from stackyard.core.secrets import SECRETS
 from stackyard.core.system_tests import ABSENT, HookRejectedError, Observed, Phase, TestHook, TestResult
 
 DEFAULT_POLL_SECONDS = 0.5
+
+
+class Cancelled(Exception):
+    """The run was stopped before every test ended (``stop`` gave the reason): no verdict. Tests
+    still in flight are left as they are (the stack they run in is torn down)."""
+
+    def __init__(self, reason: str, results: Sequence[TestResult]) -> None:
+        super().__init__(f"tests stopped: {reason}")
+        self.reason, self.results = reason, list(results)
 
 
 class TestCluster(Protocol):
@@ -47,11 +58,13 @@ def run_tests(
     log_lines: int = 40,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    stop: Callable[[], str | None] = lambda: None,
 ) -> list[TestResult]:
     """Every test of every group, in the order they finished; ``on_result`` sees each as it ends.
 
     ``timeout_seconds`` bounds each test from its creation (helm's ``--timeout`` is per hook);
-    a test that times out is a failure and gets its ``hook-failed`` policy.
+    a test that times out is a failure and gets its ``hook-failed`` policy. ``stop`` is asked
+    once per poll; a reason it returns raises :class:`Cancelled`.
     """
     if parallelism < 1:
         raise ValueError("parallelism must be at least 1")
@@ -99,6 +112,8 @@ def run_tests(
             if not flying:
                 continue
             sleep(poll_seconds)
+            if reason := stop():
+                raise Cancelled(reason, results)
             seen = cluster.observe([flight.hook for flight in flying])
             for flight in list(flying):
                 now = clock()

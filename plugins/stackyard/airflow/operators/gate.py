@@ -8,7 +8,7 @@ helm failure (``failure``). ``reject`` records a rejection only for a verdict on
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import time
 from datetime import timedelta
@@ -35,6 +35,9 @@ from stackyard.airflow.hooks.helm import HelmHook
 from stackyard.airflow.hooks.namespaces import StackHook
 from stackyard.airflow.stores import gate_queue_for, manifest_store_for, registry_for
 from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY, HelmUpgradeOperator
+from stackyard.airflow.operators.system_tests import ParallelHelmTestOperator
+from stackyard.core.system_tests import Phase, TestResult
+from stackyard.steps.system_tests import Cancelled
 from stackyard.airflow.hooks.sops import SopsHook
 from stackyard.steps.publishing import load_umbrella_template, registry_stacks
 from stackyard.settings import Settings
@@ -55,6 +58,7 @@ WINDOW_POKE_SECONDS = 5                # how often a change beyond the window lo
 QUEUE_TIMEOUT_SECONDS = 6 * 3600       # how long a change may wait for the window
 TURN_WAIT_IN_TASK_SECONDS = 20         # promote/reject wait for their turn this long in the task...
 TURN_RESCHEDULE_SECONDS = 3            # ...then look again this much later, holding no worker slot
+QUEUE_LOOK_SECONDS = 1.0               # how often the tests look whether their attempt still counts
 KEEP_ON_FAILURE_TTL = "1d"
 FAILURE_XCOM_KEY = "failure"
 
@@ -157,7 +161,7 @@ def _turn(passed: bool, context: Any) -> Turn:
     return decision
 
 
-def _requeue(context: Any, reason: str) -> None:
+def _requeue(context: Any, reason: str) -> NoReturn:
     """Hand the change over to a new run (``requeue`` triggers it), then skip."""
     queued = pulled("validate", QUEUE_XCOM_KEY)
     run_id = queue_steps.requeue_run_id(queued["seq"], queued["attempt"], utc_now().strftime("%Y%m%dT%H%M%S"))
@@ -165,6 +169,11 @@ def _requeue(context: Any, reason: str) -> None:
     context["ti"].xcom_push(key="conflict", value=reason)
     context["ti"].xcom_push(key=REQUEUE_XCOM_KEY, value=run_id)
     raise AirflowSkipException(f"not decided: {reason}; {run_id} tests it again")
+
+
+def _handed_over(key: str = REQUEUE_XCOM_KEY) -> Any:
+    """What the task that handed the change over pushed under ``key`` (None: no hand-over)."""
+    return next((value for task_id in gate_steps.HANDING_OVER if (value := pulled(task_id, key))), None)
 
 
 def _run_alive(run_id: str) -> bool:
@@ -197,8 +206,9 @@ def promote(candidate: dict[str, Any], **context: Any) -> dict[str, Any]:
 
 
 class RequeueOperator(TriggerDagRunOperator):
-    """``requeue``: a new gate run for the same request when ``promote`` or ``reject`` handed the
-    change over (its run id names the queued change, which keeps its place); otherwise skipped."""
+    """``requeue``: a new gate run for the same request when ``system_tests``, ``promote`` or
+    ``reject`` handed the change over (its run id names the queued change, which keeps its place);
+    otherwise skipped."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(
@@ -206,8 +216,8 @@ class RequeueOperator(TriggerDagRunOperator):
             # Just before this run's own place in Airflow's queue of runs (ordered by run_after):
             # a change tested again keeps its place ahead of the changes queued after it.
             logical_date="{{ (dag_run.run_after - macros.timedelta(milliseconds=1)).isoformat() }}",
-            trigger_run_id=("{{ ti.xcom_pull(task_ids='promote', key='%s') or ti.xcom_pull(task_ids='reject', "
-                            "key='%s') or '' }}" % (REQUEUE_XCOM_KEY, REQUEUE_XCOM_KEY)),
+            trigger_run_id="{{ %s or '' }}" % " or ".join(
+                f"ti.xcom_pull(task_ids='{task_id}', key='{REQUEUE_XCOM_KEY}')" for task_id in gate_steps.HANDING_OVER),
             **kwargs,
         )
 
@@ -215,6 +225,44 @@ class RequeueOperator(TriggerDagRunOperator):
         if not self.trigger_run_id:
             raise AirflowSkipException("nothing to test again")
         return super().execute(context)
+
+
+class CandidateTestOperator(ParallelHelmTestOperator):
+    """``system_tests``: the candidate's test hooks (all at once), watching the queue meanwhile.
+
+    A failed test is recorded as the attempt's result at once, so the changes tested behind this
+    one learn of it before every test has ended. When what this attempt tests can no longer be
+    promoted (a change ahead of it failed, or left the queue unpromoted), the tests stop and the
+    change is handed over to a new run (``requeue``), as Zuul restarts the changes behind a
+    failure instead of letting their doomed jobs finish.
+    """
+
+    def perform(self, context: Any) -> dict[str, Any]:
+        self._looked, self._failure_noted = 0.0, False
+        try:
+            return super().perform(context)
+        except Cancelled as exc:
+            print(f"stopped after {len(exc.results)} finished test(s): {exc.reason}")
+            _requeue(context, exc.reason)
+
+    def on_result(self, context: Any, result: TestResult) -> None:
+        super().on_result(context, result)
+        if result.phase is Phase.FAILED and not self._failure_noted:
+            queued = pulled("validate", QUEUE_XCOM_KEY)
+            gate_queue_for(Settings.from_env()).record_result(queued["seq"], queued["attempt"], passed=False,
+                                                              run_id=context["run_id"])
+            self._failure_noted = True
+
+    def stop_reason(self, context: Any) -> str | None:
+        if time.monotonic() - self._looked < QUEUE_LOOK_SECONDS:
+            return None
+        self._looked = time.monotonic()
+        settings, queued = Settings.from_env(), pulled("validate", QUEUE_XCOM_KEY)
+        try:
+            return queue_steps.outdated(gate_queue_for(settings), manifest_store_for(settings), queued["seq"])
+        except Exception as exc:  # noqa: BLE001 - an unreadable queue is no reason to stop the tests
+            self.log.warning("could not look at the gate queue: %s", error_line(exc))
+            return None
 
 
 class CandidateDeployOperator(HelmUpgradeOperator):
@@ -297,8 +345,7 @@ def teardown(**context: Any) -> dict[str, Any]:
         return {"action": "none", "reason": "no stack was created"}
     name = stack["namespace"]
     hook = StackHook(Settings.from_env().kubernetes_conn_id)
-    requeued = pulled("promote", REQUEUE_XCOM_KEY) or pulled("reject", REQUEUE_XCOM_KEY)
-    rejected = pulled("promote") is None and not requeued  # a requeue is no failure
+    rejected = pulled("promote") is None and not _handed_over()  # a requeue is no failure
     if context["params"].get("keep_stack_on_failure") and rejected:
         hook.annotate(name, {ANNOTATION_TTL: KEEP_ON_FAILURE_TTL, ANNOTATION_LAST_ACTIVITY: timestamp(utc_now())})
         print(f"kept stack {name} for inspection; the reaper removes it after {KEEP_ON_FAILURE_TTL}")
@@ -316,7 +363,7 @@ def _leave_queue_unless_decided(context: Any) -> None:
     """A run that ends without a verdict or a hand-over takes its change out of the queue, so the
     changes behind it need not wait for it (a settled change is left as it is)."""
     queued = pulled("validate", QUEUE_XCOM_KEY)
-    if not queued or pulled("promote", REQUEUE_XCOM_KEY) or pulled("reject", REQUEUE_XCOM_KEY):
+    if not queued or _handed_over():
         return
     try:
         queue_steps.abandon(gate_queue_for(Settings.from_env()), queued["seq"], run_id=context["run_id"],
@@ -354,7 +401,7 @@ def summary(candidate: dict[str, Any] | None = None, **context: Any) -> dict[str
         raise AirflowFailException(f"L3 gate error: {reason}")
     manifest = Manifest.from_dict(candidate)
     promoted, rejected = pulled("promote"), pulled("reject")
-    conflict = pulled("promote", "conflict") or pulled("reject", "conflict")
+    conflict = _handed_over("conflict")
     superseded = pulled("promote", SUPERSEDED_XCOM_KEY) or pulled("reject", SUPERSEDED_XCOM_KEY)
     test_run = pulled("system_tests", TEST_OUTPUT_XCOM_KEY) or {}
     failure = pulled("deploy", FAILURE_XCOM_KEY)

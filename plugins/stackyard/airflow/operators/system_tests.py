@@ -58,7 +58,8 @@ class ParallelHelmTestOperator(_HelmOperator):
                       len(groups), parallelism, self.changed_service or "no service")
         api_client = KubernetesHook(conn_id=self.kubernetes_conn_id or self.settings.kubernetes_conn_id).api_client
         results = run_tests(groups, KubeTestHooks(api_client, self.namespace), parallelism=parallelism,
-                            timeout_seconds=timeout, on_result=self._log_result)
+                            timeout_seconds=timeout, on_result=lambda result: self.on_result(context, result),
+                            stop=lambda: self.stop_reason(context))
         outcome = rules.verdict(hooks, results)
         result = {
             "release": self.release, "namespace": self.namespace, "passed": outcome.passed,
@@ -71,8 +72,13 @@ class ParallelHelmTestOperator(_HelmOperator):
             raise RuntimeError(f"system tests of {self.release} in {self.namespace} failed: {failed}")
         return result
 
-    def _log_result(self, result: rules.TestResult) -> None:
+    def on_result(self, context: Any, result: rules.TestResult) -> None:
+        """Each test's outcome as it ends (logged; a subclass may act on a failure at once)."""
         log_result(self.log, result)
+
+    def stop_reason(self, context: Any) -> str | None:
+        """Why the run should stop before its end (asked once per poll; raises ``Cancelled``)."""
+        return None
 
 
 class SystemTestSuiteOperator(_HelmOperator):
