@@ -18,7 +18,7 @@ from typing import Any
 from stackyard.adapters.helm import DEFAULT_TIMEOUT
 from stackyard.airflow.operators.helm import TEST_OUTPUT_XCOM_KEY, _HelmOperator
 from stackyard.core import system_tests as rules
-from stackyard.steps.system_tests import run_tests
+from stackyard.steps.system_tests import Cancelled, run_tests
 
 
 class ParallelHelmTestOperator(_HelmOperator):
@@ -48,10 +48,12 @@ class ParallelHelmTestOperator(_HelmOperator):
 
         timeout = rules.go_duration_seconds(self.timeout)
         parallelism = self.parallelism or self.settings.gate_test_parallelism
+        self._stop_if_asked(context)
         with self.helm_hook.helm() as helm:
             if self.profile and (self.chart or self.chart_ref):
                 package = self.package(helm, self.chart, self.chart_ref)
                 self.values_layers(package, profile=self.profile, stack="", namespace=self.namespace)
+                self._stop_if_asked(context)
             hooks = rules.test_hooks(helm.release_hooks(self.release, namespace=self.namespace))
         groups = rules.plan(hooks, self.changed_service or None)
         self.log.info("%d test(s) of %s in %d weight group(s), %d at once; %s first", len(hooks), self.release,
@@ -77,8 +79,13 @@ class ParallelHelmTestOperator(_HelmOperator):
         log_result(self.log, result)
 
     def stop_reason(self, context: Any) -> str | None:
-        """Why the run should stop before its end (asked once per poll; raises ``Cancelled``)."""
+        """Why the run should stop before its end (asked before the tests start and once per
+        poll; a reason raises ``Cancelled``)."""
         return None
+
+    def _stop_if_asked(self, context: Any) -> None:
+        if reason := self.stop_reason(context):
+            raise Cancelled(reason, [])
 
 
 class SystemTestSuiteOperator(_HelmOperator):
