@@ -381,8 +381,9 @@ def main() -> int:
     parser.add_argument("--ready-delay", type=float, default=2.0, help="sandbox readiness (s)")
     parser.add_argument("--no-standalone", action="store_true", help="skip (c), the gate under airflow standalone")
     parser.add_argument("--parts", default="a,b,c", help="which of (a) test phase, (b) queue, (c) scheduler to run")
-    parser.add_argument("--window", type=int, default=GATE_WINDOW,
-                        help=f"(b): changes tested at once (STACKYARD_GATE_WINDOW; default {GATE_WINDOW}, the gate's)")
+    parser.add_argument("--window", type=int, default=len(QUEUE_CHANGES),
+                        help=f"(b): changes tested at once (STACKYARD_GATE_WINDOW; default {len(QUEUE_CHANGES)}: "
+                             f"all of them; the gate's own default is {GATE_WINDOW})")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
