@@ -105,6 +105,8 @@ BAD = [
      "stack shop: canary.analysis[0].address: expected an http(s) URL"),
     ({"analysis": [{"type": "cloudwatch", "metric": "m", "max": 1}]}, None,
      "stack shop: canary.analysis[0]: a metric needs its namespace"),
+    ({"analysis": [{"type": "cloudwatch", "namespace": "AWS/ApplicationELB", "metric": "m", "max": 1, "min": 2}]},
+     None, "stack shop: canary.analysis[0]: min 2 is above max 1"),
     ({"analysis": [{"type": "datadog"}]}, None, "stack shop: canary.analysis[0].type: 'datadog' is not one of prometheus, cloudwatch, http, chart-tests"),
     ({"analysis": [{"type": "http", "name": "up", "url": "http://a/"}, {"type": "chart-tests", "name": "up"}]}, None,
      "stack shop: canary: analysis: check name(s) up repeated"),

@@ -206,11 +206,16 @@ class _Bounded(Schema):
 
     @model_validator(mode="after")
     def _a_bound(self):
-        if self.max is None and self.min is None:
-            raise ValueError("set max, min or both")
-        if self.max is not None and self.min is not None and self.min > self.max:
-            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
+        _check_bounds(self.max, self.min, "set max, min or both")
         return self
+
+
+def _check_bounds(max_: float | None, min_: float | None, missing: str) -> None:
+    """At least one bound, and min not above max (``missing``: what to say when neither is set)."""
+    if max_ is None and min_ is None:
+        raise ValueError(missing)
+    if max_ is not None and min_ is not None and min_ > max_:
+        raise ValueError(f"min {min_:g} is above max {max_:g}")
 
 
 class PrometheusAnalysis(_Bounded):
@@ -246,8 +251,7 @@ class CloudWatchAnalysis(Schema):
         if self.metric is not None:
             if self.namespace is None:
                 raise ValueError("a metric needs its namespace (e.g. AWS/ApplicationELB)")
-            if self.max is None and self.min is None:
-                raise ValueError("a metric needs max, min or both")
+            _check_bounds(self.max, self.min, "a metric needs max, min or both")
             if self.window < self.period:
                 raise ValueError(f"window {self.window} s is shorter than period {self.period} s")
         return self

@@ -98,6 +98,12 @@ def taken_up(queue: GateQueueStore, *, run_id: str, service: str, version: str) 
     return QueueItem(service, version, seq)
 
 
+def _l3_pins(store: ManifestStore) -> dict[str, str]:
+    """L3's service versions now (none before the first version is seeded)."""
+    current = store.latest()
+    return {name: pin.chart_version for name, pin in current.services.items()} if current else {}
+
+
 def _pin(queue: GateQueueStore, seq: int) -> ServicePin:
     record = queue.queued(seq)
     return ServicePin(record.pin["chart_version"], record.pin.get("digest"), record.pin.get("images") or {})
@@ -152,9 +158,7 @@ def wait_turn(queue: GateQueueStore, store: ManifestStore, seq: int, *, window: 
     last = None
     while True:
         entries = queue.entries(include=(seq,))
-        current = store.latest()
-        l3 = {name: pin.chart_version for name, pin in current.services.items()} if current else {}
-        decision = turn(l3, entries, seq)
+        decision = turn(_l3_pins(store), entries, seq)
         if decision is not Turn.WAIT:
             return decision
         for number, entry in enumerate(open_entries(entries), start=1):
@@ -179,12 +183,10 @@ def outdated(queue: GateQueueStore, store: ManifestStore, seq: int) -> str | Non
     """Why change ``seq``'s attempt under test will be tested again whatever its result (what it
     is tested with is no longer what L3 will be), or None while it still counts."""
     entries = queue.entries(include=(seq,))
-    current = store.latest()
-    l3 = {name: pin.chart_version for name, pin in current.services.items()} if current else {}
     mine = next((entry for entry in entries if entry.item.seq == seq), None)
     if mine is None or mine.settled is not None or mine.attempt is None:
         return None
-    return retest_reason(queue, store, seq) if turn(l3, entries, seq) is Turn.RETEST else None
+    return retest_reason(queue, store, seq) if turn(_l3_pins(store), entries, seq) is Turn.RETEST else None
 
 
 def retest_reason(queue: GateQueueStore, store: ManifestStore, seq: int) -> str:
@@ -241,10 +243,8 @@ def queue_view(queue: GateQueueStore, store: ManifestStore, *, window: int) -> d
     """The gate queue as the Stacks view shows it: every queued change in order, where it stands
     and what it is tested behind."""
     entries = queue.entries()
-    current = store.latest()
-    l3 = {name: pin.chart_version for name, pin in current.services.items()} if current else {}
     changes = []
-    for number, (entry, ahead, _) in enumerate(lineup(l3, entries), start=1):
+    for number, (entry, ahead, _) in enumerate(lineup(_l3_pins(store), entries), start=1):
         record = queue.queued(entry.item.seq)
         attempt = entry.attempt
         if attempt is None:
